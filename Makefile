@@ -1,0 +1,46 @@
+# walletd: `make run` to start a local daemon, `make test` to run the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SOCKET := $(CURDIR)/.walletd/walletd.sock
+
+.PHONY: install run test lint format bench fuzz soak clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,lint]'
+	touch $@
+
+run: install
+	@echo "walletd: state and socket under ./.walletd/ (Ctrl-C stops it)."
+	@echo "In another shell, try:"
+	@echo "  $(BIN)/walletctl --socket $(SOCKET) create alice"
+	@echo "  echo hello | $(BIN)/walletctl --socket $(SOCKET) sign alice"
+	@echo "  (or: export WALLETD_SOCKET=$(SOCKET) and leave out --socket)"
+	$(BIN)/walletd --log-format console
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python -m bench
+
+fuzz: install
+	WALLETD_FUZZ=long $(BIN)/python -m pytest -q -m "fuzz" -p no:randomly tests
+
+soak: install
+	WALLETD_SOAK=long $(BIN)/python -m pytest -q -m "soak" tests
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

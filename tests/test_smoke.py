@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from wallet_client import AsyncWalletClient, PermissionDeniedError, WalletClient
+
+from .support import run_as_nobody
+
+
+async def test_create_sign_verify_in_process(client: AsyncWalletClient) -> None:
+    address = await client.create_wallet("alice")
+    assert address.startswith("0x") and len(address) == 34
+    signature = await client.sign_message("alice", b"hello")
+    assert await client.verify_signature("alice", b"hello", signature)
+
+
+def test_other_uid_is_refused(daemon) -> None:
+    proc = daemon().start()
+    with WalletClient(proc.socket_path) as c:
+        c.create_wallet("alice")
+    result = run_as_nobody(
+        "c = WalletClient(ARGS[0])\n"
+        "try:\n    c.sign_message('alice', b'x'); result = 'signed'\n"
+        "except errors.PermissionDeniedError as e:\n    result = e.code\n",
+        args=[str(proc.socket_path)],
+    )
+    assert result == "forbidden"
+    assert proc.stop() == 0
+    assert PermissionDeniedError.code == "forbidden"

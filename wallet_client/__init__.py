@@ -1,0 +1,54 @@
+"""Client for walletd, the local signing daemon.
+
+``WalletClient`` (blocking) and ``AsyncWalletClient`` (trio) speak the protocol in
+:mod:`wallet_client.protocol`; their method names mirror the in-process wallet library that
+walletd replaces. ``Wallet`` is a facade bound to one user id.
+"""
+
+from __future__ import annotations
+
+from .aio import AsyncWalletClient
+from .calls import BackupList, hash_response
+from .client import WalletClient
+from .errors import (
+    BackupIntegrityError,
+    DaemonUnavailableError,
+    InvalidArgumentError,
+    PermissionDeniedError,
+    ProtocolError,
+    RitualError,
+    RitualLockedError,
+    StorageError,
+    WalletError,
+    WalletExistsError,
+    WalletKeyError,
+    WalletNotFoundError,
+)
+from .protocol import RitualStep, RotationPolicy, RotationRecord, SignedItem
+from .wallet import Wallet
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncWalletClient",
+    "BackupIntegrityError",
+    "BackupList",
+    "DaemonUnavailableError",
+    "InvalidArgumentError",
+    "PermissionDeniedError",
+    "ProtocolError",
+    "RitualError",
+    "RitualLockedError",
+    "RitualStep",
+    "RotationPolicy",
+    "RotationRecord",
+    "SignedItem",
+    "StorageError",
+    "Wallet",
+    "WalletClient",
+    "WalletError",
+    "WalletExistsError",
+    "WalletKeyError",
+    "WalletNotFoundError",
+    "hash_response",
+]

@@ -1,0 +1,225 @@
+"""The trio client: one Unix-socket connection; concurrent callers take turns on it.
+
+All request building and response mapping lives in :mod:`wallet_client.calls`; this module only
+moves bytes over a trio stream. It reconnects lazily after a lost connection.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import trio
+
+from . import calls
+from . import protocol as p
+from .calls import BackupList, Call, ClientCore
+from .client import resolve_socket_path
+from .errors import DaemonUnavailableError, WalletError
+
+T = TypeVar("T")
+
+__all__ = ["AsyncWalletClient"]
+
+_RECV_BYTES = 1 << 16
+
+
+class AsyncWalletClient:
+    """Talks to walletd from trio code. ``async with AsyncWalletClient() as client: ...``"""
+
+    def __init__(
+        self,
+        socket_path: str | os.PathLike[str] | None = None,
+        *,
+        timeout: float | None = calls.DEFAULT_TIMEOUT,
+    ) -> None:
+        self.socket_path = resolve_socket_path(socket_path)
+        self.timeout = timeout
+        self._core = ClientCore()
+        self._stream: trio.SocketStream | None = None
+        self._lock = trio.Lock()
+
+    async def __aenter__(self) -> AsyncWalletClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._drop()
+        await trio.lowlevel.checkpoint()
+
+    def _drop(self) -> None:
+        # Closing the socket is synchronous, so this also works while being cancelled.
+        if self._stream is not None:
+            self._stream.socket.close()
+            self._stream = None
+
+    async def _connect(self) -> trio.SocketStream:
+        try:
+            stream = await trio.open_unix_socket(self.socket_path)
+        except OSError as exc:
+            raise DaemonUnavailableError(
+                f"cannot connect to walletd at {self.socket_path}: {exc.strerror or exc}"
+            ) from exc
+        self._core.reset()
+        return stream
+
+    async def _call(self, call: Call[T]) -> T:
+        async with self._lock:
+            timeout = math.inf if self.timeout is None else self.timeout
+            try:
+                with trio.fail_after(timeout):
+                    if self._stream is None:
+                        self._stream = await self._connect()
+                    request_id, frame = self._core.encode(call)
+                    await self._stream.send_all(frame)
+                    while (response := self._core.next_response()) is None:
+                        data = await self._stream.receive_some(_RECV_BYTES)
+                        if not data:
+                            raise trio.BrokenResourceError("walletd closed the connection")
+                        self._core.feed(data)
+            except trio.TooSlowError as exc:
+                self._drop()  # a late reply would be read as the next request's answer
+                raise DaemonUnavailableError(
+                    f"walletd at {self.socket_path} did not answer within {self.timeout}s"
+                ) from exc
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self._drop()
+                raise DaemonUnavailableError(
+                    f"lost the connection to walletd at {self.socket_path}: {exc}"
+                ) from exc
+            except (WalletError, trio.Cancelled):
+                self._drop()
+                raise
+            return self._core.result(call, request_id, response)
+
+    # ------------------------------------------------------------------ methods
+
+    async def hello(self) -> p.HelloResult:
+        return await self._call(calls.hello())
+
+    async def status(self) -> p.StatusResult:
+        return await self._call(calls.status())
+
+    async def create_wallet(self, user_id: str) -> str:
+        return await self._call(calls.create_wallet(user_id))
+
+    async def get_wallet_address(self, user_id: str) -> str | None:
+        return await self._call(calls.get_wallet_address(user_id))
+
+    async def has_wallet(self, user_id: str) -> bool:
+        return await self._call(calls.has_wallet(user_id))
+
+    async def list_wallets(self) -> dict[str, str]:
+        return await self._call(calls.list_wallets())
+
+    async def delete_wallet(self, user_id: str) -> bool:
+        return await self._call(calls.delete_wallet(user_id))
+
+    async def sign_message(self, user_id: str, message: bytes) -> bytes:
+        return await self._call(calls.sign_message(user_id, message))
+
+    async def verify_signature(self, user_id: str, message: bytes, signature: bytes) -> bool:
+        return await self._call(calls.verify_signature(user_id, message, signature))
+
+    async def sign_batch(self, user_id: str, messages: Sequence[bytes]) -> list[p.SignedItem]:
+        return await self._call(calls.sign_batch(user_id, messages))
+
+    async def verify_batch(self, user_id: str, items: Iterable[tuple[bytes, bytes]]) -> list[bool]:
+        return await self._call(calls.verify_batch(user_id, items))
+
+    async def rotate_keys(self, user_id: str, reason: str = "manual") -> str:
+        return await self._call(calls.rotate_keys(user_id, reason))
+
+    async def needs_rotation(self, user_id: str) -> bool:
+        return await self._call(calls.needs_rotation(user_id))
+
+    async def rotation_status(self, user_id: str) -> p.RotationStatusResult:
+        return await self._call(calls.rotation_status(user_id))
+
+    async def rotation_history(self, user_id: str) -> list[p.RotationRecord]:
+        return await self._call(calls.rotation_history(user_id))
+
+    async def get_policy(self, user_id: str) -> p.RotationPolicy:
+        return await self._call(calls.get_policy(user_id))
+
+    async def set_policy(
+        self,
+        user_id: str,
+        *,
+        max_age_days: int | None = None,
+        max_signatures: int | None = None,
+        auto_rotate: bool | None = None,
+    ) -> p.RotationPolicy:
+        return await self._call(
+            calls.set_policy(
+                user_id,
+                max_age_days=max_age_days,
+                max_signatures=max_signatures,
+                auto_rotate=auto_rotate,
+            )
+        )
+
+    async def backup_wallet(self, user_id: str) -> dict[str, Any]:
+        return await self._call(calls.backup_wallet(user_id))
+
+    async def create_backup(
+        self, user_id: str, metadata: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return await self._call(calls.create_backup(user_id, metadata))
+
+    async def list_backups(self, user_id: str) -> BackupList:
+        return await self._call(calls.list_backups(user_id))
+
+    async def verify_backup(self, user_id: str, backup_id: str) -> bool:
+        return await self._call(calls.verify_backup(user_id, backup_id))
+
+    async def delete_backup(self, user_id: str, backup_id: str) -> bool:
+        return await self._call(calls.delete_backup(user_id, backup_id))
+
+    async def audit_log(
+        self, user_id: str | None = None, *, since: float | None = None, limit: int = 1000
+    ) -> list[p.AuditRecord]:
+        return await self._call(calls.audit_log(user_id, since=since, limit=limit))
+
+    async def audit_verify(self) -> p.AuditVerifyResult:
+        return await self._call(calls.audit_verify())
+
+    async def register_ritual(self, user_id: str, steps: Sequence[p.RitualStep]) -> int:
+        return await self._call(calls.register_ritual(user_id, steps))
+
+    async def unregister_ritual(self, user_id: str) -> bool:
+        return await self._call(calls.unregister_ritual(user_id))
+
+    async def has_ritual(self, user_id: str) -> bool:
+        return await self._call(calls.has_ritual(user_id))
+
+    async def get_prompts(self, user_id: str) -> list[str]:
+        return await self._call(calls.get_prompts(user_id))
+
+    async def get_remaining_attempts(self, user_id: str) -> int:
+        return await self._call(calls.get_remaining_attempts(user_id))
+
+    async def is_locked(self, user_id: str) -> bool:
+        return await self._call(calls.is_locked(user_id))
+
+    async def reset_attempts(self, user_id: str) -> int:
+        return await self._call(calls.reset_attempts(user_id))
+
+    async def initiate_recovery(self, user_id: str, responses: Sequence[str]) -> bool:
+        """Answer ``user_id``'s ritual; ``responses`` are :func:`hash_response` of each answer."""
+        return (await self._call(calls.initiate_recovery_result(user_id, responses))).recovered
+
+    async def recover(self, user_id: str, responses: Sequence[str]) -> str:
+        """Like initiate_recovery, but return the new address and raise RitualError on failure."""
+        result = await self._call(calls.initiate_recovery_result(user_id, responses))
+        return calls.recovered_address(result)

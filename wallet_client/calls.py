@@ -1,0 +1,321 @@
+"""The sans-IO core shared by the blocking and the trio client.
+
+Each public function here describes one client method: the request to send and how to turn
+the daemon's result into the method's return value. :class:`ClientCore` numbers requests,
+frames them, and turns response frames into return values or exceptions. The two clients
+only move bytes; everything about *what* is said lives here, once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from . import protocol as p
+from .errors import ProtocolError, RitualError, error_from_wire
+from .framing import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, encode_frame
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+DEFAULT_SOCKET = "/run/walletd/walletd.sock"
+DEFAULT_TIMEOUT = 30.0
+
+
+def hash_response(answer: str) -> str:
+    """The SHA-256 hex of a ritual answer: what the client sends instead of the answer.
+
+    The answer is hashed exactly as typed (UTF-8, no trimming or case folding), so the same
+    text must be given at registration and at recovery.
+    """
+    return hashlib.sha256(answer.encode("utf-8")).hexdigest()
+
+
+class BackupList(list[dict[str, Any]]):
+    """``list_backups`` result: the records (newest first) plus files that failed to verify."""
+
+    problems: list[dict[str, str]]
+
+    def __init__(self, records: Iterable[dict[str, Any]], problems: list[dict[str, str]]):
+        super().__init__(records)
+        self.problems = problems
+
+
+@dataclass(slots=True)
+class Call(Generic[T]):
+    """One method call: the request, the result's wire type and the conversion to return."""
+
+    request: p.Request
+    result_type: type[Any]
+    convert: Callable[[Any], T]
+
+
+def _call(request: p.Request, result_type: type[R], convert: Callable[[R], T]) -> Call[T]:
+    return Call(request, result_type, convert)
+
+
+def _same(value: T) -> T:
+    return value
+
+
+# --------------------------------------------------------------------------- calls
+
+
+def hello() -> Call[p.HelloResult]:
+    return _call(p.Hello(id=0), p.HelloResult, _same)
+
+
+def status() -> Call[p.StatusResult]:
+    return _call(p.Status(id=0), p.StatusResult, _same)
+
+
+def create_wallet(user_id: str) -> Call[str]:
+    return _call(p.CreateWallet(id=0, user_id=user_id), p.AddressResult, _address)
+
+
+def get_wallet_address(user_id: str) -> Call[str | None]:
+    return _call(p.GetWalletAddress(id=0, user_id=user_id), p.AddressResult, lambda r: r.address)
+
+
+def has_wallet(user_id: str) -> Call[bool]:
+    return _call(p.HasWallet(id=0, user_id=user_id), p.ExistsResult, lambda r: r.exists)
+
+
+def list_wallets() -> Call[dict[str, str]]:
+    return _call(p.ListWallets(id=0), p.WalletsResult, lambda r: r.wallets)
+
+
+def delete_wallet(user_id: str) -> Call[bool]:
+    return _call(p.DeleteWallet(id=0, user_id=user_id), p.DeletedResult, lambda r: r.deleted)
+
+
+def sign_message(user_id: str, message: bytes) -> Call[bytes]:
+    request = p.SignMessage(id=0, user_id=user_id, message=bytes(message))
+    return _call(request, p.SignatureResult, lambda r: r.signature)
+
+
+def verify_signature(user_id: str, message: bytes, signature: bytes) -> Call[bool]:
+    request = p.VerifySignature(
+        id=0, user_id=user_id, message=bytes(message), signature=bytes(signature)
+    )
+    return _call(request, p.ValidResult, lambda r: r.valid)
+
+
+def sign_batch(user_id: str, messages: Sequence[bytes]) -> Call[list[p.SignedItem]]:
+    request = p.SignBatch(id=0, user_id=user_id, messages=[bytes(m) for m in messages])
+    return _call(request, p.SignBatchResult, lambda r: r.items)
+
+
+def verify_batch(user_id: str, items: Iterable[tuple[bytes, bytes]]) -> Call[list[bool]]:
+    wire = [p.VerifyItem(bytes(message), bytes(signature)) for message, signature in items]
+    return _call(
+        p.VerifyBatch(id=0, user_id=user_id, items=wire), p.VerifyBatchResult, lambda r: r.valid
+    )
+
+
+def rotate_keys(user_id: str, reason: str = "manual") -> Call[str]:
+    return _call(p.RotateKeys(id=0, user_id=user_id, reason=reason), p.AddressResult, _address)
+
+
+def needs_rotation(user_id: str) -> Call[bool]:
+    return _call(
+        p.NeedsRotation(id=0, user_id=user_id), p.NeedsRotationResult, lambda r: r.needs_rotation
+    )
+
+
+def rotation_status(user_id: str) -> Call[p.RotationStatusResult]:
+    return _call(p.RotationStatus(id=0, user_id=user_id), p.RotationStatusResult, _same)
+
+
+def rotation_history(user_id: str) -> Call[list[p.RotationRecord]]:
+    return _call(
+        p.RotationHistory(id=0, user_id=user_id), p.RotationHistoryResult, lambda r: r.records
+    )
+
+
+def get_policy(user_id: str) -> Call[p.RotationPolicy]:
+    return _call(p.GetPolicy(id=0, user_id=user_id), p.RotationPolicy, _same)
+
+
+def set_policy(
+    user_id: str,
+    *,
+    max_age_days: int | None = None,
+    max_signatures: int | None = None,
+    auto_rotate: bool | None = None,
+) -> Call[p.RotationPolicy]:
+    request = p.SetPolicy(
+        id=0,
+        user_id=user_id,
+        max_age_days=max_age_days,
+        max_signatures=max_signatures,
+        auto_rotate=auto_rotate,
+    )
+    return _call(request, p.RotationPolicy, _same)
+
+
+def backup_wallet(user_id: str) -> Call[dict[str, Any]]:
+    return _call(p.BackupWallet(id=0, user_id=user_id), p.BackupInfo, msgspec.structs.asdict)
+
+
+def create_backup(user_id: str, metadata: Mapping[str, Any] | None = None) -> Call[dict[str, Any]]:
+    request = p.CreateBackup(
+        id=0, user_id=user_id, metadata=None if metadata is None else dict(metadata)
+    )
+    return _call(request, p.BackupRecord, msgspec.structs.asdict)
+
+
+def list_backups(user_id: str) -> Call[BackupList]:
+    def convert(result: p.BackupListResult) -> BackupList:
+        return BackupList(
+            (msgspec.structs.asdict(b) for b in result.backups),
+            [msgspec.structs.asdict(x) for x in result.problems],
+        )
+
+    return _call(p.ListBackups(id=0, user_id=user_id), p.BackupListResult, convert)
+
+
+def verify_backup(user_id: str, backup_id: str) -> Call[bool]:
+    return _call(
+        p.VerifyBackup(id=0, user_id=user_id, backup_id=backup_id),
+        p.BackupVerifyResult,
+        lambda r: r.valid,
+    )
+
+
+def delete_backup(user_id: str, backup_id: str) -> Call[bool]:
+    return _call(
+        p.DeleteBackup(id=0, user_id=user_id, backup_id=backup_id),
+        p.DeletedResult,
+        lambda r: r.deleted,
+    )
+
+
+def audit_log(
+    user_id: str | None = None, *, since: float | None = None, limit: int = 1000
+) -> Call[list[p.AuditRecord]]:
+    return _call(
+        p.AuditLog(id=0, user_id=user_id, since=since, limit=limit),
+        p.AuditLogResult,
+        lambda r: r.records,
+    )
+
+
+def audit_verify() -> Call[p.AuditVerifyResult]:
+    return _call(p.AuditVerify(id=0), p.AuditVerifyResult, _same)
+
+
+def register_ritual(user_id: str, steps: Sequence[p.RitualStep]) -> Call[int]:
+    if not steps:
+        # As in the library this replaces: an empty ritual is refused before anything is sent.
+        raise RitualError("a ritual needs at least one step", code="invalid_argument")
+    wire = [p.RitualStep(s.prompt, s.expected_response_hash) for s in steps]
+    return _call(
+        p.RegisterRitual(id=0, user_id=user_id, steps=wire), p.RitualInfoResult, lambda r: r.steps
+    )
+
+
+def unregister_ritual(user_id: str) -> Call[bool]:
+    return _call(p.UnregisterRitual(id=0, user_id=user_id), p.RemovedResult, lambda r: r.removed)
+
+
+def has_ritual(user_id: str) -> Call[bool]:
+    return _call(p.HasRitual(id=0, user_id=user_id), p.ExistsResult, lambda r: r.exists)
+
+
+def get_prompts(user_id: str) -> Call[list[str]]:
+    return _call(p.GetPrompts(id=0, user_id=user_id), p.PromptsResult, lambda r: r.prompts)
+
+
+def get_remaining_attempts(user_id: str) -> Call[int]:
+    return _call(
+        p.GetRemainingAttempts(id=0, user_id=user_id), p.RemainingResult, lambda r: r.remaining
+    )
+
+
+def is_locked(user_id: str) -> Call[bool]:
+    return _call(p.IsLocked(id=0, user_id=user_id), p.LockedResult, lambda r: r.locked)
+
+
+def initiate_recovery_result(
+    user_id: str, response_hashes: Sequence[str]
+) -> Call[p.RecoveryResult]:
+    request = p.InitiateRecovery(id=0, user_id=user_id, responses=list(response_hashes))
+    return _call(request, p.RecoveryResult, _same)
+
+
+def reset_attempts(user_id: str) -> Call[int]:
+    return _call(p.ResetAttempts(id=0, user_id=user_id), p.RemainingResult, lambda r: r.remaining)
+
+
+def _address(result: p.AddressResult) -> str:
+    if result.address is None:
+        raise ProtocolError("the daemon returned no address")
+    return result.address
+
+
+# --------------------------------------------------------------------------- core
+
+
+class ClientCore:
+    """Request numbering, framing and response mapping, for one connection."""
+
+    __slots__ = ("_decoder", "_encoder", "_frames", "_next_id", "_response_decoder")
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self._encoder = msgspec.msgpack.Encoder()
+        self._response_decoder = msgspec.msgpack.Decoder(p.Response)
+        self._frames = FrameDecoder(max_frame_bytes)
+        self._next_id = 1
+
+    def reset(self) -> None:
+        """Forget buffered bytes: called when the connection is replaced."""
+        self._frames = FrameDecoder(self._frames.max_frame_bytes)
+
+    def encode(self, call: Call[Any]) -> tuple[int, bytes]:
+        request_id = self._next_id
+        self._next_id = request_id + 1 if request_id < 2**63 - 1 else 1
+        call.request.id = request_id
+        return request_id, encode_frame(self._encoder.encode(call.request))
+
+    def feed(self, data: bytes) -> None:
+        self._frames.feed(data)
+
+    def next_response(self) -> p.Response | None:
+        """The next complete response, or None until more bytes arrive."""
+        try:
+            frame = self._frames.next_frame()
+        except Exception as exc:
+            raise ProtocolError(f"the daemon sent a malformed frame: {exc}") from exc
+        if frame is None:
+            return None
+        try:
+            return self._response_decoder.decode(frame)
+        except msgspec.MsgspecError as exc:
+            raise ProtocolError(f"the daemon sent an undecodable response: {exc}") from exc
+
+    def result(self, call: Call[T], request_id: int, response: p.Response) -> T:
+        """The call's return value, or the mapped exception for an error response."""
+        if not response.ok:
+            body = response.error or p.ErrorBody(p.ErrorCode.INTERNAL, "error without a body")
+            raise error_from_wire(body.code, body.message)
+        if response.id != request_id:
+            raise ProtocolError(f"response id {response.id} does not match request {request_id}")
+        if not len(response.result):
+            raise ProtocolError("the daemon sent a success response without a result")
+        try:
+            value = msgspec.msgpack.decode(response.result, type=call.result_type)
+        except msgspec.MsgspecError as exc:
+            raise ProtocolError(f"unexpected result from the daemon: {exc}") from exc
+        return call.convert(value)
+
+
+def recovered_address(result: p.RecoveryResult) -> str:
+    """``recover()``'s return value: the new address, or RitualError when the ritual failed."""
+    if not result.recovered or result.address is None:
+        raise RitualError("the ritual was not answered correctly", code="recovery_failed")
+    return result.address

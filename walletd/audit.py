@@ -1,0 +1,204 @@
+"""The audit log: one record per state change, chained by keyed SHA-256.
+
+Each record stores the hash of the record before it, and its own hash (HMAC-SHA256 under a key
+sealed under the master key) over its fields and that link, so editing, inserting or deleting a
+row breaks the chain at that row, and someone who can write the database but does not hold the
+master key cannot re-hash the chain to hide an edit. The head (last seq and hash) is kept in the
+``meta`` table in the same transaction, so cutting records off the end is detected too.
+
+Records are written in the same transaction as the change they describe. No secret ever enters
+a record: the fields are names, addresses, uids, outcomes and small non-secret details.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .store import Statement
+
+__all__ = ["GENESIS_HASH", "AuditChain", "AuditEntry", "verify_rows"]
+
+GENESIS_HASH = "0" * 64
+
+COLUMNS = (
+    "seq, timestamp, event, user_id, addresses, actor_uid, actor_pid, outcome, detail, "
+    "prev_hash, hash"
+)
+
+
+@dataclass(slots=True)
+class AuditEntry:
+    seq: int
+    timestamp: float
+    event: str
+    user_id: str | None
+    addresses: list[str]
+    actor_uid: int
+    actor_pid: int
+    outcome: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    prev_hash: str = GENESIS_HASH
+    hash: str = ""
+
+    def statement(self) -> Statement:
+        return (
+            f"INSERT INTO audit ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            (
+                self.seq,
+                self.timestamp,
+                self.event,
+                self.user_id,
+                json.dumps(self.addresses),
+                self.actor_uid,
+                self.actor_pid,
+                self.outcome,
+                _canonical(self.detail),
+                self.prev_hash,
+                self.hash,
+            ),
+        )
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def record_hash(
+    key: bytes,
+    seq: int,
+    timestamp: float,
+    event: str,
+    user_id: str | None,
+    addresses_json: str,
+    actor_uid: int,
+    actor_pid: int,
+    outcome: str,
+    detail_json: str,
+    prev_hash: str,
+) -> str:
+    body = _canonical(
+        [
+            seq,
+            repr(timestamp),
+            event,
+            user_id,
+            addresses_json,
+            actor_uid,
+            actor_pid,
+            outcome,
+            detail_json,
+            prev_hash,
+        ]
+    )
+    return hmac.new(key, body.encode("utf-8", "surrogatepass"), "sha256").hexdigest()
+
+
+HEAD_KEY = "audit_head"
+
+
+def head_value(seq: int, hash_: str) -> bytes:
+    return f"{seq}:{hash_}".encode()
+
+
+class AuditChain:
+    """The head of the chain.
+
+    Entries are prepared (chained onto the pending head) before a commit; after it, ``accept``
+    makes them the head, or ``discard`` forgets them when the commit failed. Callers hold the
+    daemon's writer lock, so at most one transaction's entries are pending.
+    """
+
+    def __init__(self, key: bytes, last_seq: int = 0, last_hash: str = GENESIS_HASH) -> None:
+        self._key = key
+        self.last_seq = last_seq
+        self.last_hash = last_hash
+        self._pending_seq = last_seq
+        self._pending_hash = last_hash
+
+    def prepare(
+        self,
+        *,
+        timestamp: float,
+        event: str,
+        user_id: str | None,
+        addresses: list[str],
+        actor_uid: int,
+        actor_pid: int,
+        outcome: str = "ok",
+        detail: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        entry = AuditEntry(
+            seq=self._pending_seq + 1,
+            timestamp=timestamp,
+            event=event,
+            user_id=user_id,
+            addresses=addresses,
+            actor_uid=actor_uid,
+            actor_pid=actor_pid,
+            outcome=outcome,
+            detail=detail or {},
+            prev_hash=self._pending_hash,
+        )
+        entry.hash = record_hash(
+            self._key,
+            entry.seq,
+            timestamp,
+            event,
+            user_id,
+            json.dumps(addresses),
+            actor_uid,
+            actor_pid,
+            outcome,
+            _canonical(entry.detail),
+            entry.prev_hash,
+        )
+        self._pending_seq, self._pending_hash = entry.seq, entry.hash
+        return entry
+
+    def head_statement(self) -> Statement:
+        """Records the pending head; part of every transaction that appends records."""
+        return (
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            (HEAD_KEY, head_value(self._pending_seq, self._pending_hash)),
+        )
+
+    def accept(self) -> None:
+        """The pending entries' transaction committed: they are now the head."""
+        self.last_seq, self.last_hash = self._pending_seq, self._pending_hash
+
+    def discard(self) -> None:
+        """The transaction failed: forget the pending entries."""
+        self._pending_seq, self._pending_hash = self.last_seq, self.last_hash
+
+
+def verify_rows(
+    key: bytes, rows: list[tuple[Any, ...]], head: bytes | None
+) -> tuple[int | None, str | None]:
+    """Walk rows (in COLUMNS order, by seq); return the first broken seq and why, or Nones."""
+    prev_hash = GENESIS_HASH
+    expected_seq = 1
+    for row in rows:
+        seq, ts, event, user_id, addresses, uid, pid, outcome, detail, row_prev, row_hash = row
+        if seq != expected_seq:
+            return seq, f"record {expected_seq} is missing (found {seq} next)"
+        if row_prev != prev_hash:
+            return seq, "its link to the previous record does not match"
+        if (
+            record_hash(
+                key, seq, ts, event, user_id, addresses, uid, pid, outcome, detail, row_prev
+            )
+            != row_hash
+        ):
+            return seq, "its contents do not match its hash (the record was edited)"
+        prev_hash = row_hash
+        expected_seq += 1
+    last_seq = expected_seq - 1
+    if (head or head_value(0, GENESIS_HASH)) != head_value(last_seq, prev_hash):
+        return (
+            last_seq + 1,
+            "records after the last one present were removed (the head does not match)",
+        )
+    return None, None

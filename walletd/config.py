@@ -1,0 +1,140 @@
+"""Configuration: one flat TOML file whose keys are the option names, plus command-line flags.
+
+The file is parsed with :mod:`tomllib` into a msgspec Struct, so an unknown key or a value of
+the wrong type is a startup error that names it. Flags for the common options override the
+file. With neither, walletd runs on the embedded default: state and socket under
+``./.walletd/``, which is what ``make run`` uses.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+__all__ = ["Config", "ConfigError", "load_config", "parse_mode"]
+
+PositiveFloat = Annotated[float, Meta(gt=0)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+
+#: Options that only take effect at startup; a SIGHUP reload logs that they need a restart.
+RESTART_ONLY = frozenset(
+    {
+        "socket",
+        "socket_mode",
+        "socket_group",
+        "state_dir",
+        "ephemeral",
+        "master_key_file",
+        "require_external_master_key",
+        "backup_dir",
+        "max_frame_bytes",
+        "scrypt_n",
+        "scrypt_r",
+        "scrypt_p",
+        "recovery_concurrency",
+    }
+)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which option and why."""
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # Where clients connect.
+    socket: str = ".walletd/walletd.sock"
+    socket_mode: int | str = 0o600
+    socket_group: str | None = None
+    # Who may connect and who is an admin (uid 0 and the daemon's own uid always are).
+    allowed_uids: list[int] | None = None
+    allowed_groups: list[str] | None = None
+    admin_group: str | None = None
+    # State.
+    state_dir: str = ".walletd"
+    ephemeral: bool = False
+    master_key_file: str | None = None
+    require_external_master_key: bool = False
+    backup_dir: str | None = None  # default: <state_dir>/backups
+    counter_flush_interval: PositiveFloat = 1.0
+    # Limits and timeouts (seconds).
+    max_connections: PositiveInt = 256
+    max_frame_bytes: Annotated[int, Meta(ge=1024, le=64 << 20)] = 1 << 20
+    idle_timeout: PositiveFloat = 300.0
+    frame_timeout: PositiveFloat = 10.0
+    write_timeout: PositiveFloat = 10.0
+    shutdown_grace: Annotated[float, Meta(ge=0)] = 5.0
+    # Logging.
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    # Default rotation policy (a wallet's owner or an admin may override it per wallet).
+    rotation_max_age_days: Annotated[int, Meta(ge=1, le=36500)] = 90
+    rotation_max_signatures: Annotated[int, Meta(ge=1, le=10**12)] = 10000
+    rotation_auto_rotate: bool = False
+    rotation_check_interval: PositiveFloat = 60.0
+    # Recovery ritual.
+    max_attempts: Annotated[int, Meta(ge=1, le=1000)] = 5
+    lockout_seconds: PositiveFloat | None = None
+    scrypt_n: Annotated[int, Meta(ge=2, le=1 << 20)] = 1 << 14
+    scrypt_r: Annotated[int, Meta(ge=1, le=64)] = 8
+    scrypt_p: Annotated[int, Meta(ge=1, le=16)] = 1
+    recovery_concurrency: Annotated[int, Meta(ge=1, le=64)] = 2
+
+    def __post_init__(self) -> None:
+        self.socket_mode = parse_mode(self.socket_mode)
+        if self.scrypt_n & (self.scrypt_n - 1):
+            raise ValueError("scrypt_n must be a power of two")
+
+    @property
+    def mode(self) -> int:
+        assert isinstance(self.socket_mode, int)
+        return self.socket_mode
+
+    @property
+    def backups_path(self) -> Path:
+        return Path(self.backup_dir) if self.backup_dir else Path(self.state_dir) / "backups"
+
+
+def parse_mode(value: int | str) -> int:
+    """A socket mode from TOML (``0o660`` or ``"0660"``) or a flag (``660``, ``0660``)."""
+    if isinstance(value, str):
+        try:
+            value = int(value, 8)
+        except ValueError:
+            raise ValueError(f"socket_mode {value!r} is not an octal mode such as 0660") from None
+    if not 0 <= value <= 0o777 or value & 0o111:
+        raise ValueError(f"socket_mode {value:o} must be rw bits only, such as 0600 or 0660")
+    if not value & 0o600 == 0o600:
+        raise ValueError(f"socket_mode {value:o} must let the daemon's own user read and write")
+    return value
+
+
+def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
+    """The file at ``path`` (when given) with ``overrides`` (flags that were set) on top."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                values = tomllib.load(f)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return msgspec.convert(values, Config)
+    except (msgspec.ValidationError, ValueError) as exc:
+        where = f"config file {path}" if path else "configuration"
+        raise ConfigError(f"{where}: {_explain(exc)}") from exc
+
+
+def _explain(exc: Exception) -> str:
+    # msgspec says "at `$.max_connections`"; the option is what a person looks for.
+    return (
+        str(exc)
+        .replace("`$.", "option `")
+        .replace("Object contains unknown field", "unknown option")
+    )

@@ -1,0 +1,168 @@
+"""One client connection: read frames, answer them in order, enforce limits and timeouts.
+
+I/O is plain ``trio.socket`` with a receive buffer (no SocketStream), and the responses to
+every frame that arrived in one read go out in one send, so a pipelining client costs one
+system call per batch rather than per request.
+
+Timeouts are enforced by the server's reaper (see :mod:`walletd.server`), which reads the
+timestamps kept here, so the hot path creates no cancel scope per read.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import time
+from types import CoroutineType
+from typing import Any
+
+import msgspec
+import structlog
+import trio
+
+from wallet_client import protocol as p
+from wallet_client.framing import FrameDecoder, FrameTooLargeError, encode_frame
+from wallet_client.protocol import ErrorCode
+
+from .dispatch import Dispatcher
+from .logs import settings as log_settings
+from .peer import Peer
+
+log = structlog.get_logger("walletd")
+
+RECV_BYTES = 1 << 16
+_PREFIX = struct.Struct(">I")
+_encoder = msgspec.msgpack.Encoder()
+
+
+class State(enum.Enum):
+    IDLE = "idle"  # waiting for a request, no partial frame buffered
+    READING = "reading"  # part of a frame has arrived
+    BUSY = "busy"  # handling requests
+    WRITING = "writing"  # sending responses
+
+
+def error_frame(code: ErrorCode, message: str, request_id: int | None = None) -> bytes:
+    return encode_frame(_encoder.encode(p.error(request_id, code, message)))
+
+
+class Connection:
+    __slots__ = (
+        "closing",
+        "conn_id",
+        "dispatcher",
+        "max_frame_bytes",
+        "peer",
+        "scope",
+        "since",
+        "sock",
+        "state",
+    )
+
+    def __init__(
+        self,
+        conn_id: int,
+        sock: trio.socket.SocketType,
+        peer: Peer,
+        dispatcher: Dispatcher,
+        max_frame_bytes: int,
+    ) -> None:
+        self.conn_id = conn_id
+        self.sock = sock
+        self.peer = peer
+        self.dispatcher = dispatcher
+        self.max_frame_bytes = max_frame_bytes
+        self.scope = trio.CancelScope()
+        self.state = State.IDLE
+        self.since = time.monotonic()  # when the current state began
+        self.closing = False  # shutdown: finish what was received, then close
+
+    async def serve(self, counter: Any) -> None:
+        with self.scope:
+            try:
+                await self._loop(counter)
+            except (trio.BrokenResourceError, ConnectionError, OSError) as exc:
+                log.debug("connection_lost", reason=type(exc).__name__)
+
+    async def _loop(self, counter: Any) -> None:
+        sock, peer, dispatcher = self.sock, self.peer, self.dispatcher
+        frames = FrameDecoder(self.max_frame_bytes)
+        out = bytearray()
+        while not self.closing:
+            data = await sock.recv(RECV_BYTES)
+            if not data:
+                return  # EOF; a truncated frame is simply dropped with the connection
+            # A started frame must complete within frame_timeout however slowly it trickles
+            # in, so the clock for a partial frame starts when the frame does.
+            frame_since = self.since if self.state is State.READING else time.monotonic()
+            frames.feed(data)
+            self.state = State.BUSY
+            debug = log_settings.debug
+            while True:
+                try:
+                    payload = frames.next_frame()
+                except FrameTooLargeError as exc:
+                    # The stream has lost its framing: answer once, close, never read the payload.
+                    out += error_frame(ErrorCode.FRAME_TOO_LARGE, str(exc))
+                    await self._send(out)
+                    return
+                if payload is None:
+                    break
+                frame_since = 0.0  # a frame completed; any partial one after it is new
+                counter.requests += 1
+                request = dispatcher.decode(payload)
+                if isinstance(request, p.ErrorResponse):
+                    response: Any = request
+                else:
+                    started = time.perf_counter() if debug else 0.0
+                    response = dispatcher.run(peer, request)
+                    if response.__class__ is CoroutineType:
+                        response = await response
+                    if debug:
+                        _log_request(request, response, started)
+                start = len(out)
+                out += b"\0\0\0\0"
+                _encoder.encode_into(response, out, start + 4)
+                _PREFIX.pack_into(out, start, len(out) - start - 4)
+            if out:
+                await self._send(out)
+                out.clear()
+            if frames.in_frame:
+                self.state = State.READING
+                self.since = frame_since or time.monotonic()
+            else:
+                self.state, self.since = State.IDLE, time.monotonic()
+
+    async def _send(self, data: bytearray) -> None:
+        self.state, self.since = State.WRITING, time.monotonic()
+        view = memoryview(data)
+        try:
+            while view:
+                sent = await self.sock.send(view)
+                view = view[sent:]
+        finally:
+            view.release()
+
+    def expired(
+        self, now: float, idle_timeout: float, frame_timeout: float, write_timeout: float
+    ) -> str | None:
+        """Which timeout this connection has run past, if any (called by the reaper)."""
+        elapsed = now - self.since
+        if self.state is State.IDLE and elapsed > idle_timeout:
+            return "idle_timeout"
+        if self.state is State.READING and elapsed > frame_timeout:
+            return "frame_timeout"
+        if self.state is State.WRITING and elapsed > write_timeout:
+            return "write_timeout"
+        return None
+
+
+def _log_request(request: p.Request, response: Any, started: float) -> None:
+    outcome = "ok" if response.ok else response.error.code
+    log.debug(
+        "request",
+        op=type(request).__struct_config__.tag,
+        id=request.id,
+        outcome=outcome,
+        duration_us=round((time.perf_counter() - started) * 1e6, 1),
+    )

@@ -1,0 +1,164 @@
+"""What every operation shares: the wallet book, the store, the audit chain and the rules for
+finding a wallet the caller may use and for committing a change.
+
+The rule for every change: take the writer lock, check, build the statements and audit
+entries, commit them (shielded from cancellation), and only then change memory. A failed commit
+raises ``storage_error`` and leaves memory exactly as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+import trio
+
+from wallet_client.protocol import RotationPolicy
+
+from .audit import AuditChain, AuditEntry
+from .config import Config
+from .errors import forbidden, not_found
+from .peer import Peer
+from .ritual import Ritual
+from .sealing import Sealer
+from .store import AsyncStore, Statement
+from .validation import check_user_id
+from .wallets import Wallet, WalletBook
+
+log = structlog.get_logger("walletd")
+
+
+def default_policy(config: Config) -> RotationPolicy:
+    return RotationPolicy(
+        max_age_days=config.rotation_max_age_days,
+        max_signatures=config.rotation_max_signatures,
+        auto_rotate=config.rotation_auto_rotate,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who made a change, for the audit log: a peer, or the daemon acting on a policy."""
+
+    uid: int
+    pid: int
+
+    @classmethod
+    def of(cls, peer: Peer) -> Actor:
+        return cls(peer.uid, peer.pid)
+
+
+DAEMON = Actor(os.getuid(), os.getpid())
+
+
+@dataclass(eq=False)
+class Context:
+    config: Config
+    book: WalletBook
+    store: AsyncStore
+    chain: AuditChain
+    sealer: Sealer
+    ephemeral: bool
+    clock: Callable[[], float] = time.time
+    rituals: dict[str, Ritual] = field(default_factory=dict)
+    writer: trio.Lock = field(default_factory=trio.Lock)
+    started: float = field(default_factory=time.monotonic)
+    connections: int = 0
+    requests: int = 0
+
+    def now(self) -> float:
+        return self.clock()
+
+    # ------------------------------------------------------------------ lookups
+
+    def wallet_for(self, peer: Peer, user_id: str) -> Wallet:
+        """The wallet ``peer`` may use, or not_found / forbidden / invalid_argument."""
+        wallet = self.book.wallets.get(user_id)
+        if wallet is None:
+            check_user_id(user_id)  # a malformed id is invalid_argument, not "not found"
+            raise not_found(f"no wallet for user {user_id!r}")
+        if wallet.owner_uid != peer.uid and not peer.is_admin:
+            raise forbidden(f"the wallet of user {user_id!r} belongs to another uid")
+        return wallet
+
+    def require_admin(self, peer: Peer, what: str) -> None:
+        if not peer.is_admin:
+            raise forbidden(f"{what} is for admins only")
+
+    # ------------------------------------------------------------------ changes
+
+    def audit(
+        self,
+        event: str,
+        user_id: str | None,
+        addresses: list[str],
+        actor: Actor,
+        *,
+        outcome: str = "ok",
+        detail: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        """Prepare an audit entry for the transaction being built (writer lock held)."""
+        return self.chain.prepare(
+            timestamp=self.now(),
+            event=event,
+            user_id=user_id,
+            addresses=addresses,
+            actor_uid=actor.uid,
+            actor_pid=actor.pid,
+            outcome=outcome,
+            detail=detail,
+        )
+
+    async def commit(self, statements: Sequence[Statement], *entries: AuditEntry) -> None:
+        """Make ``statements`` and ``entries`` durable in one transaction (writer lock held).
+
+        Shielded: once a commit starts, cancellation waits for it, so a change is never on disk
+        while memory still disagrees.
+        """
+        assert self.writer.locked(), "commit without the writer lock"
+        batch = list(statements)
+        batch.extend(entry.statement() for entry in entries)
+        if entries:
+            batch.append(self.chain.head_statement())
+        with trio.CancelScope(shield=True):
+            try:
+                await self.store.write(batch)
+            except BaseException:
+                self.chain.discard()
+                raise
+        self.chain.accept()
+        for entry in entries:
+            log.info(
+                entry.event,
+                user_id=entry.user_id,
+                addresses=entry.addresses,
+                actor_uid=entry.actor_uid,
+                outcome=entry.outcome,
+                **entry.detail,
+            )
+
+    async def flush_counters(self) -> int:
+        """Write signature counters that changed since the last flush; returns how many."""
+        async with self.writer:
+            if not self.book.unflushed:
+                return 0
+            pending = list(self.book.unflushed)
+            rows = [
+                (
+                    "UPDATE wallets SET signature_count = ? WHERE user_id = ? AND address = ?",
+                    (w.signature_count, w.user_id, w.address),
+                )
+                for w in pending
+            ]
+            self.book.unflushed.clear()
+            try:
+                with trio.CancelScope(shield=True):
+                    await self.store.write(rows)
+            except BaseException:
+                self.book.unflushed.update(pending)  # try again next time
+                raise
+            return len(rows)

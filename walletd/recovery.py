@@ -1,0 +1,223 @@
+"""The recovery ritual: knowledge-based recovery with a durable lockout.
+
+At registration the client sends, per step, a prompt and the SHA-256 hex of the answer. The
+daemon stores only ``scrypt(sha256_hex, salt)`` with a per-step random salt and the scrypt
+parameters beside it; never the SHA-256 it received and never an answer.
+
+An attempt is counted durably *before* it is checked; every step is checked whatever the others
+gave, and compared in constant time; a wrong number of responses is a failed attempt. Failure
+says nothing about which step failed, to the caller or the log. Success hands the wallet to the
+caller's uid and rotates the key (reason ``recovery``) in one transaction, and resets the count.
+
+scrypt runs in worker threads behind a small capacity limiter, so a flood of attempts cannot
+starve signing (which never waits for it).
+"""
+
+from __future__ import annotations
+
+import trio
+
+from wallet_client import protocol as p
+
+from .context import Actor, Context
+from .errors import RequestError, invalid
+from .peer import Peer
+from .ritual import Ritual, check_responses, encode_steps, hash_steps
+from .rotation import Rotation
+from .validation import check_sha256_hex, check_user_id
+
+MAX_STEPS = 16
+MAX_PROMPT_BYTES = 1024
+
+
+class Recovery:
+    def __init__(self, ctx: Context, rotation: Rotation) -> None:
+        self.ctx = ctx
+        self.rotation = rotation
+        self.rituals = ctx.rituals
+        self._limiter = trio.CapacityLimiter(ctx.config.recovery_concurrency)
+
+    async def _hash(self, fn: object, *args: object) -> object:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)  # type: ignore[arg-type]
+
+    def _ritual(self, user_id: str) -> Ritual:
+        ritual = self.rituals.get(user_id)
+        if ritual is None:
+            check_user_id(user_id)
+            raise RequestError(p.ErrorCode.NO_RITUAL, f"user {user_id!r} has no recovery ritual")
+        return ritual
+
+    def _locked(self, ritual: Ritual, now: float) -> bool:
+        if ritual.attempts < self.ctx.config.max_attempts:
+            return False
+        timeout = self.ctx.config.lockout_seconds
+        return timeout is None or ritual.locked_at is None or now < ritual.locked_at + timeout
+
+    def remaining(self, ritual: Ritual, now: float) -> int:
+        if self._locked(ritual, now):
+            return 0
+        if ritual.attempts >= self.ctx.config.max_attempts:
+            return self.ctx.config.max_attempts  # the lockout expired
+        return self.ctx.config.max_attempts - ritual.attempts
+
+    # ------------------------------------------------------------------ management
+
+    async def register_ritual(self, peer: Peer, req: p.RegisterRitual) -> p.RitualInfoResult:
+        steps = _check_steps(req.steps)
+        self.ctx.wallet_for(peer, req.user_id)
+        stored = await self._hash(hash_steps, steps, self.ctx.config)
+        assert isinstance(stored, list)
+        ctx = self.ctx
+        async with ctx.writer:
+            wallet = ctx.wallet_for(peer, req.user_id)
+            entry = ctx.audit(
+                "ritual_registered",
+                wallet.user_id,
+                [wallet.address],
+                Actor.of(peer),
+                detail={"steps": len(stored)},
+            )
+            await ctx.commit(
+                [
+                    (
+                        "INSERT OR REPLACE INTO rituals (user_id, steps, attempts, locked_at)"
+                        " VALUES (?, ?, 0, NULL)",
+                        (wallet.user_id, encode_steps(stored)),
+                    )
+                ],
+                entry,
+            )
+            self.rituals[wallet.user_id] = Ritual(stored)
+        return p.RitualInfoResult(len(stored), self.ctx.config.max_attempts)
+
+    async def unregister_ritual(self, peer: Peer, req: p.UnregisterRitual) -> p.RemovedResult:
+        ctx = self.ctx
+        async with ctx.writer:
+            wallet = ctx.wallet_for(peer, req.user_id)
+            if wallet.user_id not in self.rituals:
+                return p.RemovedResult(False)
+            entry = ctx.audit("ritual_removed", wallet.user_id, [wallet.address], Actor.of(peer))
+            await ctx.commit([("DELETE FROM rituals WHERE user_id = ?", (wallet.user_id,))], entry)
+            del self.rituals[wallet.user_id]
+        return p.RemovedResult(True)
+
+    async def reset_attempts(self, peer: Peer, req: p.ResetAttempts) -> p.RemainingResult:
+        ctx = self.ctx
+        ctx.require_admin(peer, "reset_attempts")
+        async with ctx.writer:
+            ritual = self._ritual(req.user_id)
+            entry = ctx.audit(
+                "recovery_attempts_reset",
+                req.user_id,
+                [],
+                Actor.of(peer),
+                detail={"attempts_before": ritual.attempts},
+            )
+            await ctx.commit(
+                [
+                    (
+                        "UPDATE rituals SET attempts = 0, locked_at = NULL WHERE user_id = ?",
+                        (req.user_id,),
+                    )
+                ],
+                entry,
+            )
+            ritual.attempts, ritual.locked_at = 0, None
+        return p.RemainingResult(ctx.config.max_attempts)
+
+    # ------------------------------------------------------------------ reading (any peer)
+
+    def has_ritual(self, peer: Peer, req: p.HasRitual) -> p.ExistsResult:
+        check_user_id(req.user_id)
+        return p.ExistsResult(req.user_id in self.rituals)
+
+    def get_prompts(self, peer: Peer, req: p.GetPrompts) -> p.PromptsResult:
+        return p.PromptsResult([s.prompt for s in self._ritual(req.user_id).steps])
+
+    def get_remaining_attempts(self, peer: Peer, req: p.GetRemainingAttempts) -> p.RemainingResult:
+        return p.RemainingResult(self.remaining(self._ritual(req.user_id), self.ctx.now()))
+
+    def is_locked(self, peer: Peer, req: p.IsLocked) -> p.LockedResult:
+        return p.LockedResult(self._locked(self._ritual(req.user_id), self.ctx.now()))
+
+    # ------------------------------------------------------------------ recovery
+
+    async def initiate_recovery(self, peer: Peer, req: p.InitiateRecovery) -> p.RecoveryResult:
+        ctx = self.ctx
+        user_id = check_user_id(req.user_id)
+        if user_id not in ctx.book.wallets:
+            return p.RecoveryResult(False)  # as before: unknown user, nothing counted
+        if len(req.responses) > MAX_STEPS:
+            raise invalid(f"a ritual has at most {MAX_STEPS} steps")
+        actor = Actor.of(peer)
+        # 1. Count the attempt durably, before any checking.
+        async with ctx.writer:
+            ritual = self._ritual(user_id)
+            now = ctx.now()
+            if self._locked(ritual, now):
+                raise RequestError(
+                    p.ErrorCode.LOCKED,
+                    f"recovery for user {user_id!r} is locked: too many attempts",
+                )
+            attempts = 1 if ritual.attempts >= ctx.config.max_attempts else ritual.attempts + 1
+            locked_at = now if attempts >= ctx.config.max_attempts else None
+            entry = ctx.audit(
+                "recovery_attempted", user_id, [], actor, detail={"attempt": attempts}
+            )
+            await ctx.commit(
+                [
+                    (
+                        "UPDATE rituals SET attempts = ?, locked_at = ? WHERE user_id = ?",
+                        (attempts, locked_at, user_id),
+                    )
+                ],
+                entry,
+            )
+            ritual.attempts, ritual.locked_at = attempts, locked_at
+        # 2. Check, outside the writer lock (scrypt is slow on purpose).
+        ok = await self._hash(check_responses, ritual.steps, req.responses)
+        # 3. Record the outcome.
+        async with ctx.writer:
+            wallet = ctx.book.get(user_id)
+            if wallet is None or self.rituals.get(user_id) is not ritual:
+                return p.RecoveryResult(False)  # deleted or re-registered meanwhile
+            if not ok:
+                locked = self._locked(ritual, ctx.now())
+                await ctx.commit(
+                    [],
+                    ctx.audit(
+                        "recovery_locked" if locked else "recovery_failed",
+                        user_id,
+                        [],
+                        actor,
+                        outcome="failed",
+                    ),
+                )
+                return p.RecoveryResult(False)
+            reset = (
+                "UPDATE rituals SET attempts = 0, locked_at = NULL WHERE user_id = ?",
+                (user_id,),
+            )
+            address = await self.rotation.rotate_locked(
+                wallet,
+                "recovery",
+                actor,
+                new_owner=peer.uid,
+                extra=[reset],
+                event="recovery_succeeded",
+            )
+            ritual.attempts, ritual.locked_at = 0, None
+        return p.RecoveryResult(True, address)
+
+
+def _check_steps(steps: list[p.RitualStep]) -> list[p.RitualStep]:
+    if not 1 <= len(steps) <= MAX_STEPS:
+        raise invalid(f"a ritual has 1 to {MAX_STEPS} steps, got {len(steps)}")
+    out = []
+    for number, step in enumerate(steps, 1):
+        size = len(step.prompt.encode("utf-8", "surrogatepass"))
+        if not 1 <= size <= MAX_PROMPT_BYTES or not step.prompt.strip():
+            raise invalid(f"prompt {number} must be 1-{MAX_PROMPT_BYTES} bytes of text")
+        digest = check_sha256_hex(step.expected_response_hash, f"the hash of step {number}")
+        out.append(p.RitualStep(step.prompt, digest))
+    return out

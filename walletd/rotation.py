@@ -1,0 +1,247 @@
+"""Key rotation and the rotation policy, enforced by the daemon.
+
+A rotation replaces the key (the old bytes are zeroed), issues a new address, resets the
+signature count and key age, and records ``{user_id, old_wallet_id, new_wallet_id, timestamp,
+reason, actor_uid}`` plus an audit entry, all in one transaction.
+
+With ``auto_rotate`` on, no key signs more than ``max_signatures`` messages: the request whose
+signature reaches the limit rotates the key before it is answered, and a signature that finds
+the key at its limit waits for the rotation. A background task rotates keys that reached
+``max_age_days``. With it off, signing goes on; ``needs_rotation`` reports the breach and the
+log warns once per key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import structlog
+import trio
+
+from wallet_client import protocol as p
+
+from .context import DAEMON, Actor, Context
+from .errors import RequestError, invalid, not_found
+from .peer import Peer
+from .sealing import wallet_aad
+from .validation import check_reason, check_user_id
+from .wallets import PolicyOverride, Wallet, new_address, new_key
+
+log = structlog.get_logger("walletd")
+T = TypeVar("T")
+
+MAX_AGE_DAYS_LIMIT = 36500
+MAX_SIGNATURES_LIMIT = 10**12
+
+REASON_MAX_SIGNATURES = "policy:max_signatures"
+REASON_MAX_AGE = "policy:max_age"
+
+
+class Rotation:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.book = ctx.book
+
+    # ------------------------------------------------------------------ the rotation itself
+
+    async def rotate_locked(
+        self,
+        wallet: Wallet,
+        reason: str,
+        actor: Actor,
+        *,
+        new_owner: int | None = None,
+        extra: list[Any] | None = None,
+        event: str = "key_rotated",
+    ) -> str:
+        """Rotate ``wallet``'s key (writer lock held). ``new_owner`` hands the wallet over."""
+        ctx = self.ctx
+        key, address, now = new_key(), new_address(), ctx.now()
+        sealed = ctx.sealer.seal(bytes(key), wallet_aad(wallet.user_id, address))
+        owner = wallet.owner_uid if new_owner is None else new_owner
+        statements = [
+            (
+                "UPDATE wallets SET address = ?, sealed_key = ?, key_created_at = ?,"
+                " signature_count = 0, owner_uid = ? WHERE user_id = ?",
+                (address, sealed, now, owner, wallet.user_id),
+            ),
+            (
+                "INSERT INTO rotations (user_id, old_wallet_id, new_wallet_id, timestamp,"
+                " reason, actor_uid) VALUES (?, ?, ?, ?, ?, ?)",
+                (wallet.user_id, wallet.address, address, now, reason, actor.uid),
+            ),
+            *(extra or []),
+        ]
+        detail: dict[str, Any] = {"reason": reason}
+        if new_owner is not None:
+            detail.update(old_owner_uid=wallet.owner_uid, new_owner_uid=new_owner)
+        entry = ctx.audit(event, wallet.user_id, [wallet.address, address], actor, detail=detail)
+        await ctx.commit(statements, entry)
+        wallet.replace_key(key, address, now)
+        wallet.owner_uid = owner
+        self.book.unflushed.discard(wallet)  # the new key starts at 0, already stored
+        return address
+
+    async def rotate_keys(self, peer: Peer, req: p.RotateKeys) -> p.AddressResult:
+        reason = check_reason(req.reason)
+        async with self.ctx.writer:
+            wallet = self.ctx.wallet_for(peer, req.user_id)
+            address = await self.rotate_locked(wallet, reason, Actor.of(peer))
+        return p.AddressResult(address)
+
+    # ------------------------------------------------------------------ policy enforcement
+
+    async def rotate_at_limit(self, wallet: Wallet) -> Wallet:
+        """Rotate a key that may sign no more; returns the wallet to sign with."""
+        async with self.ctx.writer:
+            current = self.book.get(wallet.user_id)
+            if current is not wallet:
+                raise not_found(f"the wallet of user {wallet.user_id!r} was deleted")
+            if wallet.signature_count >= wallet.hard_limit:  # nobody rotated it meanwhile
+                await self.rotate_locked(wallet, REASON_MAX_SIGNATURES, DAEMON)
+        return wallet
+
+    def after_limit(self, wallet: Wallet, result: T) -> T | Awaitable[T]:
+        # result is returned as is: the signature(s) stand whatever the rotation does.
+        """A signature just brought the key to max_signatures: rotate now, or warn once."""
+        if wallet.policy.auto_rotate:
+            return self._rotate_then(wallet, result)
+        self._warn_once(wallet, ["max_signatures"])
+        return result
+
+    async def _rotate_then(self, wallet: Wallet, result: T) -> T:
+        try:
+            await self.rotate_at_limit(wallet)
+        except RequestError as exc:
+            # The signature stands; the next one will try the rotation again and fail closed.
+            log.error("auto_rotation_failed", user_id=wallet.user_id, error=exc.message)
+        return result
+
+    def _warn_once(self, wallet: Wallet, reasons: list[str]) -> None:
+        if not wallet.warned:
+            wallet.warned = True
+            log.warning(
+                "rotation_policy_breached",
+                user_id=wallet.user_id,
+                address=wallet.address,
+                reasons=reasons,
+                auto_rotate=False,
+            )
+
+    async def check_ages(self) -> int:
+        """Rotate auto-rotate keys past max_age_days; warn for the others. Returns rotations."""
+        now = self.ctx.now()
+        rotated = 0
+        for wallet in list(self.book.wallets.values()):
+            if "max_age" not in wallet.breaches(now):
+                continue
+            if not wallet.policy.auto_rotate:
+                self._warn_once(wallet, wallet.breaches(now))
+                continue
+            async with self.ctx.writer:
+                if self.book.get(wallet.user_id) is wallet and "max_age" in wallet.breaches(
+                    self.ctx.now()
+                ):
+                    try:
+                        await self.rotate_locked(wallet, REASON_MAX_AGE, DAEMON)
+                        rotated += 1
+                    except RequestError as exc:
+                        log.error("auto_rotation_failed", user_id=wallet.user_id, error=exc.message)
+        return rotated
+
+    async def age_check_loop(self) -> None:
+        while True:
+            await trio.sleep(self.ctx.config.rotation_check_interval)
+            await self.check_ages()
+
+    # ------------------------------------------------------------------ reading
+
+    def needs_rotation(self, peer: Peer, req: p.NeedsRotation) -> p.NeedsRotationResult:
+        wallet = self.ctx.wallet_for(peer, req.user_id)
+        return p.NeedsRotationResult(bool(wallet.breaches(self.ctx.now())))
+
+    def rotation_status(self, peer: Peer, req: p.RotationStatus) -> p.RotationStatusResult:
+        wallet = self.ctx.wallet_for(peer, req.user_id)
+        now = self.ctx.now()
+        reasons = wallet.breaches(now)
+        return p.RotationStatusResult(
+            needs_rotation=bool(reasons),
+            reasons=reasons,
+            signature_count=wallet.signature_count,
+            key_age_days=round(wallet.key_age_days(now), 6),
+            policy=wallet.policy,
+            address=wallet.address,
+        )
+
+    async def rotation_history(self, peer: Peer, req: p.RotationHistory) -> p.RotationHistoryResult:
+        user_id = check_user_id(req.user_id)
+        wallet = self.book.get(user_id)
+        if wallet is not None:
+            self.ctx.wallet_for(peer, user_id)
+        rows = await self.ctx.store.query(
+            "SELECT user_id, old_wallet_id, new_wallet_id, timestamp, reason, actor_uid"
+            " FROM rotations WHERE user_id = ? ORDER BY seq",
+            (user_id,),
+        )
+        if wallet is None:
+            if not rows:
+                raise not_found(f"no wallet and no rotation history for user {user_id!r}")
+            # A deleted wallet's history: only an admin or a uid that rotated it may read it.
+            if not peer.is_admin and all(row[5] != peer.uid for row in rows):
+                raise RequestError(
+                    p.ErrorCode.FORBIDDEN, f"the history of user {user_id!r} belongs to another uid"
+                )
+        return p.RotationHistoryResult([p.RotationRecord(*row) for row in rows])
+
+    def get_policy(self, peer: Peer, req: p.GetPolicy) -> p.RotationPolicy:
+        return self.ctx.wallet_for(peer, req.user_id).policy
+
+    async def set_policy(self, peer: Peer, req: p.SetPolicy) -> p.RotationPolicy:
+        _check_policy_values(req)
+        ctx = self.ctx
+        async with ctx.writer:
+            wallet = ctx.wallet_for(peer, req.user_id)
+            old = wallet.override
+            new = PolicyOverride(
+                max_age_days=old.max_age_days if req.max_age_days is None else req.max_age_days,
+                max_signatures=(
+                    old.max_signatures if req.max_signatures is None else req.max_signatures
+                ),
+                auto_rotate=old.auto_rotate if req.auto_rotate is None else req.auto_rotate,
+            )
+            effective = new.apply(self.book.default_policy)
+            entry = ctx.audit(
+                "policy_changed",
+                wallet.user_id,
+                [wallet.address],
+                Actor.of(peer),
+                detail={
+                    "max_age_days": effective.max_age_days,
+                    "max_signatures": effective.max_signatures,
+                    "auto_rotate": effective.auto_rotate,
+                },
+            )
+            await ctx.commit(
+                [
+                    (
+                        "UPDATE wallets SET max_age_days = ?, max_signatures = ?, auto_rotate = ?"
+                        " WHERE user_id = ?",
+                        (new.max_age_days, new.max_signatures, new.auto_rotate, wallet.user_id),
+                    )
+                ],
+                entry,
+            )
+            wallet.override = new
+            wallet.apply_policy(self.book.default_policy)
+            if wallet.signature_count >= wallet.hard_limit:
+                # A lowered limit the key already passed: rotate before it signs again.
+                await self.rotate_locked(wallet, REASON_MAX_SIGNATURES, DAEMON)
+        return wallet.policy
+
+
+def _check_policy_values(req: p.SetPolicy) -> None:
+    if req.max_age_days is not None and not 1 <= req.max_age_days <= MAX_AGE_DAYS_LIMIT:
+        raise invalid(f"max_age_days must be between 1 and {MAX_AGE_DAYS_LIMIT}")
+    if req.max_signatures is not None and not 1 <= req.max_signatures <= MAX_SIGNATURES_LIMIT:
+        raise invalid(f"max_signatures must be between 1 and {MAX_SIGNATURES_LIMIT}")

@@ -1,0 +1,190 @@
+"""Wallet operations: create, look up, list, delete, sign and verify (single and batched).
+
+Signing is the hot path and stays synchronous: look up, check ownership, compare the count
+with the key's hard limit, HMAC. Only when a key reaches its signature limit under an
+auto-rotate policy does signing wait for a rotation (see :mod:`walletd.rotation`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, TypeVar
+
+import structlog
+
+from wallet_client import protocol as p
+
+from . import __version__
+from .context import Actor, Context
+from .errors import RequestError, invalid
+from .peer import Peer
+from .sealing import wallet_aad
+from .validation import check_user_id
+from .wallets import Wallet, new_address, new_key
+
+if TYPE_CHECKING:
+    from .rotation import Rotation
+
+log = structlog.get_logger("walletd")
+T = TypeVar("T")
+
+INSERT_WALLET = (
+    "INSERT INTO wallets (user_id, address, owner_uid, sealed_key, created_at, key_created_at,"
+    " signature_count) VALUES (?, ?, ?, ?, ?, ?, 0)"
+)
+
+
+class WalletService:
+    def __init__(self, ctx: Context, rotation: Rotation) -> None:
+        self.ctx = ctx
+        self.book = ctx.book
+        self.rotation = rotation
+
+    # ------------------------------------------------------------------ create / delete
+
+    async def create_wallet(self, peer: Peer, req: p.CreateWallet) -> p.AddressResult:
+        user_id = check_user_id(req.user_id)
+        ctx = self.ctx
+        async with ctx.writer:
+            if user_id in self.book.wallets:
+                raise RequestError(
+                    p.ErrorCode.ALREADY_EXISTS, f"user {user_id!r} already has a wallet"
+                )
+            key, address, now = new_key(), new_address(), ctx.now()
+            sealed = ctx.sealer.seal(bytes(key), wallet_aad(user_id, address))
+            entry = ctx.audit("wallet_created", user_id, [address], Actor.of(peer))
+            await ctx.commit(
+                [(INSERT_WALLET, (user_id, address, peer.uid, sealed, now, now))], entry
+            )
+            self.book.add(Wallet(user_id, address, peer.uid, key, now, now))
+        return p.AddressResult(address)
+
+    async def delete_wallet(self, peer: Peer, req: p.DeleteWallet) -> p.DeletedResult:
+        ctx = self.ctx
+        async with ctx.writer:
+            wallet = ctx.wallet_for(peer, req.user_id)
+            entry = ctx.audit("wallet_deleted", wallet.user_id, [wallet.address], Actor.of(peer))
+            await ctx.commit(
+                [
+                    ("DELETE FROM wallets WHERE user_id = ?", (wallet.user_id,)),
+                    ("DELETE FROM rituals WHERE user_id = ?", (wallet.user_id,)),
+                ],
+                entry,
+            )
+            self.book.remove(wallet.user_id)
+            ctx.rituals.pop(wallet.user_id, None)
+        return p.DeletedResult(True)
+
+    # ------------------------------------------------------------------ reading
+
+    def get_wallet_address(self, peer: Peer, req: p.GetWalletAddress) -> p.AddressResult:
+        if req.user_id not in self.book.wallets:
+            check_user_id(req.user_id)
+            return p.AddressResult(None)
+        return p.AddressResult(self.ctx.wallet_for(peer, req.user_id).address)
+
+    def has_wallet(self, peer: Peer, req: p.HasWallet) -> p.ExistsResult:
+        if req.user_id not in self.book.wallets:
+            check_user_id(req.user_id)
+            return p.ExistsResult(False)
+        self.ctx.wallet_for(peer, req.user_id)
+        return p.ExistsResult(True)
+
+    def list_wallets(self, peer: Peer, req: p.ListWallets) -> p.WalletsResult:
+        if peer.is_admin:
+            wallets = list(self.book.wallets.values())
+        else:
+            wallets = self.book.owned_by(peer.uid)
+        return p.WalletsResult({w.user_id: w.address for w in wallets})
+
+    # ------------------------------------------------------------------ signing
+
+    def sign_message(
+        self, peer: Peer, req: p.SignMessage
+    ) -> p.SignatureResult | Awaitable[p.SignatureResult]:
+        wallet = self.ctx.wallet_for(peer, req.user_id)
+        if wallet.signature_count >= wallet.hard_limit:
+            return self._sign_after_rotation(peer, req)
+        signature = wallet.sign(req.message)
+        self.book.unflushed.add(wallet)
+        result = p.SignatureResult(signature, wallet.address)
+        if wallet.signature_count >= wallet.policy.max_signatures:
+            return self.rotation.after_limit(wallet, result)
+        return result
+
+    async def _sign_after_rotation(self, peer: Peer, req: p.SignMessage) -> p.SignatureResult:
+        await self.rotation.rotate_at_limit(self.ctx.wallet_for(peer, req.user_id))
+        # The await may have let another task reach the new key's limit (a policy of 1):
+        # loop through the same checks rather than sign past it.
+        return await _resolve(self.sign_message(peer, req))
+
+    def verify_signature(self, peer: Peer, req: p.VerifySignature) -> p.ValidResult:
+        wallet = self.ctx.wallet_for(peer, req.user_id)
+        return p.ValidResult(wallet.verify(req.message, req.signature))
+
+    async def sign_batch(self, peer: Peer, req: p.SignBatch) -> p.SignBatchResult:
+        """One authorization and policy check per batch; rotates between items at the limit."""
+        _check_batch(len(req.messages))
+        wallet = self.ctx.wallet_for(peer, req.user_id)
+        items: list[p.SignedItem] = []
+        messages = req.messages
+        done = 0
+        while done < len(messages):
+            if wallet.signature_count >= wallet.hard_limit:
+                try:
+                    wallet = await self.rotation.rotate_at_limit(wallet)
+                except RequestError as exc:
+                    # The key may not sign more and could not be replaced: the rest fail.
+                    body = p.ErrorBody(str(exc.code), exc.message)
+                    items.extend(p.SignedItem(error=body) for _ in messages[done:])
+                    break
+            # Sign as many as the key may still sign in one tight loop.
+            room = wallet.hard_limit - wallet.signature_count
+            chunk = messages[done : done + room]
+            key, address = wallet.key, wallet.address
+            items.extend(p.SignedItem(_hmac(key, m), address) for m in chunk)
+            wallet.signature_count += len(chunk)
+            done += len(chunk)
+        self.book.unflushed.add(wallet)
+        if wallet.signature_count >= wallet.policy.max_signatures:
+            await _resolve(self.rotation.after_limit(wallet, None))
+        return p.SignBatchResult(items)
+
+    def verify_batch(self, peer: Peer, req: p.VerifyBatch) -> p.VerifyBatchResult:
+        _check_batch(len(req.items))
+        wallet = self.ctx.wallet_for(peer, req.user_id)
+        return p.VerifyBatchResult([wallet.verify(i.message, i.signature) for i in req.items])
+
+    # ------------------------------------------------------------------ status
+
+    def hello(self, peer: Peer, req: p.Hello) -> p.HelloResult:
+        return p.HelloResult(p.PROTOCOL_VERSION, f"walletd {__version__}", list(p.OPS))
+
+    def status(self, peer: Peer, req: p.Status) -> p.StatusResult:
+        ctx = self.ctx
+        wallets = len(self.book) if peer.is_admin else len(self.book.owned_by(peer.uid))
+        return p.StatusResult(
+            uptime_s=round(time.monotonic() - ctx.started, 3),
+            wallets=wallets,
+            connections=ctx.connections,
+            server=f"walletd {__version__}",
+            ephemeral=ctx.ephemeral,
+            requests=ctx.requests if peer.is_admin else 0,
+        )
+
+
+def _hmac(key: bytearray, message: bytes) -> bytes:
+    return hmac.digest(key, message, "sha256")
+
+
+def _check_batch(size: int) -> None:
+    if size > p.MAX_BATCH_ITEMS:
+        raise invalid(f"a batch holds at most {p.MAX_BATCH_ITEMS} items, got {size}")
+
+
+async def _resolve(value: T | Awaitable[T]) -> T:
+    if isinstance(value, Awaitable):
+        return await value
+    return value
