@@ -58,9 +58,7 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
 
 
 @pytest.fixture
-async def start_server(
-    nursery: trio.Nursery, clock: Clock
-) -> Callable[..., Any]:
+async def start_server(nursery: trio.Nursery, clock: Clock) -> Callable[..., Any]:
     """``await start_server(config)`` -> a running in-process Server."""
 
     async def start(config: Config, **kwargs: Any) -> Server:

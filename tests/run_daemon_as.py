@@ -16,10 +16,10 @@ import ctypes.util
 import os
 import sys
 
-import walletd.boot  # noqa: F401 - imported before the uid change, see above
-import walletd.hardening  # noqa: F401
+import walletd.boot  # imported before the uid change, see above
+import walletd.hardening
 import walletd.main
-import walletd.server  # noqa: F401
+import walletd.server
 
 PR_SET_DUMPABLE = 4
 

@@ -23,7 +23,9 @@ NOBODY = pwd.getpwnam("nobody")
 RUN_AS = Path(__file__).resolve().parent / "run_as.py"
 
 
-def wait_for_socket(path: str | Path, *, timeout: float = 20.0, proc: subprocess.Popen[Any] | None = None) -> None:
+def wait_for_socket(
+    path: str | Path, *, timeout: float = 20.0, proc: subprocess.Popen[Any] | None = None
+) -> None:
     """Return once ``path`` accepts a connection; fail if the process dies first."""
     deadline = time.monotonic() + timeout
     while True:
@@ -63,7 +65,10 @@ class DaemonProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "walletd", *self.args],
-            stdout=subprocess.PIPE, stderr=log, env=env, cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+            cwd=ROOT,
         )
         log.close()
         if wait:
@@ -104,7 +109,10 @@ class DaemonProcess:
 
 
 def daemon_process(
-    tmp: Path, *extra: str, socket_mode: str = "0666", ephemeral: bool = False,
+    tmp: Path,
+    *extra: str,
+    socket_mode: str = "0666",
+    ephemeral: bool = False,
     env: dict[str, str] | None = None,
 ) -> DaemonProcess:
     """A daemon whose socket sits in a directory others can reach (for the nobody tests)."""
@@ -114,15 +122,25 @@ def daemon_process(
     tmp.chmod(0o755)
     state = tmp / "state"
     sock = run_dir / "walletd.sock"
-    args = ["--socket", str(sock), "--socket-mode", socket_mode, "--state-dir", str(state),
-            "--log-level", "debug", *extra]
+    args = [
+        "--socket",
+        str(sock),
+        "--socket-mode",
+        socket_mode,
+        "--state-dir",
+        str(state),
+        "--log-level",
+        "debug",
+        *extra,
+    ]
     if ephemeral:
         args.append("--ephemeral")
     return DaemonProcess(sock, state, args, tmp / "walletd.log", env=env or {})
 
 
-def run_as(uid: int, gid: int, code: str, *, timeout: float = 60.0,
-           args: Sequence[str] = ()) -> Any:
+def run_as(
+    uid: int, gid: int, code: str, *, timeout: float = 60.0, args: Sequence[str] = ()
+) -> Any:
     """Run ``code`` in a Python child under ``uid``/``gid``; return what it printed as JSON.
 
     The machine's interpreter may live where ``nobody`` cannot read it (root's home), so the
@@ -131,7 +149,10 @@ def run_as(uid: int, gid: int, code: str, *, timeout: float = 60.0,
     """
     proc = subprocess.run(
         [sys.executable, str(RUN_AS), str(uid), str(gid), code, *args],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
     )
     if proc.returncode != 0:
         raise AssertionError(f"child as uid {uid} failed ({proc.returncode}):\n{proc.stderr}")

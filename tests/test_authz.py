@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from wallet_client import RitualStep, WalletClient, hash_response
+from wallet_client import WalletClient
 
 from .support import NOBODY, run_as
 
@@ -62,8 +62,7 @@ result = {"list_wallets_sees_target": u in c.list_wallets()}
 result.update((name, attempt(fn)) for name, fn in ops)
 """
 
-ANY_PEER = {"has_ritual", "get_prompts", "get_remaining_attempts", "is_locked",
-            "initiate_recovery"}
+ANY_PEER = {"has_ritual", "get_prompts", "get_remaining_attempts", "is_locked", "initiate_recovery"}
 ADMIN_ONLY = {"reset_attempts", "audit_verify"}
 OPS = [line.split('"')[1] for line in MATRIX_CODE.splitlines() if line.startswith('    ("')]
 
@@ -94,22 +93,21 @@ def _expected(role: str) -> dict[str, object]:
 def served(daemon):
     proc = daemon("--admin-group", str(ADMIN_GID)).start()
     targets = ["w-owner", "w-other", "w-root", "w-group"]
-    backups = run_as(NOBODY.pw_uid, NOBODY.pw_gid, SETUP_CODE,
-                     args=[str(proc.socket_path), *targets])
+    backups = run_as(
+        NOBODY.pw_uid, NOBODY.pw_gid, SETUP_CODE, args=[str(proc.socket_path), *targets]
+    )
     yield proc, backups
     assert proc.stop() == 0
 
 
 def _run_matrix(sock: Path, uid: int, gid: int, target: str, backup_id: str) -> dict[str, object]:
-    result: dict[str, object] = run_as(uid, gid, MATRIX_CODE,
-                                       args=[str(sock), target, backup_id])
+    result: dict[str, object] = run_as(uid, gid, MATRIX_CODE, args=[str(sock), target, backup_id])
     return result
 
 
 def test_owner_may_do_everything_but_admin_ops(served) -> None:
     proc, backups = served
-    got = _run_matrix(proc.socket_path, NOBODY.pw_uid, NOBODY.pw_gid, "w-owner",
-                      backups["w-owner"])
+    got = _run_matrix(proc.socket_path, NOBODY.pw_uid, NOBODY.pw_gid, "w-owner", backups["w-owner"])
     assert got == _expected("owner")
 
 
@@ -133,8 +131,7 @@ def test_root_is_admin(served) -> None:
 
 def test_admin_group_member_is_admin(served) -> None:
     proc, backups = served
-    got = _run_matrix(proc.socket_path, GROUP_ADMIN_UID, ADMIN_GID, "w-group",
-                      backups["w-group"])
+    got = _run_matrix(proc.socket_path, GROUP_ADMIN_UID, ADMIN_GID, "w-group", backups["w-group"])
     assert got == _expected("admin")
 
 
@@ -143,8 +140,7 @@ def test_list_and_status_show_only_own_wallets(served) -> None:
     with WalletClient(proc.socket_path) as root:
         root.create_wallet("root-own")
         assert {"root-own", "w-owner"} <= set(root.list_wallets())  # admin sees all
-    code = ("c = WalletClient(ARGS[0])\n"
-            "result = [sorted(c.list_wallets()), c.status().wallets]")
+    code = "c = WalletClient(ARGS[0])\nresult = [sorted(c.list_wallets()), c.status().wallets]"
     nobody_view = run_as(NOBODY.pw_uid, NOBODY.pw_gid, code, args=[str(proc.socket_path)])
     assert nobody_view == [["w-group", "w-other", "w-owner", "w-root"], 4]
     assert run_as(OTHER_UID, OTHER_UID, code, args=[str(proc.socket_path)]) == [[], 0]
@@ -154,12 +150,16 @@ def test_uid_outside_allowed_uids_is_refused_at_accept(daemon, open_tmp: Path) -
     config = open_tmp / "walletd.toml"
     config.write_text(f"allowed_uids = [{NOBODY.pw_uid}]\n")
     proc = daemon("--config", str(config)).start()
-    probe = ("c = WalletClient(ARGS[0])\n"
-             "try:\n    c.hello(); result = 'ok'\n"
-             "except errors.WalletError as e:\n    result = [type(e).__name__, e.code]\n")
+    probe = (
+        "c = WalletClient(ARGS[0])\n"
+        "try:\n    c.hello(); result = 'ok'\n"
+        "except errors.WalletError as e:\n    result = [type(e).__name__, e.code]\n"
+    )
     assert run_as(NOBODY.pw_uid, NOBODY.pw_gid, probe, args=[str(proc.socket_path)]) == "ok"
     assert run_as(OTHER_UID, OTHER_UID, probe, args=[str(proc.socket_path)]) == [
-        "PermissionDeniedError", "forbidden"]
+        "PermissionDeniedError",
+        "forbidden",
+    ]
     with WalletClient(proc.socket_path) as root:  # admins are always let in
         assert root.hello().protocol == 1
     assert proc.stop() == 0
@@ -168,9 +168,13 @@ def test_uid_outside_allowed_uids_is_refused_at_accept(daemon, open_tmp: Path) -
 def test_socket_mode_keeps_other_users_out(daemon) -> None:
     proc = daemon(socket_mode="0600").start()
     assert proc.socket_path.stat().st_mode & 0o777 == 0o600
-    probe = ("c = WalletClient(ARGS[0])\n"
-             "try:\n    c.hello(); result = 'ok'\n"
-             "except errors.WalletError as e:\n    result = [type(e).__name__, e.code]\n")
+    probe = (
+        "c = WalletClient(ARGS[0])\n"
+        "try:\n    c.hello(); result = 'ok'\n"
+        "except errors.WalletError as e:\n    result = [type(e).__name__, e.code]\n"
+    )
     assert run_as(NOBODY.pw_uid, NOBODY.pw_gid, probe, args=[str(proc.socket_path)]) == [
-        "DaemonUnavailableError", "unavailable"]
+        "DaemonUnavailableError",
+        "unavailable",
+    ]
     assert proc.stop() == 0

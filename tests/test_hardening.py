@@ -43,8 +43,18 @@ def daemon_as_nobody(open_tmp: Path):
     sock = open_tmp / "walletd.sock"
     open_tmp.chmod(0o777)
     proc = subprocess.Popen(
-        [sys.executable, str(LAUNCHER), str(NOBODY.pw_uid), str(NOBODY.pw_gid), "--",
-         "--ephemeral", "--socket", str(sock), "--socket-mode", "0666"],
+        [
+            sys.executable,
+            str(LAUNCHER),
+            str(NOBODY.pw_uid),
+            str(NOBODY.pw_gid),
+            "--",
+            "--ephemeral",
+            "--socket",
+            str(sock),
+            "--socket-mode",
+            "0666",
+        ],
         stderr=subprocess.DEVNULL,
     )
     wait_for_socket(sock, proc=proc)
@@ -57,7 +67,9 @@ def daemon_as_nobody(open_tmp: Path):
 def dumpable_nobody():
     proc = subprocess.Popen(
         [sys.executable, str(LAUNCHER), str(NOBODY.pw_uid), str(NOBODY.pw_gid), "--idle"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     yield proc

@@ -73,8 +73,9 @@ def test_no_secret_in_a_real_daemon_log(daemon) -> None:
                 assert c.verify_signature(user, m, signatures[-1])
             signatures.extend(i.signature for i in c.sign_batch(user, messages) if i.signature)
             c.verify_batch(user, [(m, s) for m, s in zip(messages, signatures, strict=False)])
-        c.register_ritual("alice", [RitualStep(f"q{i}?", hash_response(a))
-                                    for i, a in enumerate(answers)])
+        c.register_ritual(
+            "alice", [RitualStep(f"q{i}?", hash_response(a)) for i, a in enumerate(answers)]
+        )
         assert not c.initiate_recovery("alice", [hash_response("nope"), hash_response("x")])
         backup = c.create_backup("alice", {"purpose": "scan"})
         c.rotate_keys("alice")
@@ -82,8 +83,10 @@ def test_no_secret_in_a_real_daemon_log(daemon) -> None:
         c.set_policy("bob", max_signatures=3, auto_rotate=True)
         for m in messages:
             signatures.append(c.sign_message("bob", m))
-    run_as_nobody("c = WalletClient(ARGS[0])\nresult = c.recover('alice', ARGS[1:])",
-                  args=[str(proc.socket_path), *(hash_response(a) for a in answers)])
+    run_as_nobody(
+        "c = WalletClient(ARGS[0])\nresult = c.recover('alice', ARGS[1:])",
+        args=[str(proc.socket_path), *(hash_response(a) for a in answers)],
+    )
     assert proc.stop() == 0
 
     config = Config(state_dir=str(proc.state_dir))
