@@ -37,10 +37,12 @@ bench: install
 	$(BIN)/python -m bench
 
 fuzz: install
-	WALLETD_FUZZ=long $(BIN)/python -m pytest -q -m "fuzz" -p no:randomly tests
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,lint,fuzz]'
+	WALLETD_FUZZ=long $(BIN)/python -m pytest -q -m fuzz tests
+	$(BIN)/python -m tests.adversarial.atheris_frames
 
 soak: install
-	WALLETD_SOAK=long $(BIN)/python -m pytest -q -m "soak" tests
+	WALLETD_SOAK=long $(BIN)/python -m pytest -q -m soak tests
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
