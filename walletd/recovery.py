@@ -15,19 +15,24 @@ starve signing (which never waits for it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import trio
 
 from wallet_client import protocol as p
 
 from .context import Actor, Context
-from .errors import RequestError, invalid
+from .errors import RequestError, StartupError, invalid
 from .peer import Peer
-from .ritual import Ritual, check_responses, encode_steps, hash_steps
+from .ritual import Ritual, check_responses, check_scrypt_params, encode_steps, hash_steps
 from .rotation import Rotation
 from .validation import check_sha256_hex, check_user_id
 
 MAX_STEPS = 16
 MAX_PROMPT_BYTES = 1024
+
+T = TypeVar("T")
 
 
 class Recovery:
@@ -35,10 +40,19 @@ class Recovery:
         self.ctx = ctx
         self.rotation = rotation
         self.rituals = ctx.rituals
-        self._limiter = trio.CapacityLimiter(ctx.config.recovery_concurrency)
+        config = ctx.config
+        try:
+            # Refuse at startup what would otherwise fail every registration as "internal".
+            check_scrypt_params(config.scrypt_n, config.scrypt_r, config.scrypt_p)
+        except ValueError as exc:
+            raise StartupError(f"unusable recovery settings: {exc}") from None
+        # scrypt is memory-hard and slow on purpose: at most this many run at once, in worker
+        # threads (hashlib releases the GIL), so a flood of attempts queues here while signing,
+        # which never waits on this limiter, goes on.
+        self._limiter = trio.CapacityLimiter(config.recovery_concurrency)
 
-    async def _hash(self, fn: object, *args: object) -> object:
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)  # type: ignore[arg-type]
+    async def _hash(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     def _ritual(self, user_id: str) -> Ritual:
         ritual = self.rituals.get(user_id)
@@ -66,7 +80,6 @@ class Recovery:
         steps = _check_steps(req.steps)
         self.ctx.wallet_for(peer, req.user_id)
         stored = await self._hash(hash_steps, steps, self.ctx.config)
-        assert isinstance(stored, list)
         ctx = self.ctx
         async with ctx.writer:
             wallet = ctx.wallet_for(peer, req.user_id)
@@ -147,8 +160,8 @@ class Recovery:
         user_id = check_user_id(req.user_id)
         if user_id not in ctx.book.wallets:
             return p.RecoveryResult(False)  # as before: unknown user, nothing counted
-        if len(req.responses) > MAX_STEPS:
-            raise invalid(f"a ritual has at most {MAX_STEPS} steps")
+        # A wrong number of responses (any number) is an ordinary failed attempt: it is counted
+        # below, and the check's work depends on the stored steps alone, never on the responses.
         actor = Actor.of(peer)
         # 1. Count the attempt durably, before any checking.
         async with ctx.writer:
@@ -216,7 +229,7 @@ def _check_steps(steps: list[p.RitualStep]) -> list[p.RitualStep]:
     out = []
     for number, step in enumerate(steps, 1):
         size = len(step.prompt.encode("utf-8", "surrogatepass"))
-        if not 1 <= size <= MAX_PROMPT_BYTES or not step.prompt.strip():
+        if not 1 <= size <= MAX_PROMPT_BYTES:
             raise invalid(f"prompt {number} must be 1-{MAX_PROMPT_BYTES} bytes of text")
         digest = check_sha256_hex(step.expected_response_hash, f"the hash of step {number}")
         out.append(p.RitualStep(step.prompt, digest))

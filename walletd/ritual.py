@@ -18,6 +18,8 @@ from wallet_client import protocol as p
 from .config import Config
 
 SALT_BYTES = 16
+#: CPython's hashlib.scrypt refuses a larger ``maxmem``: parameters needing more cannot run.
+MAX_SCRYPT_MEMORY = 2**31 - 1
 
 
 class StoredStep(msgspec.Struct, array_like=True):
@@ -48,13 +50,38 @@ def decode_steps(data: bytes) -> list[StoredStep]:
     return _steps_decoder.decode(data)
 
 
+def scrypt_memory(n: int, r: int, p_: int) -> int:
+    """Bytes scrypt needs for these parameters, reckoned as OpenSSL does: 128·r·(n + p + 2)."""
+    return 128 * r * (n + p_ + 2)
+
+
+def check_scrypt_params(n: int, r: int, p_: int) -> None:
+    """ValueError for parameters scrypt cannot run with (the message names them)."""
+    if n < 2 or n & (n - 1):
+        raise ValueError(f"scrypt n={n} must be a power of two greater than 1")
+    if scrypt_memory(n, r, p_) > MAX_SCRYPT_MEMORY:
+        raise ValueError(
+            f"scrypt n={n}, r={r}, p={p_} needs {scrypt_memory(n, r, p_)} bytes of memory; "
+            f"the limit is {MAX_SCRYPT_MEMORY} (lower n or r)"
+        )
+
+
 def _scrypt(response_hash: str, salt: bytes, n: int, r: int, p_: int) -> bytes:
+    # maxmem follows the parameters: a fixed cap made every n·r above it (n=2**17 with r=16,
+    # say) fail with "memory limit exceeded" at registration, as an internal error.
     return hashlib.scrypt(
-        response_hash.encode(), salt=salt, n=n, r=r, p=p_, maxmem=256 * 1024 * 1024, dklen=32
+        response_hash.encode("utf-8", "surrogatepass"),
+        salt=salt,
+        n=n,
+        r=r,
+        p=p_,
+        maxmem=min(scrypt_memory(n, r, p_) + (1 << 20), MAX_SCRYPT_MEMORY),
+        dklen=32,
     )
 
 
 def hash_steps(steps: list[p.RitualStep], config: Config) -> list[StoredStep]:
+    check_scrypt_params(config.scrypt_n, config.scrypt_r, config.scrypt_p)
     out = []
     for step in steps:
         salt = secrets.token_bytes(SALT_BYTES)
