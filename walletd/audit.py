@@ -4,7 +4,10 @@ Each record stores the hash of the record before it, and its own hash (HMAC-SHA2
 sealed under the master key) over its fields and that link, so editing, inserting or deleting a
 row breaks the chain at that row, and someone who can write the database but does not hold the
 master key cannot re-hash the chain to hide an edit. The head (last seq and hash) is kept in the
-``meta`` table in the same transaction, so cutting records off the end is detected too.
+``meta`` table in the same transaction, so cutting records off the end is detected too; the head
+carries its own tag under the same key, because the last surviving record's hash is in plain
+sight and would otherwise let whoever cuts the end write a matching head. (Putting back a head
+and tag copied from an older database is a rollback that only an outside anchor can catch.)
 
 Records are written in the same transaction as the change they describe. No secret ever enters
 a record: the fields are names, addresses, uids, outcomes and small non-secret details.
@@ -19,7 +22,7 @@ from typing import Any
 
 from .store import Statement
 
-__all__ = ["GENESIS_HASH", "AuditChain", "AuditEntry", "verify_rows"]
+__all__ = ["GENESIS_HASH", "AuditChain", "AuditEntry", "verify_chain", "verify_rows"]
 
 GENESIS_HASH = "0" * 64
 
@@ -97,10 +100,17 @@ def record_hash(
 
 
 HEAD_KEY = "audit_head"
+HEAD_TAG_KEY = "audit_head_tag"
+_HEAD_TAG_DOMAIN = b"walletd:audit-head:v1\x00"
 
 
 def head_value(seq: int, hash_: str) -> bytes:
     return f"{seq}:{hash_}".encode()
+
+
+def head_tag(key: bytes, head: bytes) -> bytes:
+    """The head's own tag, so that a head cannot be rewritten to match a shortened chain."""
+    return hmac.new(key, _HEAD_TAG_DOMAIN + head, "sha256").hexdigest().encode()
 
 
 class AuditChain:
@@ -130,6 +140,9 @@ class AuditChain:
         outcome: str = "ok",
         detail: dict[str, Any] | None = None,
     ) -> AuditEntry:
+        # The column is REAL: an int from an injected clock would be read back as a float and
+        # hash differently (repr(5) != repr(5.0)), breaking the record it belongs to.
+        timestamp = float(timestamp)
         entry = AuditEntry(
             seq=self._pending_seq + 1,
             timestamp=timestamp,
@@ -159,10 +172,11 @@ class AuditChain:
         return entry
 
     def head_statement(self) -> Statement:
-        """Records the pending head; part of every transaction that appends records."""
+        """Records the pending head and its tag; part of every transaction that appends records."""
+        head = head_value(self._pending_seq, self._pending_hash)
         return (
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-            (HEAD_KEY, head_value(self._pending_seq, self._pending_hash)),
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?), (?, ?)",
+            (HEAD_KEY, head, HEAD_TAG_KEY, head_tag(self._key, head)),
         )
 
     def accept(self) -> None:
@@ -177,13 +191,17 @@ class AuditChain:
 def verify_rows(
     key: bytes, rows: list[tuple[Any, ...]], head: bytes | None
 ) -> tuple[int | None, str | None]:
-    """Walk rows (in COLUMNS order, by seq); return the first broken seq and why, or Nones."""
+    """Walk rows (in COLUMNS order, by seq); return the first broken seq and why, or Nones.
+
+    This checks the head against the rows but not the head's tag: :func:`verify_chain` does both.
+    """
     prev_hash = GENESIS_HASH
     expected_seq = 1
     for row in rows:
         seq, ts, event, user_id, addresses, uid, pid, outcome, detail, row_prev, row_hash = row
         if seq != expected_seq:
-            return seq, f"record {expected_seq} is missing (found {seq} next)"
+            # Name the record that is gone: that is where the chain breaks.
+            return expected_seq, f"record {expected_seq} is missing (found {seq} next)"
         if row_prev != prev_hash:
             return seq, "its link to the previous record does not match"
         if (
@@ -196,9 +214,35 @@ def verify_rows(
         prev_hash = row_hash
         expected_seq += 1
     last_seq = expected_seq - 1
-    if (head or head_value(0, GENESIS_HASH)) != head_value(last_seq, prev_hash):
-        return (
-            last_seq + 1,
-            "records after the last one present were removed (the head does not match)",
-        )
+    expected_head = head_value(last_seq, prev_hash)
+    if (head or head_value(0, GENESIS_HASH)) == expected_head:
+        return None, None
+    head_seq = _head_seq(head)
+    if head_seq is not None and head_seq > last_seq:
+        return last_seq + 1, f"records {last_seq + 1} to {head_seq} were removed from the end"
+    if head_seq is not None and head_seq < last_seq:
+        return head_seq + 1, f"records after {head_seq} were added outside walletd"
+    return last_seq + 1, "the head does not match the last record"
+
+
+def verify_chain(
+    key: bytes, rows: list[tuple[Any, ...]], head: bytes | None, tag: bytes | None
+) -> tuple[int | None, str | None]:
+    """:func:`verify_rows`, and the head's tag: a rewritten head is caught too."""
+    broken, problem = verify_rows(key, rows, head)
+    if broken is not None or (head is None and tag is None):
+        return broken, problem
+    if head is None or tag is None or not hmac.compare_digest(head_tag(key, head), tag):
+        # The rows agree with the head, but the head was not written by walletd: the end of
+        # the chain was cut and the head rewritten to match what is left.
+        return len(rows) + 1, "the head was rewritten (records were removed from the end)"
     return None, None
+
+
+def _head_seq(head: bytes | None) -> int | None:
+    if head is None:
+        return 0
+    try:
+        return int(head.split(b":", 1)[0])
+    except ValueError:
+        return None

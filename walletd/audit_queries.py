@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from wallet_client import protocol as p
 
-from .audit import COLUMNS, HEAD_KEY, verify_rows
+from .audit import COLUMNS, HEAD_KEY, HEAD_TAG_KEY, verify_chain
 from .context import Context
 from .errors import invalid
 from .peer import Peer
 from .validation import check_user_id
 
 MAX_LIMIT = 100_000
+
+# A non-admin sees the records of the wallets it owns now, from each wallet's latest
+# ``wallet_created`` on: a user id that was deleted and created again by another uid keeps the
+# earlier wallet's records to admins. The owned ids travel as one JSON parameter, so no
+# number of wallets runs into SQLite's limit on bound variables.
+_OWNED_QUERY = f"""
+    WITH starts AS (
+        SELECT user_id AS wallet_user, MAX(seq) AS first_seq FROM audit
+        WHERE event = 'wallet_created' AND user_id IN (SELECT value FROM json_each(?))
+        GROUP BY user_id
+    )
+    SELECT {COLUMNS} FROM audit JOIN starts ON audit.user_id = starts.wallet_user
+    WHERE seq >= first_seq AND timestamp >= ?
+    ORDER BY seq DESC LIMIT ?
+"""  # noqa: S608 - placeholders only
 
 
 class AuditQueries:
@@ -24,58 +40,58 @@ class AuditQueries:
         """Admins see every record; others only records of wallets they own now."""
         if not 1 <= req.limit <= MAX_LIMIT:
             raise invalid(f"limit must be between 1 and {MAX_LIMIT}")
-        where = ["timestamp >= ?"]
-        params: list[object] = [req.since if req.since is not None else 0.0]
-        if req.user_id is not None:
-            user_id = check_user_id(req.user_id)
-            if not peer.is_admin:
-                self.ctx.wallet_for(peer, user_id)
-            where.append("user_id = ?")
-            params.append(user_id)
-        elif not peer.is_admin:
-            owned = [w.user_id for w in self.ctx.book.owned_by(peer.uid)]
+        since = req.since if req.since is not None else 0.0
+        if peer.is_admin:
+            where = "timestamp >= ?"
+            params: list[object] = [since]
+            if req.user_id is not None:
+                where += " AND user_id = ?"
+                params.append(check_user_id(req.user_id))
+            rows = await self.ctx.store.query(
+                f"SELECT {COLUMNS} FROM audit WHERE {where} ORDER BY seq DESC LIMIT ?",  # noqa: S608 - placeholders only
+                [*params, req.limit],
+            )
+        else:
+            if req.user_id is not None:
+                owned = [self.ctx.wallet_for(peer, req.user_id).user_id]
+            else:
+                owned = [w.user_id for w in self.ctx.book.owned_by(peer.uid)]
             if not owned:
                 return p.AuditLogResult([])
-            where.append(f"user_id IN ({', '.join('?' * len(owned))})")
-            params.extend(owned)
-        rows = await self.ctx.store.query(
-            f"SELECT {COLUMNS} FROM audit WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",  # noqa: S608 - placeholders only
-            [*params, req.limit],
-        )
-        records = [
-            p.AuditRecord(
-                seq,
-                ts,
-                event,
-                user_id,
-                json.loads(addresses),
-                uid,
-                pid,
-                outcome,
-                json.loads(detail),
-                prev_hash,
-                hash_,
-            )
-            for (
-                seq,
-                ts,
-                event,
-                user_id,
-                addresses,
-                uid,
-                pid,
-                outcome,
-                detail,
-                prev_hash,
-                hash_,
-            ) in reversed(rows)
-        ]
-        return p.AuditLogResult(records)
+            rows = await self.ctx.store.query(_OWNED_QUERY, (json.dumps(owned), since, req.limit))
+        return p.AuditLogResult([_record(row) for row in reversed(rows)])
 
     async def audit_verify(self, peer: Peer, req: p.AuditVerify) -> p.AuditVerifyResult:
         self.ctx.require_admin(peer, "audit_verify")
         async with self.ctx.writer:  # a consistent snapshot: no commit lands while we read
             rows = await self.ctx.store.query(f"SELECT {COLUMNS} FROM audit ORDER BY seq")  # noqa: S608
-            head = await self.ctx.store.query("SELECT value FROM meta WHERE key = ?", (HEAD_KEY,))
-        broken, problem = verify_rows(self._key, rows, bytes(head[0][0]) if head else None)
+            meta = dict(
+                await self.ctx.store.query(
+                    "SELECT key, value FROM meta WHERE key IN (?, ?)", (HEAD_KEY, HEAD_TAG_KEY)
+                )
+            )
+        head, tag = meta.get(HEAD_KEY), meta.get(HEAD_TAG_KEY)
+        broken, problem = verify_chain(
+            self._key,
+            rows,
+            None if head is None else bytes(head),
+            None if tag is None else bytes(tag),
+        )
         return p.AuditVerifyResult(broken is None, len(rows), broken, problem)
+
+
+def _record(row: tuple[Any, ...]) -> p.AuditRecord:
+    seq, ts, event, user_id, addresses, uid, pid, outcome, detail, prev_hash, hash_ = row
+    return p.AuditRecord(
+        seq,
+        ts,
+        event,
+        user_id,
+        json.loads(addresses),
+        uid,
+        pid,
+        outcome,
+        json.loads(detail),
+        prev_hash,
+        hash_,
+    )

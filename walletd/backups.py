@@ -11,6 +11,7 @@ live in memory.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import os
@@ -26,7 +27,7 @@ from wallet_client import protocol as p
 from .context import Actor, Context
 from .errors import RequestError, invalid, not_found
 from .peer import Peer
-from .validation import check_metadata
+from .validation import check_metadata, check_user_id
 from .wallets import key_hash
 
 FORMAT = "walletd-backup-v1"
@@ -72,11 +73,18 @@ class DirectoryVault:
         temp = self.path / f".{backup_id}.tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(temp, final)
+            try:
+                view = memoryview(data)
+                while view:  # os.write may write less than asked (a full disk, a signal)
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(temp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)  # no half-written leftovers
+            raise
         dir_fd = os.open(self.path, os.O_RDONLY)
         try:
             os.fsync(dir_fd)  # the rename itself must survive a crash
@@ -151,7 +159,7 @@ class Backups:
         )
 
     async def create_backup(self, peer: Peer, req: p.CreateBackup) -> p.BackupRecord:
-        metadata = check_metadata(req.metadata)
+        metadata = check_metadata(req.metadata)  # plain JSON only: it must survive the file
         ctx = self.ctx
         async with ctx.writer:
             wallet = ctx.wallet_for(peer, req.user_id)
@@ -184,28 +192,42 @@ class Backups:
 
     async def list_backups(self, peer: Peer, req: p.ListBackups) -> p.BackupListResult:
         self._authorize(peer, req.user_id)
-        records, problems = await trio.to_thread.run_sync(self._scan, req.user_id, peer.is_admin)
+        records, problems = await self._run(self._scan, req.user_id, peer.is_admin)
         records.sort(key=lambda r: r.timestamp, reverse=True)
         return p.BackupListResult(records, problems)
 
     def _scan(
         self, user_id: str, admin: bool
     ) -> tuple[list[p.BackupRecord], list[p.BackupProblem]]:
+        """``user_id``'s verified records, and the files that failed to verify.
+
+        A problem is shown to admins, and to the user the file claims to belong to; a file that
+        claims no one (unreadable, not JSON) is shown to everyone, since it may be anyone's.
+        """
         records: list[p.BackupRecord] = []
         problems: list[p.BackupProblem] = []
         for backup_id in self.vault.list_ids():
+            data: bytes | None = None
             try:
                 data = self.vault.read(backup_id)
                 if data is None:
                     continue  # deleted while we listed
                 record = self._open(data)
             except (OSError, TamperedError) as exc:
-                # Unverifiable records are reported to admins, and to the user they claim.
-                if admin or _claims(data, user_id):
+                claimed = _claimed_user(data)
+                if admin or claimed is None or claimed == user_id:
                     reason = exc.strerror if isinstance(exc, OSError) else str(exc)
                     problems.append(p.BackupProblem(backup_id, str(reason)))
                 continue
-            if record.user_id == user_id and record.backup_id == backup_id:
+            if record.backup_id != backup_id:
+                # A verified record under another file name (a copy): it is not the backup the
+                # name promises, and verify/delete by that name would not find it.
+                if admin or record.user_id == user_id:
+                    problems.append(
+                        p.BackupProblem(backup_id, "the file name does not match the record")
+                    )
+                continue
+            if record.user_id == user_id:
                 records.append(record)
         return records, problems
 
@@ -256,14 +278,18 @@ class Backups:
         # Backups of a deleted wallet stay readable to admins only.
         if user_id in self.ctx.book.wallets or not peer.is_admin:
             self.ctx.wallet_for(peer, user_id)
+        else:
+            check_user_id(user_id)
 
 
 def _valid_backup_id(backup_id: str) -> bool:
     return len(backup_id) == 32 and all(c in "0123456789abcdef" for c in backup_id)
 
 
-def _claims(data: bytes | None, user_id: str) -> bool:
+def _claimed_user(data: bytes | None) -> str | None:
+    """The user id an unverified file claims, or None when it claims none."""
     try:
-        return bool(json.loads(data or b"")["record"]["user_id"] == user_id)
+        claimed = json.loads(data or b"")["record"]["user_id"]
     except (ValueError, KeyError, TypeError):
-        return False
+        return None
+    return claimed if isinstance(claimed, str) else None

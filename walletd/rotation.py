@@ -26,7 +26,7 @@ from .errors import RequestError, invalid, not_found
 from .peer import Peer
 from .sealing import wallet_aad
 from .validation import check_reason, check_user_id
-from .wallets import PolicyOverride, Wallet, new_address, new_key
+from .wallets import PolicyOverride, Wallet, new_address, new_key, zero
 
 log = structlog.get_logger("walletd")
 T = TypeVar("T")
@@ -58,26 +58,32 @@ class Rotation:
         """Rotate ``wallet``'s key (writer lock held). ``new_owner`` hands the wallet over."""
         ctx = self.ctx
         key, address, now = new_key(), new_address(), ctx.now()
-        sealed = ctx.sealer.seal(bytes(key), wallet_aad(wallet.user_id, address))
         owner = wallet.owner_uid if new_owner is None else new_owner
-        statements = [
-            (
-                "UPDATE wallets SET address = ?, sealed_key = ?, key_created_at = ?,"
-                " signature_count = 0, owner_uid = ? WHERE user_id = ?",
-                (address, sealed, now, owner, wallet.user_id),
-            ),
-            (
-                "INSERT INTO rotations (user_id, old_wallet_id, new_wallet_id, timestamp,"
-                " reason, actor_uid) VALUES (?, ?, ?, ?, ?, ?)",
-                (wallet.user_id, wallet.address, address, now, reason, actor.uid),
-            ),
-            *(extra or []),
-        ]
         detail: dict[str, Any] = {"reason": reason}
         if new_owner is not None:
             detail.update(old_owner_uid=wallet.owner_uid, new_owner_uid=new_owner)
-        entry = ctx.audit(event, wallet.user_id, [wallet.address, address], actor, detail=detail)
-        await ctx.commit(statements, entry)
+        try:
+            sealed = ctx.sealer.seal(bytes(key), wallet_aad(wallet.user_id, address))
+            statements = [
+                (
+                    "UPDATE wallets SET address = ?, sealed_key = ?, key_created_at = ?,"
+                    " signature_count = 0, owner_uid = ? WHERE user_id = ?",
+                    (address, sealed, now, owner, wallet.user_id),
+                ),
+                (
+                    "INSERT INTO rotations (user_id, old_wallet_id, new_wallet_id, timestamp,"
+                    " reason, actor_uid) VALUES (?, ?, ?, ?, ?, ?)",
+                    (wallet.user_id, wallet.address, address, now, reason, actor.uid),
+                ),
+                *(extra or []),
+            ]
+            entry = ctx.audit(
+                event, wallet.user_id, [wallet.address, address], actor, detail=detail
+            )
+            await ctx.commit(statements, entry)
+        except BaseException:
+            zero(key)  # the new key was never stored: do not leave it in memory
+            raise
         wallet.replace_key(key, address, now)
         wallet.owner_uid = owner
         self.book.unflushed.discard(wallet)  # the new key starts at 0, already stored
@@ -140,8 +146,12 @@ class Rotation:
                 self._warn_once(wallet, wallet.breaches(now))
                 continue
             async with self.ctx.writer:
-                if self.book.get(wallet.user_id) is wallet and "max_age" in wallet.breaches(
-                    self.ctx.now()
+                # Re-check under the lock: the wallet may have been deleted, rotated, or had
+                # auto_rotate turned off while we waited for it.
+                if (
+                    self.book.get(wallet.user_id) is wallet
+                    and wallet.policy.auto_rotate
+                    and "max_age" in wallet.breaches(self.ctx.now())
                 ):
                     try:
                         await self.rotate_locked(wallet, REASON_MAX_AGE, DAEMON)
@@ -151,9 +161,15 @@ class Rotation:
         return rotated
 
     async def age_check_loop(self) -> None:
+        # Check first: keys that aged past their limit while walletd was stopped are rotated
+        # at startup, not one interval later.
         while True:
+            try:
+                await self.check_ages()
+            except Exception:
+                # A bug here must not take the daemon down with it; the next round retries.
+                log.exception("age_check_failed")
             await trio.sleep(self.ctx.config.rotation_check_interval)
-            await self.check_ages()
 
     # ------------------------------------------------------------------ reading
 
@@ -175,6 +191,7 @@ class Rotation:
         )
 
     async def rotation_history(self, peer: Peer, req: p.RotationHistory) -> p.RotationHistoryResult:
+        """Oldest first. Owners see their wallet's own chain of keys; admins every record."""
         user_id = check_user_id(req.user_id)
         wallet = self.book.get(user_id)
         if wallet is not None:
@@ -192,6 +209,10 @@ class Rotation:
                 raise RequestError(
                     p.ErrorCode.FORBIDDEN, f"the history of user {user_id!r} belongs to another uid"
                 )
+        if wallet is not None and not peer.is_admin:
+            # A user id deleted and created again by another uid: the earlier wallet's
+            # rotations (its addresses, who rotated it) are not the new owner's to read.
+            rows = current_chain(rows, wallet.address)
         return p.RotationHistoryResult([p.RotationRecord(*row) for row in rows])
 
     def get_policy(self, peer: Peer, req: p.GetPolicy) -> p.RotationPolicy:
@@ -200,6 +221,8 @@ class Rotation:
     async def set_policy(self, peer: Peer, req: p.SetPolicy) -> p.RotationPolicy:
         _check_policy_values(req)
         ctx = self.ctx
+        if req.max_age_days is None and req.max_signatures is None and req.auto_rotate is None:
+            return ctx.wallet_for(peer, req.user_id).policy  # nothing to change, nothing to log
         async with ctx.writer:
             wallet = ctx.wallet_for(peer, req.user_id)
             old = wallet.override
@@ -238,6 +261,21 @@ class Rotation:
                 # A lowered limit the key already passed: rotate before it signs again.
                 await self.rotate_locked(wallet, REASON_MAX_SIGNATURES, DAEMON)
         return wallet.policy
+
+
+def current_chain(rows: list[tuple[Any, ...]], address: str) -> list[tuple[Any, ...]]:
+    """The rows (by seq, as from the rotations table) that lead to ``address``, oldest first.
+
+    Addresses are random and never reused, so following ``new_wallet_id -> old_wallet_id``
+    back from the current address picks exactly this wallet's rotations.
+    """
+    by_new = {row[2]: row for row in rows}
+    chain: list[tuple[Any, ...]] = []
+    while (row := by_new.pop(address, None)) is not None:
+        chain.append(row)
+        address = row[1]
+    chain.reverse()
+    return chain
 
 
 def _check_policy_values(req: p.SetPolicy) -> None:
