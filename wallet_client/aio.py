@@ -17,7 +17,7 @@ import trio
 from . import calls
 from . import protocol as p
 from .calls import BackupList, Call, ClientCore
-from .client import resolve_socket_path
+from .client import connection_dropped, resolve_socket_path
 from .errors import DaemonUnavailableError, WalletError
 
 T = TypeVar("T")
@@ -78,10 +78,21 @@ class AsyncWalletClient:
             timeout = math.inf if self.timeout is None else self.timeout
             try:
                 with trio.fail_after(timeout):
+                    if self._stream is not None and connection_dropped(
+                        self._stream.socket.fileno()
+                    ):
+                        # walletd closed this idle connection; nothing was sent on it since.
+                        self._drop()
                     if self._stream is None:
                         self._stream = await self._connect()
                     request_id, frame = self._core.encode(call)
-                    await self._stream.send_all(frame)
+                    try:
+                        await self._stream.send_all(frame)
+                    except trio.BrokenResourceError:
+                        refusal = await self._refusal(self._stream)
+                        if refusal is None:
+                            raise
+                        raise refusal from None
                     while (response := self._core.next_response()) is None:
                         data = await self._stream.receive_some(_RECV_BYTES)
                         if not data:
@@ -101,6 +112,16 @@ class AsyncWalletClient:
                 self._drop()
                 raise
             return self._core.result(call, request_id, response)
+
+    async def _refusal(self, stream: trio.SocketStream) -> WalletError | None:
+        # The daemon closed while we were sending: read what it said before it did (it will
+        # not block, the connection is closed).
+        try:
+            while data := await stream.receive_some(_RECV_BYTES):
+                self._core.feed(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        return self._core.refusal()
 
     # ------------------------------------------------------------------ methods
 

@@ -16,14 +16,18 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from . import protocol as p
-from .errors import ProtocolError, RitualError, error_from_wire
-from .framing import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, encode_frame
+from .errors import ProtocolError, RitualError, WalletError, error_from_wire
+from .framing import FrameDecoder, encode_frame
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 DEFAULT_SOCKET = "/run/walletd/walletd.sock"
 DEFAULT_TIMEOUT = 30.0
+#: The daemon limits the frames it reads (max_frame_bytes), not the ones it writes: an
+#: audit_log or list_wallets answer may well exceed 1 MiB. This bound only keeps a peer that is
+#: not walletd from making a client buffer without end.
+MAX_RESPONSE_BYTES = 1 << 30
 
 
 def hash_response(answer: str) -> str:
@@ -266,10 +270,10 @@ class ClientCore:
 
     __slots__ = ("_decoder", "_encoder", "_frames", "_next_id", "_response_decoder")
 
-    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+    def __init__(self, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self._encoder = msgspec.msgpack.Encoder()
         self._response_decoder = msgspec.msgpack.Decoder(p.Response)
-        self._frames = FrameDecoder(max_frame_bytes)
+        self._frames = FrameDecoder(max_response_bytes)
         self._next_id = 1
 
     def reset(self) -> None:
@@ -298,13 +302,28 @@ class ClientCore:
         except msgspec.MsgspecError as exc:
             raise ProtocolError(f"the daemon sent an undecodable response: {exc}") from exc
 
+    def refusal(self) -> WalletError | None:
+        """The error the daemon sent before closing the connection, if one is buffered.
+
+        Used after a send failed: walletd answers an oversized frame (frame_too_large) and
+        closes without reading it, and that answer says more than the broken pipe.
+        """
+        try:
+            response = self.next_response()
+        except ProtocolError:
+            return None
+        if response is None or response.ok or response.error is None:
+            return None
+        return error_from_wire(response.error.code, response.error.message)
+
     def result(self, call: Call[T], request_id: int, response: p.Response) -> T:
         """The call's return value, or the mapped exception for an error response."""
+        # An error the daemon could not tie to a request (it could not read one) has no id.
+        if response.id != request_id and (response.ok or response.id is not None):
+            raise ProtocolError(f"response id {response.id} does not match request {request_id}")
         if not response.ok:
             body = response.error or p.ErrorBody(p.ErrorCode.INTERNAL, "error without a body")
             raise error_from_wire(body.code, body.message)
-        if response.id != request_id:
-            raise ProtocolError(f"response id {response.id} does not match request {request_id}")
         if not len(response.result):
             raise ProtocolError("the daemon sent a success response without a result")
         try:

@@ -7,6 +7,7 @@ moves bytes over a plain :mod:`socket`. It reconnects lazily after a lost connec
 from __future__ import annotations
 
 import os
+import select
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
@@ -19,9 +20,20 @@ from .errors import DaemonUnavailableError, WalletError
 
 T = TypeVar("T")
 
-__all__ = ["WalletClient", "resolve_socket_path"]
+__all__ = ["WalletClient", "connection_dropped", "resolve_socket_path"]
 
 _RECV_BYTES = 1 << 16
+
+
+def connection_dropped(fd: int) -> bool:
+    """True when walletd has closed (or reset) an idle connection.
+
+    walletd never speaks unprompted and every answer is read before a call returns, so an idle
+    connection that polls readable has reached end-of-file or an error.
+    """
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def resolve_socket_path(socket_path: str | os.PathLike[str] | None) -> str:
@@ -81,12 +93,23 @@ class WalletClient:
         return sock
 
     def _call(self, call: Call[T]) -> T:
-        if self._sock is None:
-            self._sock = self._connect()
         sock = self._sock
+        if sock is not None and connection_dropped(sock.fileno()):
+            # walletd closed this idle connection (idle timeout, restart). Nothing was sent on
+            # it since, so a new connection cannot repeat a request.
+            self.close()
+            sock = None
+        if sock is None:
+            sock = self._sock = self._connect()
         request_id, frame = self._core.encode(call)
         try:
-            sock.sendall(frame)
+            try:
+                sock.sendall(frame)
+            except (BrokenPipeError, ConnectionResetError):
+                refusal = self._refusal(sock)
+                if refusal is None:
+                    raise
+                raise refusal from None
             while (response := self._core.next_response()) is None:
                 data = sock.recv(_RECV_BYTES)
                 if not data:
@@ -106,6 +129,16 @@ class WalletClient:
             self.close()
             raise
         return self._core.result(call, request_id, response)
+
+    def _refusal(self, sock: socket.socket) -> WalletError | None:
+        # The daemon closed while we were sending: read what it said before it did (it will
+        # not block, the connection is closed).
+        try:
+            while data := sock.recv(_RECV_BYTES):
+                self._core.feed(data)
+        except OSError:
+            pass
+        return self._core.refusal()
 
     # ------------------------------------------------------------------ methods
 

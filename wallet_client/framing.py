@@ -66,7 +66,9 @@ class FrameDecoder:
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer) - self._start
+        """Bytes received but not yet returned in a frame, the current frame's prefix included."""
+        held = len(self._buffer) - self._start
+        return held + PREFIX_BYTES if self._need >= 0 else held
 
     def next_frame(self) -> bytes | None:
         buffer = self._buffer

@@ -105,10 +105,13 @@ def parse_mode(value: int | str) -> int:
             value = int(value, 8)
         except ValueError:
             raise ValueError(f"socket_mode {value!r} is not an octal mode such as 0660") from None
-    if not 0 <= value <= 0o777 or value & 0o111:
-        raise ValueError(f"socket_mode {value:o} must be rw bits only, such as 0600 or 0660")
+    if not 0 <= value <= 0o777:
+        # Most likely `socket_mode = 660` in TOML, where a bare number is decimal.
+        raise ValueError(f'socket_mode {value} is not a file mode; in TOML write 0o660 or "0660"')
+    if value & 0o111:
+        raise ValueError(f"socket_mode {value:04o} must be rw bits only, such as 0600 or 0660")
     if not value & 0o600 == 0o600:
-        raise ValueError(f"socket_mode {value:o} must let the daemon's own user read and write")
+        raise ValueError(f"socket_mode {value:04o} must let the daemon's own user read and write")
     return value
 
 

@@ -83,6 +83,10 @@ class Connection:
                 await self._loop(counter)
             except (trio.BrokenResourceError, ConnectionError, OSError) as exc:
                 log.debug("connection_lost", reason=type(exc).__name__)
+            except Exception:
+                # A bug must cost this connection, never the daemon (the exception would
+                # otherwise reach the server's nursery and stop every connection with it).
+                log.exception("connection_failed")
 
     async def _loop(self, counter: Any) -> None:
         sock, peer, dispatcher = self.sock, self.peer, self.dispatcher

@@ -26,6 +26,8 @@ log = structlog.get_logger("walletd")
 Handler = Callable[[Peer, Any], Any]
 Response = p.OkResponse | p.ErrorResponse
 
+_TOO_DEEP = "request is nested too deeply"
+
 
 class Dispatcher:
     def __init__(self, handlers: dict[type[p.Request], Handler]) -> None:
@@ -46,6 +48,10 @@ class Dispatcher:
             return self._explain(payload, str(exc))
         except msgspec.DecodeError as exc:
             return p.error(None, ErrorCode.BAD_REQUEST, f"frame is not valid MessagePack: {exc}")
+        except RecursionError:
+            # msgspec refuses nesting deeper than the interpreter's recursion limit with a
+            # RecursionError (not a MsgspecError); a 200 KB frame of nested arrays does it.
+            return p.error(None, ErrorCode.BAD_REQUEST, _TOO_DEEP)
         return request
 
     def _explain(self, payload: bytes, problem: str) -> p.ErrorResponse:
@@ -53,6 +59,8 @@ class Dispatcher:
         # is one we do not know (unknown_op) or a known op with bad fields (bad_request).
         try:
             envelope = self._envelope.decode(payload)
+        except RecursionError:
+            return p.error(None, ErrorCode.BAD_REQUEST, _TOO_DEEP)
         except msgspec.MsgspecError:
             return p.error(None, ErrorCode.BAD_REQUEST, f"request must be a map: {problem}")
         request_id = envelope.id if _is_request_id(envelope.id) else None

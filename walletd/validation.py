@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -12,6 +13,7 @@ from .errors import invalid
 MAX_USER_ID_BYTES = 256
 MAX_REASON_CHARS = 256
 MAX_METADATA_BYTES = 16 * 1024
+MAX_METADATA_DEPTH = 32  # descriptive data; also keeps every later walk far from the stack limit
 
 # Unicode category Cc: C0 controls, DEL and C1 controls.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -41,28 +43,45 @@ def check_sha256_hex(value: str, what: str) -> str:
 
 
 def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
-    """Plain JSON values (no bytes), at most 16 KiB once encoded."""
+    """Plain JSON values, at most 16 KiB once encoded.
+
+    Plain means: maps with string keys at every depth, lists, strings, finite numbers,
+    booleans and nil. Anything else would not survive the JSON backup record unchanged (bytes
+    become base64, an int key becomes a string, NaN is not JSON) or would break its canonical
+    encoding (keys of mixed types cannot be sorted).
+    """
     if metadata is None:
         return {}
-    try:
-        size = len(msgspec.json.encode(metadata))
-    except (TypeError, msgspec.EncodeError):
+    problem = _not_plain(metadata)
+    if problem is not None:
         raise invalid(
-            "metadata must hold plain values: strings, numbers, booleans, lists, maps"
-        ) from None
+            f"metadata must hold plain JSON values (maps with string keys, lists, strings, "
+            f"finite numbers, booleans, nil): {problem}"
+        )
+    size = len(msgspec.json.encode(metadata))
     if size > MAX_METADATA_BYTES:
         raise invalid(f"metadata is {size} bytes encoded; the limit is {MAX_METADATA_BYTES}")
-    # Bytes encode to base64 strings in JSON; refuse them rather than change their type.
-    if _has_bytes(metadata):
-        raise invalid("metadata must not contain binary values")
     return metadata
 
 
-def _has_bytes(value: Any) -> bool:
-    if isinstance(value, bytes | bytearray):
-        return True
+def _not_plain(value: Any, depth: int = 1) -> str | None:
+    """What makes ``value`` not plain JSON, or None."""
+    if depth > MAX_METADATA_DEPTH:
+        return f"nested deeper than {MAX_METADATA_DEPTH} levels"
+    if value is None or isinstance(value, str | bool | int):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "a number that is not finite"
     if isinstance(value, dict):
-        return any(_has_bytes(v) for v in value.values())
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"a map key of type {type(key).__name__}"
+            if (problem := _not_plain(item, depth + 1)) is not None:
+                return problem
+        return None
     if isinstance(value, list):
-        return any(_has_bytes(v) for v in value)
-    return False
+        for item in value:
+            if (problem := _not_plain(item, depth + 1)) is not None:
+                return problem
+        return None
+    return f"a value of type {type(value).__name__}"

@@ -1,0 +1,220 @@
+"""The wire contract (wallet_client.protocol): msgspec round trips and the exact bytes.
+
+The pinned hex strings below are the examples in docs/PROTOCOL.md; if one changes, the wire
+changed, and every client in the field with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+
+from wallet_client import protocol as p
+from wallet_client.framing import FrameDecoder, encode_frame
+from walletd.server import Server
+
+H = "a" * 64  # a SHA-256 hex
+
+# One example of every request, with every optional field set where there is one.
+EXAMPLES: dict[str, p.Request] = {
+    "hello": p.Hello(id=1),
+    "status": p.Status(id=2),
+    "create_wallet": p.CreateWallet(id=3, user_id="alice"),
+    "get_wallet_address": p.GetWalletAddress(id=4, user_id="alice"),
+    "has_wallet": p.HasWallet(id=5, user_id="alice"),
+    "list_wallets": p.ListWallets(id=6),
+    "delete_wallet": p.DeleteWallet(id=7, user_id="alice"),
+    "sign_message": p.SignMessage(id=8, user_id="alice", message=b"\x00\xffhi"),
+    "verify_signature": p.VerifySignature(
+        id=9, user_id="alice", message=b"m", signature=b"\x01" * 32
+    ),
+    "sign_batch": p.SignBatch(id=10, user_id="alice", messages=[b"a", b"", b"\x00"]),
+    "verify_batch": p.VerifyBatch(
+        id=11, user_id="alice", items=[p.VerifyItem(b"a", b"s" * 32), p.VerifyItem(b"", b"")]
+    ),
+    "rotate_keys": p.RotateKeys(id=12, user_id="alice", reason="compromised"),
+    "needs_rotation": p.NeedsRotation(id=13, user_id="alice"),
+    "rotation_status": p.RotationStatus(id=14, user_id="alice"),
+    "rotation_history": p.RotationHistory(id=15, user_id="alice"),
+    "get_policy": p.GetPolicy(id=16, user_id="alice"),
+    "set_policy": p.SetPolicy(
+        id=17, user_id="alice", max_age_days=30, max_signatures=100, auto_rotate=True
+    ),
+    "backup_wallet": p.BackupWallet(id=18, user_id="alice"),
+    "create_backup": p.CreateBackup(id=19, user_id="alice", metadata={"host": "a", "n": [1, 2.5]}),
+    "list_backups": p.ListBackups(id=20, user_id="alice"),
+    "verify_backup": p.VerifyBackup(id=21, user_id="alice", backup_id="0" * 32),
+    "delete_backup": p.DeleteBackup(id=22, user_id="alice", backup_id="0" * 32),
+    "audit_log": p.AuditLog(id=23, user_id="alice", since=1.5, limit=10),
+    "audit_verify": p.AuditVerify(id=24),
+    "register_ritual": p.RegisterRitual(
+        id=25, user_id="alice", steps=[p.RitualStep("first pet?", H)]
+    ),
+    "unregister_ritual": p.UnregisterRitual(id=26, user_id="alice"),
+    "has_ritual": p.HasRitual(id=27, user_id="alice"),
+    "get_prompts": p.GetPrompts(id=28, user_id="alice"),
+    "get_remaining_attempts": p.GetRemainingAttempts(id=29, user_id="alice"),
+    "is_locked": p.IsLocked(id=30, user_id="alice"),
+    "initiate_recovery": p.InitiateRecovery(id=31, user_id="alice", responses=[H]),
+    "reset_attempts": p.ResetAttempts(id=32, user_id="alice"),
+}
+
+encoder = msgspec.msgpack.Encoder()
+request_decoder = msgspec.msgpack.Decoder(p.AnyRequest)
+
+
+def test_examples_cover_every_op() -> None:
+    assert set(EXAMPLES) == set(p.OPS)
+    assert len(p.OPS) == len(set(p.OPS)) == len(p.REQUEST_TYPES)
+
+
+@pytest.mark.parametrize("op", p.OPS)
+def test_every_request_round_trips(op: str) -> None:
+    request = EXAMPLES[op]
+    wire = encoder.encode(request)
+    assert request_decoder.decode(wire) == request
+    plain = msgspec.msgpack.decode(wire)
+    assert isinstance(plain, dict)
+    assert plain["op"] == op
+    assert plain["id"] == request.id
+    # Every field is on the wire under its own name, and nothing else is.
+    assert set(plain) == {"op", *request.__struct_fields__}
+
+
+@pytest.mark.parametrize("op", p.OPS)
+def test_optional_fields_may_be_omitted(op: str) -> None:
+    # A request sent by a client that knows only the required fields decodes with defaults.
+    request = EXAMPLES[op]
+    cls = type(request)
+    fields = msgspec.structs.fields(cls)
+    defaults = {f.name: f.default for f in fields if not f.required}
+    required = {f.name: getattr(request, f.name) for f in fields if f.required}
+    decoded = request_decoder.decode(msgspec.msgpack.encode({"op": op, **required}))
+    assert type(decoded) is cls
+    for name, default in defaults.items():
+        assert getattr(decoded, name) == default
+
+
+def test_request_ids_are_bounded_unsigned() -> None:
+    top = 2**63 - 1
+    assert request_decoder.decode(msgspec.msgpack.encode({"op": "hello", "id": top})).id == top
+    for bad in (-1, 2**63, 2**64 - 1, True, "1", None):
+        with pytest.raises(msgspec.ValidationError):
+            request_decoder.decode(msgspec.msgpack.encode({"op": "hello", "id": bad}))
+
+
+def test_unknown_fields_are_refused() -> None:
+    with pytest.raises(msgspec.ValidationError, match="surprise"):
+        request_decoder.decode(msgspec.msgpack.encode({"op": "hello", "id": 1, "surprise": 1}))
+
+
+def test_error_codes_are_the_documented_closed_set() -> None:
+    assert [c.value for c in p.ErrorCode] == [
+        "bad_request",
+        "unknown_op",
+        "invalid_argument",
+        "not_found",
+        "already_exists",
+        "forbidden",
+        "locked",
+        "no_ritual",
+        "integrity_error",
+        "frame_too_large",
+        "unavailable",
+        "storage_error",
+        "internal",
+    ]
+
+
+def test_responses_decode_for_clients() -> None:
+    ok = encoder.encode(p.ok(7, p.AddressResult("0x" + "0" * 32)))
+    assert msgspec.msgpack.decode(ok) == {
+        "id": 7,
+        "ok": True,
+        "result": {"address": "0x" + "0" * 32},
+    }
+    response = msgspec.msgpack.Decoder(p.Response).decode(ok)
+    assert response.ok and response.id == 7 and response.error is None
+    assert msgspec.msgpack.decode(response.result, type=p.AddressResult).address == "0x" + "0" * 32
+
+    err = encoder.encode(p.error(None, p.ErrorCode.BAD_REQUEST, "no"))
+    assert msgspec.msgpack.decode(err) == {
+        "id": None,
+        "ok": False,
+        "error": {"code": "bad_request", "message": "no"},
+    }
+    response = msgspec.msgpack.Decoder(p.Response).decode(err)
+    assert not response.ok and response.id is None
+    assert response.error == p.ErrorBody("bad_request", "no")
+    assert len(response.result) == 0
+
+
+def test_results_tolerate_fields_added_later() -> None:
+    # Schema evolution: a newer daemon may add result fields; an older client ignores them.
+    wire = msgspec.msgpack.encode({"address": "0xab", "added_in_v2": [1, 2]})
+    assert msgspec.msgpack.decode(wire, type=p.AddressResult).address == "0xab"
+
+
+# --------------------------------------------------------------------------- pinned bytes
+
+HELLO_REQUEST_HEX = "0000000e82a26f70a568656c6c6fa2696401"
+SIGN_REQUEST_HEX = (
+    "0000003284a26f70ac7369676e5f6d657373616765a7757365725f6964a5616c696365a76d657373616765"
+    "c40568656c6c6fa2696402"
+)
+# {"id": 2, "ok": true, "result": {"signature": bytes(range(32)), "address": "0x" + "ab" * 16}}
+SIGN_RESPONSE_HEX = (
+    "0000006983a2696402a26f6bc3a6726573756c7482a97369676e6174757265c420"
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+    "a761646472657373d92230786162616261626162616261626162616261626162616261626162616261626162"
+)
+# What walletd answers to SIGN_REQUEST when alice has no wallet (error id echoes the request).
+NOT_FOUND_RESPONSE_HEX = (
+    "0000004283a2696402a26f6bc2a56572726f7282a4636f6465a96e6f745f666f756e64a76d657373616765"
+    "ba6e6f2077616c6c657420666f7220757365722027616c69636527"
+)
+
+
+def test_pinned_hello_request() -> None:
+    frame = encode_frame(encoder.encode(p.Hello(id=1)))
+    assert frame.hex() == HELLO_REQUEST_HEX
+    # 4-byte length 14, then fixmap(2) {"op": "hello", "id": 1}
+    assert msgspec.msgpack.decode(frame[4:]) == {"op": "hello", "id": 1}
+
+
+def test_pinned_sign_message_request() -> None:
+    frame = encode_frame(encoder.encode(p.SignMessage(id=2, user_id="alice", message=b"hello")))
+    assert frame.hex() == SIGN_REQUEST_HEX
+    # message is MessagePack bin (c4), not str: messages are bytes in, bytes out.
+    assert msgspec.msgpack.decode(frame[4:]) == {
+        "op": "sign_message",
+        "user_id": "alice",
+        "message": b"hello",
+        "id": 2,
+    }
+
+
+def test_pinned_sign_message_response() -> None:
+    result = p.SignatureResult(bytes(range(32)), "0x" + "ab" * 16)
+    frame = encode_frame(encoder.encode(p.ok(2, result)))
+    assert frame.hex() == SIGN_RESPONSE_HEX
+
+
+async def test_pinned_bytes_over_a_real_socket(server: Server) -> None:
+    stream = await trio.open_unix_socket(server.config.socket)
+    async with stream:
+        await stream.send_all(bytes.fromhex(SIGN_REQUEST_HEX))
+        frames = FrameDecoder()
+        while not (got := frames.frames()):
+            frames.feed(await stream.receive_some(4096))
+        assert got[0] == bytes.fromhex(NOT_FOUND_RESPONSE_HEX)[4:]
+        await stream.send_all(bytes.fromhex(HELLO_REQUEST_HEX))
+        while not (got := frames.frames()):
+            frames.feed(await stream.receive_some(4096))
+        hello: dict[str, Any] = msgspec.msgpack.decode(got[0])
+        assert hello["id"] == 1 and hello["ok"] is True
+        assert hello["result"]["protocol"] == p.PROTOCOL_VERSION == 1
+        assert hello["result"]["ops"] == list(p.OPS)
