@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         "./.walletd/; see docs/OPERATIONS.md for every option.",
     )
     parser.add_argument("--version", action="version", version=f"walletd {__version__}")
-    _state_options(parser)
+    _state_options(parser, None)
     serve = parser.add_argument_group("serving")
     serve.add_argument("--socket", help="Unix socket path (default .walletd/walletd.sock)")
     serve.add_argument("--socket-mode", help="socket file mode, octal (default 0600)")
@@ -59,11 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     check = sub.add_parser("check", help="check the state read-only and print a summary")
-    _state_options(check)
+    _state_options(check, argparse.SUPPRESS)
     check.add_argument("--json", action="store_true", help="print the summary as JSON")
     check.set_defaults(func=cmd_check)
     rekey = sub.add_parser("rekey", help="re-seal every key under a new master key")
-    _state_options(rekey)
+    _state_options(rekey, argparse.SUPPRESS)
     rekey.add_argument(
         "--new-master-key-file",
         required=True,
@@ -73,10 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _state_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="TOML file whose keys are the option names")
-    parser.add_argument("--state-dir", help="state directory (default ./.walletd)")
-    parser.add_argument("--master-key-file", help="master key: 32 raw bytes or 64 hex chars")
+def _state_options(parser: argparse.ArgumentParser, default: object) -> None:
+    # Accepted before and after a subcommand. The subcommand's copies default to SUPPRESS so
+    # that leaving them out there does not overwrite what was given before the subcommand.
+    parser.add_argument(
+        "--config", default=default, help="TOML file whose keys are the option names"
+    )
+    parser.add_argument("--state-dir", default=default, help="state directory (default ./.walletd)")
+    parser.add_argument(
+        "--master-key-file", default=default, help="master key: 32 raw bytes or 64 hex chars"
+    )
 
 
 def config_from(args: argparse.Namespace) -> Config:
