@@ -302,11 +302,12 @@ class _ExplodingDispatcher(Dispatcher):
 
 async def test_a_bug_costs_one_connection_not_the_daemon(server: Server) -> None:
     handlers: dict[Any, Any] = {t: (lambda peer, req: None) for t in p.REQUEST_TYPES}
-    left, right = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    left.setblocking(False)
     with left, right:
         peer = Peer(uid=0, gid=0, pid=1, is_admin=True)
         conn = Connection(1, left, peer, _ExplodingDispatcher(handlers), 1 << 20)
-        await right.send(encode_frame(msgspec.msgpack.encode({"op": "hello", "id": 1})))
+        right.sendall(encode_frame(msgspec.msgpack.encode({"op": "hello", "id": 1})))
         with trio.fail_after(5):
             await conn.serve(server.ctx)  # returns: the error is logged, not raised
     async with AsyncWalletClient(server.config.socket) as client:

@@ -43,54 +43,94 @@ def encode_frame(payload: bytes) -> bytes:
 class FrameDecoder:
     """Turns a byte stream into complete frame payloads.
 
-    ``feed(data)`` buffers bytes; ``next_frame()`` returns one payload or ``None`` when no
-    complete frame is buffered. After :class:`FrameTooLargeError` the decoder is unusable
-    (the stream has lost its framing) and the connection must be closed.
+    Bytes go in either with ``feed(data)`` or, without a copy, by receiving straight into
+    ``recv_buffer()`` and then calling ``received(n)``. ``next_frame()`` returns one payload as
+    ``bytes``; ``next_view()`` returns it as a memoryview into the buffer, valid until the next
+    ``feed``/``recv_buffer`` (the daemon decodes it in place). Both return ``None`` when no
+    complete frame is buffered. After :class:`FrameTooLargeError` the decoder is unusable (the
+    stream has lost its framing) and the connection must be closed.
+
+    The buffer grows to hold the largest frame seen and shrinks back once it is empty, so a
+    connection that once sent a 1 MiB frame does not keep 1 MiB for the rest of its life.
     """
 
-    __slots__ = ("_buffer", "_need", "_start", "max_frame_bytes")
+    __slots__ = ("_buffer", "_end", "_initial", "_start", "_view", "max_frame_bytes")
 
-    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+    def __init__(
+        self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, initial_bytes: int = 1 << 16
+    ) -> None:
         self.max_frame_bytes = max_frame_bytes
-        self._buffer = bytearray()
-        self._start = 0  # offset of the first unconsumed byte in _buffer
-        self._need = -1  # payload length of the frame being read, -1 while reading a prefix
+        self._initial = initial_bytes
+        self._buffer = bytearray(initial_bytes)
+        self._view = memoryview(self._buffer)
+        self._start = 0  # first unconsumed byte
+        self._end = 0  # one past the last received byte
 
-    def feed(self, data: bytes) -> None:
-        self._buffer += data
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        size = len(data)
+        self.recv_buffer(size)[:size] = data
+        self._end += size
+
+    def recv_buffer(self, at_least: int = 1) -> memoryview:
+        """Writable space for at least ``at_least`` more bytes; then call ``received(n)``."""
+        if self._start == self._end:
+            self._start = self._end = 0
+            if len(self._buffer) > self._initial:
+                self._resize(self._initial)
+        pending = self._end - self._start
+        need = max(at_least, self._frame_bytes() - pending)
+        if len(self._buffer) - self._end < need:
+            self._resize(max(self._initial, pending + need))
+        return self._view[self._end :]
+
+    def received(self, size: int) -> None:
+        self._end += size
+
+    def _frame_bytes(self) -> int:
+        """The size (prefix included) of the frame at the front, once its prefix is here."""
+        if self._end - self._start < PREFIX_BYTES:
+            return PREFIX_BYTES
+        size: int = _PREFIX.unpack_from(self._buffer, self._start)[0]
+        return PREFIX_BYTES + min(size, self.max_frame_bytes)
+
+    def _resize(self, capacity: int) -> None:
+        # Move the unconsumed bytes to the front of a buffer of ``capacity`` (a new one when the
+        # size changes). Views handed out earlier keep the old buffer alive; they are stale by
+        # contract anyway.
+        pending = bytes(self._view[self._start : self._end])
+        if capacity != len(self._buffer):
+            self._view.release()
+            self._buffer = bytearray(max(capacity, len(pending)))
+            self._view = memoryview(self._buffer)
+        self._buffer[: len(pending)] = pending
+        self._start, self._end = 0, len(pending)
 
     @property
     def in_frame(self) -> bool:
         """True while part of a frame (prefix or payload) is buffered: a frame has started."""
-        return self._need >= 0 or len(self._buffer) > self._start
+        return self._end > self._start
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned in a frame, the current frame's prefix included."""
-        held = len(self._buffer) - self._start
-        return held + PREFIX_BYTES if self._need >= 0 else held
+        return self._end - self._start
+
+    def next_view(self) -> memoryview | None:
+        start = self._start
+        if self._end - start < PREFIX_BYTES:
+            return None
+        (size,) = _PREFIX.unpack_from(self._buffer, start)
+        if size > self.max_frame_bytes:
+            raise FrameTooLargeError(size, self.max_frame_bytes)
+        stop = start + PREFIX_BYTES + size
+        if stop > self._end:
+            return None
+        self._start = stop
+        return self._view[start + PREFIX_BYTES : stop]
 
     def next_frame(self) -> bytes | None:
-        buffer = self._buffer
-        start = self._start
-        if self._need < 0:
-            if len(buffer) - start < PREFIX_BYTES:
-                self._compact()
-                return None
-            (need,) = _PREFIX.unpack_from(buffer, start)
-            if need > self.max_frame_bytes:
-                raise FrameTooLargeError(need, self.max_frame_bytes)
-            start += PREFIX_BYTES
-            self._start = start
-            self._need = need
-        end = start + self._need
-        if len(buffer) < end:
-            self._compact()
-            return None
-        payload = bytes(buffer[start:end])
-        self._start = end
-        self._need = -1
-        return payload
+        view = self.next_view()
+        return None if view is None else bytes(view)
 
     def frames(self) -> list[bytes]:
         """Every complete frame buffered so far, in order."""
@@ -98,10 +138,3 @@ class FrameDecoder:
         while (frame := self.next_frame()) is not None:
             out.append(frame)
         return out
-
-    def _compact(self) -> None:
-        # Drop consumed bytes only when we are about to wait for more input, so that a burst of
-        # pipelined frames is sliced without copying the buffer once per frame.
-        if self._start:
-            del self._buffer[: self._start]
-            self._start = 0

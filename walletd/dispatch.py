@@ -38,7 +38,7 @@ class Dispatcher:
         self._decoder = msgspec.msgpack.Decoder(p.AnyRequest)
         self._envelope = msgspec.msgpack.Decoder(p.Envelope)
 
-    def decode(self, payload: bytes) -> p.Request | p.ErrorResponse:
+    def decode(self, payload: bytes | memoryview) -> p.Request | p.ErrorResponse:
         """The typed request, or the error response that explains why there is none."""
         if not payload:
             return p.error(None, ErrorCode.BAD_REQUEST, "empty frame: expected a MessagePack map")
@@ -54,7 +54,7 @@ class Dispatcher:
             return p.error(None, ErrorCode.BAD_REQUEST, _TOO_DEEP)
         return request
 
-    def _explain(self, payload: bytes, problem: str) -> p.ErrorResponse:
+    def _explain(self, payload: bytes | memoryview, problem: str) -> p.ErrorResponse:
         # The strict decode failed; a lenient look tells us the id to echo and whether the op
         # is one we do not know (unknown_op) or a known op with bad fields (bad_request).
         try:

@@ -5,16 +5,16 @@ signature count and key age, and records ``{user_id, old_wallet_id, new_wallet_i
 reason, actor_uid}`` plus an audit entry, all in one transaction.
 
 With ``auto_rotate`` on, no key signs more than ``max_signatures`` messages: the request whose
-signature reaches the limit rotates the key before it is answered, and a signature that finds
-the key at its limit waits for the rotation. A background task rotates keys that reached
-``max_age_days``. With it off, signing goes on; ``needs_rotation`` reports the breach and the
-log warns once per key.
+signature reaches the limit rotates the key before it is answered, a signature that finds the
+key at its limit waits for the rotation, and counts are reserved durably ahead of use so that a
+crash cannot reset them (see ``Rotation._reserve``). A background task rotates keys that
+reached ``max_age_days``. With it off, signing goes on; ``needs_rotation`` reports the breach
+and the log warns once per key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 import trio
@@ -29,7 +29,6 @@ from .validation import check_reason, check_user_id
 from .wallets import PolicyOverride, Wallet, new_address, new_key, zero
 
 log = structlog.get_logger("walletd")
-T = TypeVar("T")
 
 MAX_AGE_DAYS_LIMIT = 36500
 MAX_SIGNATURES_LIMIT = 10**12
@@ -98,35 +97,93 @@ class Rotation:
 
     # ------------------------------------------------------------------ policy enforcement
 
-    async def rotate_at_limit(self, wallet: Wallet) -> Wallet:
-        """Rotate a key that may sign no more; returns the wallet to sign with."""
+    async def sign_guarded(self, wallet: Wallet, messages: list[bytes]) -> list[p.SignedItem]:
+        """Sign ``messages`` in order, doing the policy work that falls due between them.
+
+        The sign path comes here only when a signature is not "quiet" (see
+        ``Wallet.requiet``): the key is at its auto-rotate limit (rotate first), its durably
+        reserved count is used up (reserve more first), or the next signature reaches
+        max_signatures (sign, then rotate; or warn once when auto-rotate is off). Quiet
+        stretches in between are signed in a tight loop. When a rotation or reservation fails,
+        the remaining items fail with its error: no key signs past what the policy allows.
+        """
+        items: list[p.SignedItem] = []
+        done, total = 0, len(messages)
+        try:
+            while done < total:
+                if self.book.get(wallet.user_id) is not wallet:
+                    raise not_found(f"the wallet of user {wallet.user_id!r} was deleted")
+                quiet = min(wallet.quiet_end - wallet.signature_count, total - done)
+                if quiet > 0:
+                    sign, address = wallet.signer.sign, wallet.address
+                    items.extend(
+                        p.SignedItem(sign(m), address) for m in messages[done : done + quiet]
+                    )
+                    wallet.signature_count += quiet
+                    done += quiet
+                    continue
+                if wallet.signature_count >= wallet.hard_limit:
+                    await self._rotate_at_limit(wallet)
+                    continue
+                if wallet.policy.auto_rotate and wallet.signature_count >= wallet.reserved:
+                    await self._reserve(wallet)
+                    continue
+                items.append(p.SignedItem(wallet.sign(messages[done]), wallet.address))
+                done += 1
+                if wallet.signature_count >= wallet.policy.max_signatures:
+                    if wallet.policy.auto_rotate:
+                        await self._rotate_at_limit(wallet)  # before any further signature
+                    else:
+                        self._warn_once(wallet, ["max_signatures"])
+        except RequestError as exc:
+            # Logged because the request may still succeed (its signature was made before the
+            # rotation that then failed); the next signature fails closed on the same check.
+            log.error("signing_policy_work_failed", user_id=wallet.user_id, error=exc.message)
+            body = p.ErrorBody(str(exc.code), exc.message)
+            items.extend(p.SignedItem(error=body) for _ in messages[len(items) :])
+        finally:
+            self.book.unflushed.add(wallet)
+        return items
+
+    async def _rotate_at_limit(self, wallet: Wallet) -> None:
         async with self.ctx.writer:
-            current = self.book.get(wallet.user_id)
-            if current is not wallet:
+            if self.book.get(wallet.user_id) is not wallet:
                 raise not_found(f"the wallet of user {wallet.user_id!r} was deleted")
             if wallet.signature_count >= wallet.hard_limit:  # nobody rotated it meanwhile
                 await self.rotate_locked(wallet, REASON_MAX_SIGNATURES, DAEMON)
-        return wallet
 
-    def after_limit(self, wallet: Wallet, result: T) -> T | Awaitable[T]:
-        # result is returned as is: the signature(s) stand whatever the rotation does.
-        """A signature just brought the key to max_signatures: rotate now, or warn once."""
-        if wallet.policy.auto_rotate:
-            return self._rotate_then(wallet, result)
-        self._warn_once(wallet, ["max_signatures"])
-        return result
+    async def _reserve(self, wallet: Wallet) -> None:
+        """Durably reserve the next block of signature counts for an auto-rotate key.
 
-    async def _rotate_then(self, wallet: Wallet, result: T) -> T:
-        try:
-            await self.rotate_at_limit(wallet)
-        except RequestError as exc:
-            # The signature stands; the next one will try the rotation again and fail closed.
-            log.error("auto_rotation_failed", user_id=wallet.user_id, error=exc.message)
-        return result
+        Counts are otherwise written in batches (counter_flush_interval), so after a crash a
+        key could resume from a count below what it really signed and then sign past
+        max_signatures. So the stored count of an auto-rotate key runs ahead of the real one:
+        it is the reservation, and periodic flushes never write less (Context.flush_counters);
+        only the final flush of a clean shutdown writes the exact count. Reserving a quarter of
+        the limit at a time costs four small commits per key and, after a crash, at most a
+        quarter of the key's life (the reserved counts are taken as used).
+        """
+        async with self.ctx.writer:
+            if self.book.get(wallet.user_id) is not wallet:
+                raise not_found(f"the wallet of user {wallet.user_id!r} was deleted")
+            if wallet.signature_count < wallet.reserved or not wallet.policy.auto_rotate:
+                return  # reserved meanwhile
+            limit = wallet.policy.max_signatures
+            reserved = min(limit, wallet.signature_count + max(1, limit // 4))
+            await self.ctx.commit(
+                [
+                    (
+                        "UPDATE wallets SET signature_count = ? WHERE user_id = ? AND address = ?",
+                        (reserved, wallet.user_id, wallet.address),
+                    )
+                ]
+            )
+            wallet.reserved = reserved
+            wallet.requiet()
 
     def _warn_once(self, wallet: Wallet, reasons: list[str]) -> None:
         if not wallet.warned:
-            wallet.warned = True
+            wallet.mark_warned()
             log.warning(
                 "rotation_policy_breached",
                 user_id=wallet.user_id,

@@ -7,7 +7,6 @@ auto-rotate policy does signing wait for a rotation (see :mod:`walletd.rotation`
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, TypeVar
@@ -104,53 +103,44 @@ class WalletService:
     def sign_message(
         self, peer: Peer, req: p.SignMessage
     ) -> p.SignatureResult | Awaitable[p.SignatureResult]:
-        wallet = self.ctx.wallet_for(peer, req.user_id)
-        if wallet.signature_count >= wallet.hard_limit:
-            return self._sign_after_rotation(peer, req)
-        signature = wallet.sign(req.message)
+        # The hot path: one lookup, the ownership rule, one comparison, one HMAC.
+        wallet = self.book.wallets.get(req.user_id)
+        if wallet is None or (wallet.owner_uid != peer.uid and not peer.is_admin):
+            wallet = self.ctx.wallet_for(peer, req.user_id)  # raises the precise refusal
+        if wallet.signature_count >= wallet.quiet_end:
+            return self._sign_guarded(wallet, req.message)
         self.book.unflushed.add(wallet)
-        result = p.SignatureResult(signature, wallet.address)
-        if wallet.signature_count >= wallet.policy.max_signatures:
-            return self.rotation.after_limit(wallet, result)
-        return result
+        return p.SignatureResult(wallet.sign(req.message), wallet.address)
 
-    async def _sign_after_rotation(self, peer: Peer, req: p.SignMessage) -> p.SignatureResult:
-        await self.rotation.rotate_at_limit(self.ctx.wallet_for(peer, req.user_id))
-        # The await may have let another task reach the new key's limit (a policy of 1):
-        # loop through the same checks rather than sign past it.
-        return await _resolve(self.sign_message(peer, req))
+    async def _sign_guarded(self, wallet: Wallet, message: bytes) -> p.SignatureResult:
+        (item,) = await self.rotation.sign_guarded(wallet, [message])
+        if item.error is not None:
+            raise RequestError(p.ErrorCode(item.error.code), item.error.message)
+        assert item.signature is not None
+        assert item.address is not None
+        return p.SignatureResult(item.signature, item.address)
 
     def verify_signature(self, peer: Peer, req: p.VerifySignature) -> p.ValidResult:
         wallet = self.ctx.wallet_for(peer, req.user_id)
         return p.ValidResult(wallet.verify(req.message, req.signature))
 
-    async def sign_batch(self, peer: Peer, req: p.SignBatch) -> p.SignBatchResult:
+    def sign_batch(
+        self, peer: Peer, req: p.SignBatch
+    ) -> p.SignBatchResult | Awaitable[p.SignBatchResult]:
         """One authorization and policy check per batch; rotates between items at the limit."""
         _check_batch(len(req.messages))
         wallet = self.ctx.wallet_for(peer, req.user_id)
-        items: list[p.SignedItem] = []
         messages = req.messages
-        done = 0
-        while done < len(messages):
-            if wallet.signature_count >= wallet.hard_limit:
-                try:
-                    wallet = await self.rotation.rotate_at_limit(wallet)
-                except RequestError as exc:
-                    # The key may not sign more and could not be replaced: the rest fail.
-                    body = p.ErrorBody(str(exc.code), exc.message)
-                    items.extend(p.SignedItem(error=body) for _ in messages[done:])
-                    break
-            # Sign as many as the key may still sign in one tight loop.
-            room = wallet.hard_limit - wallet.signature_count
-            chunk = messages[done : done + room]
-            key, address = wallet.key, wallet.address
-            items.extend(p.SignedItem(_hmac(key, m), address) for m in chunk)
-            wallet.signature_count += len(chunk)
-            done += len(chunk)
+        if wallet.signature_count + len(messages) > wallet.quiet_end:
+            return self._sign_batch_guarded(wallet, messages)
+        sign, address = wallet.signer.sign, wallet.address
+        items = [p.SignedItem(sign(m), address) for m in messages]
+        wallet.signature_count += len(messages)
         self.book.unflushed.add(wallet)
-        if wallet.signature_count >= wallet.policy.max_signatures:
-            await _resolve(self.rotation.after_limit(wallet, None))
         return p.SignBatchResult(items)
+
+    async def _sign_batch_guarded(self, wallet: Wallet, messages: list[bytes]) -> p.SignBatchResult:
+        return p.SignBatchResult(await self.rotation.sign_guarded(wallet, messages))
 
     def verify_batch(self, peer: Peer, req: p.VerifyBatch) -> p.VerifyBatchResult:
         _check_batch(len(req.items))
@@ -175,16 +165,6 @@ class WalletService:
         )
 
 
-def _hmac(key: bytearray, message: bytes) -> bytes:
-    return hmac.digest(key, message, "sha256")
-
-
 def _check_batch(size: int) -> None:
     if size > p.MAX_BATCH_ITEMS:
         raise invalid(f"a batch holds at most {p.MAX_BATCH_ITEMS} items, got {size}")
-
-
-async def _resolve(value: T | Awaitable[T]) -> T:
-    if isinstance(value, Awaitable):
-        return await value
-    return value

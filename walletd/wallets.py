@@ -7,12 +7,13 @@ layer changes it only after the store has committed the same change.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
 
 from wallet_client.protocol import RotationPolicy
+
+from .signer import HmacSha256
 
 __all__ = ["NO_LIMIT", "PolicyOverride", "Wallet", "WalletBook", "new_address", "new_key"]
 
@@ -63,7 +64,10 @@ class Wallet:
         "override",
         "owner_uid",
         "policy",
+        "quiet_end",
+        "reserved",
         "signature_count",
+        "signer",
         "user_id",
         "warned",
     )
@@ -78,43 +82,67 @@ class Wallet:
         key_created_at: float,
         signature_count: int = 0,
         override: PolicyOverride | None = None,
+        reserved: int = 0,
     ) -> None:
         self.user_id = user_id
         self.address = address
         self.owner_uid = owner_uid
         self.key = key
+        self.signer = HmacSha256(key)
         self.created_at = created_at
         self.key_created_at = key_created_at
         self.signature_count = signature_count
         self.override = override or PolicyOverride()
         self.warned = False  # the "policy breached, auto-rotate off" warning was logged
+        # Signatures this key may make before a count has to be reserved durably (auto-rotate
+        # only; see walletd.rotation). A count loaded from disk is never below it.
+        self.reserved = max(reserved, signature_count)
         # Set by apply_policy; placeholders until then.
         self.policy = RotationPolicy(1, 1, False)
         self.hard_limit = NO_LIMIT
+        self.quiet_end = 0
 
     def apply_policy(self, default: RotationPolicy) -> None:
         """Recompute the effective policy; called on load, on change and on reload."""
         self.policy = self.override.apply(default)
-        # With auto-rotate on, no key may sign more than max_signatures messages: the sign path
-        # compares against hard_limit alone, so the check costs one integer comparison.
+        # With auto-rotate on, no key may sign more than max_signatures messages.
         self.hard_limit = self.policy.max_signatures if self.policy.auto_rotate else NO_LIMIT
+        self.requiet()
+
+    def requiet(self) -> None:
+        """Recompute ``quiet_end``: while signature_count < quiet_end, a signature needs no
+        policy work at all (no rotation, reservation or warning is due at the next count), so
+        the sign path decides with one integer comparison."""
+        policy = self.policy
+        if policy.auto_rotate:
+            self.quiet_end = min(self.reserved, policy.max_signatures - 1)
+        elif not self.warned:
+            self.quiet_end = policy.max_signatures - 1
+        else:
+            self.quiet_end = NO_LIMIT
 
     def sign(self, message: bytes) -> bytes:
-        """HMAC-SHA256 of ``message``; the caller has checked ``hard_limit``."""
+        """HMAC-SHA256 of ``message``, counted. Callers check the policy (quiet_end) first."""
         self.signature_count += 1
-        return hmac.digest(self.key, message, "sha256")
+        return self.signer.sign(message)
 
     def verify(self, message: bytes, signature: bytes) -> bool:
-        expected = hmac.digest(self.key, message, "sha256")
-        return hmac.compare_digest(expected, signature)
+        return self.signer.verify(message, signature)
+
+    def mark_warned(self) -> None:
+        self.warned = True
+        self.requiet()
 
     def replace_key(self, key: bytearray, address: str, now: float) -> None:
         old = self.key
         self.key = key
+        self.signer = HmacSha256(key)
         self.address = address
         self.key_created_at = now
         self.signature_count = 0
+        self.reserved = 0
         self.warned = False
+        self.requiet()
         zero(old)
 
     def key_age_days(self, now: float) -> float:
