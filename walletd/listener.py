@@ -7,8 +7,11 @@ file (nobody answering) is replaced; a live one means another walletd is running
 fails. A path longer than the kernel's limit is a startup error.
 
 Activation: when ``LISTEN_PID`` is our pid and ``LISTEN_FDS`` >= 1, the inherited descriptors
-(starting at fd 3, matched by ``LISTEN_FDNAMES`` when given) are served as they are: never
-bound, chmod-ed or unlinked by walletd. The variables are then removed from our environment.
+(starting at fd 3; when ``LISTEN_FDNAMES`` is given, those named ``walletd``) are served as
+they are: never bound, chmod-ed or unlinked by walletd, and closed (not unlinked) at exit, so
+the socket file and systemd's own descriptor stay. The variables are removed from our
+environment either way. The socket path, mode and group options do not apply then: the socket
+unit decides them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import errno
 import os
 import socket
 import stat
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +30,10 @@ from .errors import StartupError
 from .peer import resolve_group
 
 SD_LISTEN_FDS_START = 3
-FD_NAME = "walletd"
+#: The name walletd.socket gives its fd (FileDescriptorName=); systemd's default name for an
+#: unnamed socket is the socket unit's name, so that is accepted too.
+FD_NAMES = frozenset({"walletd", "walletd.socket"})
+_LISTEN_VARS = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 # sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH = 107
 
@@ -36,6 +43,17 @@ class BoundSocket:
     sock: trio.socket.SocketType
     path: str | None  # None when inherited: then it is not ours to unlink
     inode: tuple[int, int] | None = None
+
+    @property
+    def name(self) -> str:
+        """The address, for logs (an inherited socket is named by what it is bound to)."""
+        if self.path is not None:
+            return self.path
+        try:
+            address = self.sock.getsockname()
+        except OSError:
+            address = ""
+        return f"inherited:{address if isinstance(address, str) and address else 'unnamed'}"
 
     def remove(self) -> None:
         """Unlink the socket file we bound, unless something else has replaced it since."""
@@ -49,31 +67,66 @@ class BoundSocket:
             os.unlink(self.path)
 
 
-def inherited_sockets() -> list[socket.socket]:
-    """Listening sockets passed by systemd, or [] when we were not socket-activated."""
-    try:
-        if int(os.environ.get("LISTEN_PID", "")) != os.getpid():
-            return []
-        count = int(os.environ.get("LISTEN_FDS", "0"))
-    except ValueError:
+def inherited_sockets(environ: MutableMapping[str, str] | None = None) -> list[socket.socket]:
+    """Listening sockets passed by systemd, or [] when we were not socket-activated.
+
+    Like ``sd_listen_fds(unset_environment=1)``, the ``LISTEN_*`` variables are removed in
+    every case, so nothing we might start later takes the descriptors for its own.
+    """
+    env = os.environ if environ is None else environ
+    pid_text, count_text, names_text = (env.pop(var, None) for var in _LISTEN_VARS)
+    if pid_text is None or count_text is None:
         return []
-    names = os.environ.get("LISTEN_FDNAMES", "")
-    for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-        os.environ.pop(var, None)  # children must not think the fds are theirs
-    fds = range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count)
-    if names:
-        labelled = dict(zip(fds, names.split(":"), strict=False))
-        chosen = [fd for fd in fds if labelled.get(fd) == FD_NAME] or list(fds)
-    else:
-        chosen = list(fds)
-    out = []
-    for fd in chosen:
+    try:
+        pid, count = int(pid_text), int(count_text)
+    except ValueError:
+        raise StartupError(
+            f"socket activation: LISTEN_PID={pid_text!r} LISTEN_FDS={count_text!r} are not numbers"
+        ) from None
+    if pid != os.getpid() or count < 1:
+        return []  # meant for another process (e.g. a wrapper that forked us)
+    fds = list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count))
+    for fd in fds:
+        _set_cloexec(fd)  # ours only: never leaks into a child
+    chosen = fds
+    if names_text:
+        names = names_text.split(":")
+        chosen = [fd for fd, name in zip(fds, names, strict=False) if name in FD_NAMES]
+        if not chosen:
+            raise StartupError(
+                f"socket activation: systemd passed {count} descriptor(s) named "
+                f"{names_text!r}, none named 'walletd'; set FileDescriptorName=walletd "
+                "in the socket unit"
+            )
+    return [_listening_unix_socket(fd) for fd in chosen]
+
+
+def _set_cloexec(fd: int) -> None:
+    try:
         os.set_inheritable(fd, False)
+    except OSError as exc:
+        raise StartupError(
+            f"socket activation: descriptor {fd} was announced but is not open ({exc.strerror})"
+        ) from exc
+
+
+def _listening_unix_socket(fd: int) -> socket.socket:
+    problem = (
+        f"socket activation: descriptor {fd} is not a listening Unix stream socket; "
+        "walletd.socket must use ListenStream= with a path"
+    )
+    try:
         sock = socket.socket(fileno=fd)
-        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
-            raise StartupError(f"inherited fd {fd} is not a Unix stream socket")
-        out.append(sock)
-    return out
+    except OSError:
+        raise StartupError(problem) from None  # not a socket at all
+    try:
+        listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    except OSError:
+        listening = 0
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM or not listening:
+        sock.detach()  # not ours to close: report it and leave it as it was
+        raise StartupError(problem)
+    return sock
 
 
 def bind_unix_socket(path: str, mode: int, group: str | None, backlog: int) -> BoundSocket:

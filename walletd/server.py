@@ -1,11 +1,18 @@
 """The running daemon: listeners, connections, background tasks, signals, shutdown, reload.
 
 Every task lives in one nursery. ``run`` reports readiness (``task_status.started`` and
-sd_notify ``READY=1``) only once the state is loaded and the listeners are accepting.
+sd_notify ``READY=1``) only once the state is loaded, the accept loops are running and the
+signal handlers are installed (SIGHUP's default action would kill us), so whoever waits for
+readiness may connect and signal at once.
 
 Shutdown (SIGTERM/SIGINT, or :meth:`Server.shutdown`): stop accepting, close idle connections,
 let connections in the middle of a request finish it within ``shutdown_grace`` seconds, flush
-signature counters, remove the socket file we bound, and return.
+signature counters, remove the socket file we bound (an inherited one is only closed: the
+socket unit owns it), and return.
+
+Reload (SIGHUP, :meth:`Server.reload`): re-read the configuration file and apply what can
+change live; what cannot (``config.RESTART_ONLY``) is logged as needing a restart. Open
+connections stay open and keep the peer identity they were admitted with.
 """
 
 from __future__ import annotations
@@ -13,8 +20,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import signal
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 import structlog
@@ -23,9 +31,10 @@ import trio
 from wallet_client.protocol import ErrorCode
 
 from .boot import Daemon
-from .config import RESTART_ONLY, Config
+from .config import RESTART_ONLY, Config, ConfigError
 from .connection import Connection, State, error_frame
 from .context import default_policy
+from .errors import StartupError
 from .listener import BoundSocket, bind_unix_socket, inherited_sockets
 from .logs import configure_logging
 from .peer import Gatekeeper, peer_credentials
@@ -34,6 +43,10 @@ from .sdnotify import Notifier, watchdog_interval
 log = structlog.get_logger("walletd")
 
 BACKLOG = 128
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+#: How often STATUS= is refreshed (only sent when it changed) if there is no watchdog to
+#: ping: at most one message a second to the manager, however busy the daemon is.
+STATUS_INTERVAL = 1.0
 
 
 class Server:
@@ -48,46 +61,60 @@ class Server:
         self.ctx = daemon.ctx
         self.config = daemon.ctx.config
         self.reload_config = reload_config
+        self._own_notifier = notifier is None
         self.notifier = notifier or Notifier()
-        self.gatekeeper = _gatekeeper(self.config)
+        try:
+            self.gatekeeper = _gatekeeper(self.config)
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from None
         self.connections: dict[int, Connection] = {}
         self.sockets: list[BoundSocket] = []
         self._ids = itertools.count(1)
         self._stopping = trio.Event()
         self._drained = trio.Event()
+        self._ready = trio.Event()
         self.shutting_down = False
 
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
-        self.sockets = self._open_sockets()
-        try:
-            async with trio.open_nursery() as nursery:
-                accept_scope = trio.CancelScope()
+        # Signals are ours from before READY=1 (SIGHUP's default action would kill us) until
+        # the state is flushed and closed: a second SIGTERM meanwhile is only logged, and one
+        # that arrives during the final clean-up is delivered (by trio) once it is done.
+        with trio.open_signal_receiver(*SIGNALS) as signals:
+            self.sockets = self._open_sockets()
+            try:
+                async with trio.open_nursery() as nursery:
+                    signal_scope = trio.CancelScope()
+                    nursery.start_soon(self._signals, signals, signal_scope)
+                    accept_scope = trio.CancelScope()
+                    for bound in self.sockets:
+                        await nursery.start(self._accept_loop, bound, nursery, accept_scope)
+                    background = trio.CancelScope()
+                    await nursery.start(self._background, background)
+                    log.info(
+                        "ready",
+                        sockets=[b.name for b in self.sockets],
+                        wallets=len(self.ctx.book),
+                    )
+                    self.notifier.ready(self.status_line())
+                    self._ready.set()
+                    task_status.started(self)
+                    await self._stopping.wait()
+                    self.notifier.stopping()
+                    accept_scope.cancel()
+                    await self._drain()
+                    background.cancel()
+                    signal_scope.cancel()
+                await self._final_flush()
+            finally:
                 for bound in self.sockets:
-                    nursery.start_soon(self._accept_loop, bound, nursery, accept_scope)
-                background = trio.CancelScope()
-                nursery.start_soon(self._background, background)
-                ready = f"serving {len(self.ctx.book)} wallets"
-                log.info(
-                    "ready",
-                    sockets=[b.path or "inherited" for b in self.sockets],
-                    wallets=len(self.ctx.book),
-                )
-                self.notifier.ready(ready)
-                task_status.started(self)
-                await self._stopping.wait()
-                self.notifier.stopping()
-                accept_scope.cancel()
-                await self._drain()
-                background.cancel()
-            await self._final_flush()
-        finally:
-            for bound in self.sockets:
-                bound.remove()
-                bound.sock.close()
-            self.daemon.store.close()
-            log.info("stopped")
+                    bound.remove()
+                    bound.sock.close()
+                self.daemon.store.close()
+                if self._own_notifier:
+                    self.notifier.close()
+                log.info("stopped")
 
     def shutdown(self) -> None:
         self._stopping.set()
@@ -124,9 +151,15 @@ class Server:
     # ------------------------------------------------------------------ connections
 
     async def _accept_loop(
-        self, bound: BoundSocket, nursery: trio.Nursery, scope: trio.CancelScope
+        self,
+        bound: BoundSocket,
+        nursery: trio.Nursery,
+        scope: trio.CancelScope,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         listener = trio.SocketListener(bound.sock)
+        task_status.started()
         with scope:
             while True:
                 try:
@@ -138,10 +171,12 @@ class Server:
                     continue
                 nursery.start_soon(self._handle, stream.socket)
 
-    async def _handle(self, sock: trio.socket.SocketType) -> None:
+    async def _handle(self, trio_sock: trio.socket.SocketType) -> None:
+        # Connections do their own non-blocking I/O on the stdlib socket (see connection.py).
+        sock = socket.socket(fileno=trio_sock.detach())
         with sock:
             try:
-                pid, uid, gid = peer_credentials(sock)  # type: ignore[arg-type]
+                pid, uid, gid = peer_credentials(sock)
             except OSError:
                 return
             peer = self.gatekeeper.admit(pid, uid, gid)
@@ -193,16 +228,20 @@ class Server:
 
     # ------------------------------------------------------------------ background
 
-    async def _background(self, scope: trio.CancelScope) -> None:
+    async def _background(
+        self,
+        scope: trio.CancelScope,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         with scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._reaper)
                 nursery.start_soon(self._flusher)
                 nursery.start_soon(self.daemon.rotation.age_check_loop)
-                nursery.start_soon(self._signals)
-                interval = watchdog_interval()
-                if interval is not None and self.notifier.enabled:
-                    nursery.start_soon(self._watchdog, interval)
+                if self.notifier.enabled:
+                    nursery.start_soon(self._notify_loop, watchdog_interval())
+                task_status.started()
 
     async def _reaper(self) -> None:
         while True:
@@ -222,63 +261,102 @@ class Server:
             except Exception as exc:
                 log.error("counter_flush_failed", error=str(exc))
 
-    async def _watchdog(self, interval: float) -> None:
-        # This task runs only when the event loop does: a hung loop stops the pings and
-        # systemd restarts us.
+    async def _notify_loop(self, watchdog: float | None) -> None:
+        """STATUS= when it changed (checked every second) and, when systemd asked for a
+        watchdog, WATCHDOG=1 every ``watchdog`` seconds.
+
+        The pings come from a task of the event loop itself: if the loop wedges (a blocking
+        call, a busy loop), they stop and systemd kills and restarts walletd. An idle daemon
+        sends nothing but the pings.
+        """
+        period = STATUS_INTERVAL if watchdog is None else min(watchdog, STATUS_INTERVAL)
+        await self._ready.wait()  # READY=1 goes first, with its own STATUS=
+        sent = self.status_line()
+        next_ping = trio.current_time()
         while True:
-            self.notifier.notify("WATCHDOG=1", f"STATUS={self.status_line()}")
-            await trio.sleep(interval)
+            status = self.status_line()
+            lines = [] if status == sent else [f"STATUS={status}"]
+            now = trio.current_time()
+            if watchdog is not None and now >= next_ping:
+                lines.append("WATCHDOG=1")
+                next_ping = now + watchdog
+            if lines and self.notifier.notify(*lines):
+                sent = status
+            await trio.sleep(period)
 
     def status_line(self) -> str:
-        return f"{len(self.ctx.book)} wallets, {len(self.connections)} connections"
+        state = "stopping: " if self.shutting_down else ""
+        return f"{state}{len(self.ctx.book)} wallets, {len(self.connections)} connections"
 
-    async def _signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+    async def _signals(self, signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+        with scope:
             async for signum in signals:
+                name = signal.Signals(signum).name
                 if signum == signal.SIGHUP:
                     self.reload()
+                elif self._stopping.is_set():
+                    log.info("shutdown_in_progress", signal=name)
                 else:
-                    log.info("shutdown_requested", signal=signal.Signals(signum).name)
+                    log.info("shutdown_requested", signal=name)
                     self.shutdown()
 
     # ------------------------------------------------------------------ reload
 
     def reload(self) -> None:
-        """Re-read the configuration and apply what can change without a restart."""
+        """Re-read the configuration and apply what can change without a restart.
+
+        Live: logging, limits and timeouts, allow-lists and admin group (for connections
+        accepted from now on; open ones keep the identity they were admitted with), the
+        default rotation policy, recovery attempts and lockout. A bad file changes nothing.
+        """
         self.notifier.reloading()
         try:
-            if self.reload_config is None:
-                log.info("reload_skipped", reason="no configuration file")
-                return
-            try:
-                new = self.reload_config()
-            except Exception as exc:
-                log.error("reload_failed", error=str(exc))
-                return
-            old = self.config
-            for name in sorted(RESTART_ONLY):
-                if getattr(new, name) != getattr(old, name):
-                    log.warning("reload_needs_restart", option=name)
-            keep = {name: getattr(old, name) for name in RESTART_ONLY}
-            new = msgspec.structs.replace(new, **keep)
-            self.gatekeeper = _gatekeeper(new)
-            configure_logging(new.log_level, new.log_format)
-            self.config = self.ctx.config = new
-            self.ctx.book.set_default_policy(default_policy(new))
-            log.info("reloaded", log_level=new.log_level, max_connections=new.max_connections)
+            self._reload()
         finally:
             self.notifier.notify("READY=1", f"STATUS={self.status_line()}")
 
+    def _reload(self) -> None:
+        if self.reload_config is None:
+            log.info("reload_skipped", reason="no configuration file")
+            return
+        old = self.config
+        try:
+            new = self.reload_config()
+            gatekeeper = _gatekeeper(new)
+        except Exception as exc:
+            # Everything is validated before anything is applied: a half-applied reload
+            # would be worse than none.
+            log.error("reload_failed", error=str(exc))
+            return
+        needs_restart = [n for n in sorted(RESTART_ONLY) if getattr(new, n) != getattr(old, n)]
+        for name in needs_restart:
+            log.warning("reload_needs_restart", option=name)
+        new = msgspec.structs.replace(new, **{n: getattr(old, n) for n in RESTART_ONLY})
+        changed = [n for n in new.__struct_fields__ if getattr(new, n) != getattr(old, n)]
+        self.gatekeeper = gatekeeper
+        configure_logging(new.log_level, new.log_format)
+        self.config = self.ctx.config = new
+        self.ctx.book.set_default_policy(default_policy(new))
+        log.info("reloaded", changed=changed, needs_restart=needs_restart)
+
 
 def _gatekeeper(config: Config) -> Gatekeeper:
-    return Gatekeeper(
-        admin_group=config.admin_group,
-        allowed_uids=config.allowed_uids,
-        allowed_groups=config.allowed_groups,
-    )
+    try:
+        return Gatekeeper(
+            admin_group=config.admin_group,
+            allowed_uids=config.allowed_uids,
+            allowed_groups=config.allowed_groups,
+        )
+    except KeyError as exc:
+        groups = [config.admin_group, *(config.allowed_groups or [])]
+        raise ConfigError(
+            f"admin_group/allowed_groups name a group that does not exist "
+            f"(one of {', '.join(g for g in groups if g)}): {exc.args[0] if exc.args else exc}"
+        ) from None
 
 
-async def _refuse(sock: trio.socket.SocketType, code: ErrorCode, message: str) -> None:
-    with trio.move_on_after(1.0):
-        with contextlib.suppress(OSError):
-            await sock.send(error_frame(code, message))
+async def _refuse(sock: socket.socket, code: ErrorCode, message: str) -> None:
+    # One best-effort frame: the peer is being turned away and may not be reading.
+    with contextlib.suppress(OSError):
+        sock.send(error_frame(code, message))
+    await trio.lowlevel.checkpoint()
