@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import resource
 
 PR_SET_DUMPABLE = 4
@@ -16,7 +15,8 @@ def harden_process() -> None:
     /proc/<pid>/ files (mem, environ, ...) belong to root. Raises OSError when the kernel refuses.
     """
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    # CDLL(None) is the process's own symbol table, where libc's prctl is: no ldconfig child.
+    libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, "prctl(PR_SET_DUMPABLE, 0) failed")
