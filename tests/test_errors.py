@@ -461,6 +461,17 @@ async def test_frame_too_large_closes_without_reading_the_payload(server: Server
     assert await conn.receive() is None  # EOF: the stream lost its framing
 
 
+async def test_frames_before_an_oversized_prefix_are_answered_first(server: Server) -> None:
+    conn = await wire(server)
+    hello = encode_frame(msgspec.msgpack.encode({"op": "hello", "id": 7}))
+    await conn.stream.send_all(hello + hello.replace(b"\x07", b"\x08") + struct.pack(">I", 2 << 20))
+    first, second, refusal = await conn.receive(), await conn.receive(), await conn.receive()
+    assert first is not None and first["id"] == 7 and first["ok"]
+    assert second is not None and second["id"] == 8 and second["ok"]
+    assert refusal is not None and refusal["error"]["code"] == "frame_too_large"
+    assert await conn.receive() is None
+
+
 # --------------------------------------------------------------------------- unavailable
 
 

@@ -218,3 +218,33 @@ def test_decoder_accepts_bytearray_and_memoryview() -> None:
     payload = decoder.next_frame()
     assert payload == b"hello"
     assert type(payload) is bytes
+
+
+def test_complete_views_answers_frames_before_an_oversized_prefix() -> None:
+    decoder = FrameDecoder(max_frame_bytes=16)
+    decoder.feed(encode_frame(b"one") + encode_frame(b"two") + (1000).to_bytes(4, "big"))
+    assert [bytes(v) for v in decoder.complete_views()] == [b"one", b"two"]
+    with pytest.raises(FrameTooLargeError):
+        decoder.complete_views()
+
+
+def test_complete_views_waits_for_a_partial_frame() -> None:
+    decoder = FrameDecoder()
+    frame = encode_frame(b"payload")
+    decoder.feed(frame[:5])
+    assert decoder.complete_views() == []
+    decoder.feed(frame[5:])
+    assert [bytes(v) for v in decoder.complete_views()] == [b"payload"]
+    assert not decoder.in_frame
+
+
+def test_recv_buffer_grows_for_a_large_frame_and_shrinks_after() -> None:
+    decoder = FrameDecoder(max_frame_bytes=1 << 20, initial_bytes=64)
+    frame = encode_frame(b"x" * 5000)
+    decoder.feed(frame[:10])
+    space = decoder.recv_buffer()
+    assert len(space) >= len(frame) - 10  # room for the whole announced frame
+    space[: len(frame) - 10] = frame[10:]
+    decoder.received(len(frame) - 10)
+    assert decoder.next_frame() == b"x" * 5000
+    assert len(decoder.recv_buffer()) == 64  # back to its initial size once empty

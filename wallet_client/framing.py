@@ -128,6 +128,30 @@ class FrameDecoder:
         self._start = stop
         return self._view[start + PREFIX_BYTES : stop]
 
+    def complete_views(self) -> list[memoryview]:
+        """Every complete frame buffered, as views (see ``next_view``), in order.
+
+        Stops before an oversized prefix, so the frames before it can still be answered; the
+        next call (or ``next_view``) then raises :class:`FrameTooLargeError`.
+        """
+        views: list[memoryview] = []
+        buffer, view, end, limit = self._buffer, self._view, self._end, self.max_frame_bytes
+        start = self._start
+        unpack_from = _PREFIX.unpack_from
+        while end - start >= PREFIX_BYTES:
+            (size,) = unpack_from(buffer, start)
+            if size > limit:
+                if views:
+                    break  # answer these first; the next call raises
+                raise FrameTooLargeError(size, limit)
+            stop = start + PREFIX_BYTES + size
+            if stop > end:
+                break
+            views.append(view[start + PREFIX_BYTES : stop])
+            start = stop
+        self._start = start
+        return views
+
     def next_frame(self) -> bytes | None:
         view = self.next_view()
         return None if view is None else bytes(view)

@@ -93,8 +93,11 @@ class Connection:
                 log.exception("connection_failed")
 
     async def _loop(self, counter: Any) -> None:
-        sock, peer, dispatcher = self.sock, self.peer, self.dispatcher
+        sock, peer = self.sock, self.peer
         recv_into, wait_readable = sock.recv_into, trio.lowlevel.wait_readable
+        decode, run = self.dispatcher.decode, self.dispatcher.run
+        encode_into, pack_into = _encoder.encode_into, _PREFIX.pack_into
+        ErrorResponse = p.ErrorResponse  # a local alias, for speed
         frames = FrameDecoder(self.max_frame_bytes)
         out = bytearray()
         while not self.closing:
@@ -111,35 +114,34 @@ class Connection:
             frames.received(received)
             self.state = State.BUSY
             debug = log_settings.debug
-            handled = 0
             while True:
                 try:
-                    payload = frames.next_view()
+                    payloads = frames.complete_views()
                 except FrameTooLargeError as exc:
-                    # The stream has lost its framing: answer once, close, never read the payload.
+                    # The stream has lost its framing: answer what came before it, then this
+                    # once, and close without reading the payload.
                     out += error_frame(ErrorCode.FRAME_TOO_LARGE, str(exc))
                     await self._send(out)
                     return
-                if payload is None:
+                if not payloads:
                     break
-                handled += 1
-                counter.requests += 1
-                request = dispatcher.decode(payload)
-                if request.__class__ is p.ErrorResponse:
-                    response: Any = request
-                else:
-                    started = time.perf_counter() if debug else 0.0
-                    response = dispatcher.run(peer, request)  # type: ignore[arg-type]
-                    if response.__class__ is CoroutineType:
-                        response = await response
-                    if debug:
-                        _log_request(request, response, started)  # type: ignore[arg-type]
-                start = len(out)
-                out += b"\0\0\0\0"
-                _encoder.encode_into(response, out, start + 4)
-                _PREFIX.pack_into(out, start, len(out) - start - 4)
-            if handled:
+                counter.requests += len(payloads)
                 frame_since = 0.0  # frames completed; a partial one after them is new
+                for payload in payloads:
+                    request = decode(payload)
+                    if request.__class__ is ErrorResponse:
+                        response: Any = request
+                    else:
+                        started = time.perf_counter() if debug else 0.0
+                        response = run(peer, request)  # type: ignore[arg-type]
+                        if response.__class__ is CoroutineType:
+                            response = await response
+                        if debug:
+                            _log_request(request, response, started)  # type: ignore[arg-type]
+                    start = len(out)
+                    out += b"\0\0\0\0"
+                    encode_into(response, out, start + 4)
+                    pack_into(out, start, len(out) - start - 4)
             if out:
                 await self._send(out)
                 out.clear()

@@ -40,6 +40,9 @@ class WalletService:
         self.ctx = ctx
         self.book = ctx.book
         self.rotation = rotation
+        # Bound once for the sign path; WalletBook never replaces these containers.
+        self._wallets = ctx.book.wallets
+        self._mark_unflushed = ctx.book.unflushed.add
 
     # ------------------------------------------------------------------ create / delete
 
@@ -104,13 +107,15 @@ class WalletService:
         self, peer: Peer, req: p.SignMessage
     ) -> p.SignatureResult | Awaitable[p.SignatureResult]:
         # The hot path: one lookup, the ownership rule, one comparison, one HMAC.
-        wallet = self.book.wallets.get(req.user_id)
+        wallet = self._wallets.get(req.user_id)
         if wallet is None or (wallet.owner_uid != peer.uid and not peer.is_admin):
             wallet = self.ctx.wallet_for(peer, req.user_id)  # raises the precise refusal
-        if wallet.signature_count >= wallet.quiet_end:
+        count = wallet.signature_count
+        if count >= wallet.quiet_end:
             return self._sign_guarded(wallet, req.message)
-        self.book.unflushed.add(wallet)
-        return p.SignatureResult(wallet.sign(req.message), wallet.address)
+        wallet.signature_count = count + 1
+        self._mark_unflushed(wallet)
+        return p.SignatureResult(wallet.signer.sign(req.message), wallet.address)
 
     async def _sign_guarded(self, wallet: Wallet, message: bytes) -> p.SignatureResult:
         (item,) = await self.rotation.sign_guarded(wallet, [message])
