@@ -1,13 +1,16 @@
 """Opening the state: checks first, then load, then the objects that serve requests.
 
 Startup refuses, with a message saying why and what to do, and without changing any file:
-an unsafe state directory, a corrupt or truncated database, a database from a newer walletd, a
-missing or wrong master key, or a key that fails to unseal.
+an unsafe state directory, a state directory another walletd is using, a corrupt or truncated
+database, a database from a newer walletd, a missing or wrong master key, or a key that fails
+to unseal. Every check and the whole load run on a read-only view of the database (see
+:meth:`walletd.store.Store.open_readonly`); it is opened for writing only after all passed.
 """
 
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,12 +28,20 @@ from .context import Context, default_policy
 from .dispatch import Dispatcher, Handler
 from .errors import StartupError
 from .recovery import Recovery
-from .ritual import Ritual, decode_steps
+from .ritual import Ritual, check_scrypt_params, decode_steps
 from .rotation import Rotation
 from .sealing import MasterKey, Sealer, UnsealError, load_master_key, wallet_aad
 from .service import WalletService
-from .store import DB_NAME, AsyncStore, Store, check_state_dir
-from .wallets import PolicyOverride, Wallet, WalletBook
+from .store import (
+    DB_NAME,
+    SCHEMA_VERSION,
+    AsyncStore,
+    StateLock,
+    Statement,
+    Store,
+    check_state_dir,
+)
+from .wallets import PolicyOverride, Wallet, WalletBook, zero
 
 log = structlog.get_logger("walletd")
 
@@ -74,46 +85,87 @@ def empty_state() -> LoadedState:
 
 
 def open_store(config: Config) -> tuple[Store, MasterKey, LoadedState]:
-    """The database, checked and loaded, and the master key that opens it."""
+    """The database, checked and loaded, and the master key that opens it.
+
+    The returned store holds the state directory's lock until it is closed.
+    """
     if config.ephemeral:
         key = MasterKey(secrets.token_bytes(32), "ephemeral (memory only)")
         return Store.open_memory(), key, empty_state()
     state_dir = Path(config.state_dir)
     check_state_dir(state_dir)
-    db_path = state_dir / DB_NAME
+    lock = StateLock.acquire(state_dir)
+    try:
+        store, master, state = _open_locked(config, state_dir / DB_NAME)
+    except BaseException:
+        lock.release()
+        raise
+    store.lock = lock
+    return store, master, state
+
+
+def _open_locked(config: Config, db_path: Path) -> tuple[Store, MasterKey, LoadedState]:
     existing = db_path.exists()
+    if not existing:
+        _refuse_orphaned_log(db_path)
     master = load_master_key(
-        state_dir,
+        db_path.parent,
         config.master_key_file,
         require_external=config.require_external_master_key,
         may_generate=not existing,
     )
     if not existing:
-        store = Store.create(db_path)
         state = empty_state()
-        sealer = master.sealer()
-        store.write(
-            [
-                ("INSERT INTO meta (key, value) VALUES (?, ?)", (CHECK_KEY, sealer.check_value())),
-                *(
-                    (
-                        "INSERT INTO meta (key, value) VALUES (?, ?)",
-                        (name, sealer.seal(key, subkey_aad(name))),
-                    )
-                    for name, key in state.subkeys.items()
-                ),
-            ]
-        )
+        try:
+            store = Store.create(db_path, initial_rows(master.sealer(), state.subkeys))
+        except (OSError, sqlite3.Error) as exc:
+            raise StartupError(f"cannot create a new state in {db_path.parent}: {exc}") from exc
         return store, master, state
     # Check and load everything read-only first, so that a refusal leaves the files
     # byte-for-byte unchanged; only then open for writing.
+    state = preflight(db_path, master)
+    return Store.open_writable(db_path), master, state
+
+
+def _refuse_orphaned_log(db_path: Path) -> None:
+    # A new database next to an old write-ahead log would have the log's pages replayed
+    # into it: whatever happened to the database, starting afresh here would make it worse.
+    wal = db_path.with_name(db_path.name + "-wal")
+    if wal.exists():
+        raise StartupError(
+            f"{db_path} is missing but its write-ahead log {wal} is present (the database "
+            "was moved or deleted). walletd changed nothing: restore the database from a "
+            "backup, or move the -wal and -shm files away to start with an empty state"
+        )
+
+
+def initial_rows(sealer: Sealer, subkeys: dict[str, bytes]) -> list[Statement]:
+    rows: list[Statement] = [
+        ("INSERT INTO meta (key, value) VALUES (?, ?)", (CHECK_KEY, sealer.check_value()))
+    ]
+    rows += [
+        ("INSERT INTO meta (key, value) VALUES (?, ?)", (name, sealer.seal(key, subkey_aad(name))))
+        for name, key in subkeys.items()
+    ]
+    return rows
+
+
+def preflight(db_path: Path, master: MasterKey) -> LoadedState:
+    """Check and load an existing database without changing any file; StartupError if unfit."""
     readonly = Store.open_readonly(db_path)
     try:
         verify_master_key(readonly, master)
-        state = load_state(readonly, master.sealer())
+        if readonly.pragmas()["user_version"] < SCHEMA_VERSION:
+            # Load what the migrated database will hold, from a migrated copy in memory:
+            # the file itself is migrated only once everything has passed.
+            preview = readonly.migrated_copy()
+            try:
+                return load_state(preview, master.sealer())
+            finally:
+                preview.close()
+        return load_state(readonly, master.sealer())
     finally:
         readonly.close()
-    return Store.open_writable(db_path), master, state
 
 
 def verify_master_key(store: Store, master: MasterKey) -> None:
@@ -121,7 +173,7 @@ def verify_master_key(store: Store, master: MasterKey) -> None:
     if check is None:
         raise StartupError(
             f"database {store.path} has no master key check value; it is not "
-            "a complete walletd database"
+            "a complete walletd database. walletd changed nothing"
         )
     if not master.sealer().matches(check):
         raise StartupError(
@@ -130,28 +182,56 @@ def verify_master_key(store: Store, master: MasterKey) -> None:
         )
 
 
+_WALLET_COLUMNS = (
+    "user_id, address, owner_uid, sealed_key, created_at, key_created_at,"
+    " signature_count, max_age_days, max_signatures, auto_rotate, reserved_count"
+)
+_NO_OVERRIDE = PolicyOverride()
+
+
 def load_state(store: Store, sealer: Sealer) -> LoadedState:
+    """Everything the daemon keeps in memory, unsealed; StartupError naming what fails."""
+    subkeys = load_subkeys(store, sealer)
+    wallets = load_wallets(store, sealer)
+    rituals = load_rituals(store)
+    return LoadedState(wallets, rituals, load_chain_head(store), subkeys)
+
+
+def load_wallets(store: Store, sealer: Sealer) -> list[Wallet]:
     wallets = []
-    rows = store.query(
-        "SELECT user_id, address, owner_uid, sealed_key, created_at, key_created_at,"
-        " signature_count, max_age_days, max_signatures, auto_rotate FROM wallets"
-    )
-    for user_id, address, owner, sealed, created, key_created, count, age, sigs, auto in rows:
+    failed: list[str] = []
+    unseal = sealer.unseal
+    rows = store.rows(f"SELECT {_WALLET_COLUMNS} FROM wallets")  # noqa: S608 - constant
+    for user_id, address, owner, sealed, created, key_created, count, age, sigs, auto, rsv in rows:
         try:
-            key = bytearray(sealer.unseal(sealed, wallet_aad(user_id, address)))
+            key = bytearray(unseal(sealed, wallet_aad(user_id, address)))
         except UnsealError:
-            raise StartupError(
-                f"the key of user {user_id!r} in {store.path} fails to unseal (tampered with, "
-                "or moved from another row); walletd changed nothing"
-            ) from None
-        override = PolicyOverride(age, sigs, None if auto is None else bool(auto))
-        wallets.append(Wallet(user_id, address, owner, key, created, key_created, count, override))
-    rituals = {
+            failed.append(user_id)
+            continue
+        if age is None and sigs is None and auto is None:
+            override = _NO_OVERRIDE  # frozen, so one instance serves every default wallet
+        else:
+            override = PolicyOverride(age, sigs, None if auto is None else bool(auto))
+        wallets.append(
+            Wallet(user_id, address, owner, key, created, key_created, count, override, rsv)
+        )
+    if failed:
+        for wallet in wallets:
+            zero(wallet.key)
+        raise StartupError(_unseal_failure(store.path, failed))
+    return wallets
+
+
+def load_rituals(store: Store) -> dict[str, Ritual]:
+    return {
         user_id: Ritual(decode_steps(steps), attempts, locked_at)
         for user_id, steps, attempts, locked_at in store.query(
             "SELECT user_id, steps, attempts, locked_at FROM rituals"
         )
     }
+
+
+def load_subkeys(store: Store, sealer: Sealer) -> dict[str, bytes]:
     subkeys = {}
     for name in SUBKEYS:
         sealed_subkey = store.meta(name)
@@ -163,17 +243,51 @@ def load_state(store: Store, sealer: Sealer) -> LoadedState:
             raise StartupError(
                 f"the {name} in {store.path} is missing or fails to unseal; walletd changed nothing"
             ) from None
+    return subkeys
+
+
+def load_chain_head(store: Store) -> tuple[int, str]:
     head = store.meta(HEAD_KEY)
-    chain_head = (0, GENESIS_HASH)
-    if head is not None:
-        seq, _, hash_ = head.decode().partition(":")
-        chain_head = (int(seq), hash_)
-    return LoadedState(wallets, rituals, chain_head, subkeys)
+    if head is None:
+        return (0, GENESIS_HASH)
+    seq, _, hash_ = head.decode().partition(":")
+    return (int(seq), hash_)
+
+
+def _unseal_failure(path: Path | None, users: list[str]) -> str:
+    named = ", ".join(repr(u) for u in users[:5]) + (", ..." if len(users) > 5 else "")
+    if len(users) == 1:
+        what = f"the key of user {named} in {path} fails"
+    else:
+        what = f"the keys of {len(users)} users ({named}) in {path} fail"
+    return (
+        f"{what} to unseal (tampered with, or moved from another row); walletd changed "
+        "nothing. Restore the database from a backup"
+    )
 
 
 def build_daemon(config: Config, *, clock: Callable[[], float] = time.time) -> Daemon:
     started = time.perf_counter()
+    try:
+        check_scrypt_params(config.scrypt_n, config.scrypt_r, config.scrypt_p)
+    except ValueError as exc:
+        raise StartupError(f"unusable scrypt parameters: {exc}") from None
     store, master, state = open_store(config)
+    try:
+        return _assemble(config, clock, store, master, state, started)
+    except BaseException:
+        store.close()  # releases the state directory's lock
+        raise
+
+
+def _assemble(
+    config: Config,
+    clock: Callable[[], float],
+    store: Store,
+    master: MasterKey,
+    state: LoadedState,
+    started: float,
+) -> Daemon:
     sealer = master.sealer()
     book = WalletBook(default_policy(config))
     for wallet in state.wallets:

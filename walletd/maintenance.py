@@ -1,26 +1,39 @@
 """``walletd check`` and ``walletd rekey``: offline work on the state directory.
 
-Neither ever prints key material. ``check`` opens the database read-only. ``rekey`` refuses to
-run while a daemon is serving the configured socket, and re-seals every key and sub-key under
-the new master key in one transaction.
+Neither ever prints key material. ``check`` opens the database read-only (it changes no file and
+may run beside a serving daemon), runs the full ``integrity_check``, unseals every key and walks
+the audit chain, and reports every problem it finds rather than stopping at the first.
+``rekey`` takes the state directory's lock (so it refuses while a daemon serves that state),
+re-seals every key and sub-key under the new master key in one transaction, and checks that the
+new key opens the result.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
+import pwd
+import sqlite3
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .audit import COLUMNS, HEAD_KEY, AuditChain, verify_rows
-from .boot import AUDIT_KEY, CHECK_KEY, SUBKEYS, load_state, subkey_aad, verify_master_key
+from .audit import COLUMNS, HEAD_KEY, HEAD_TAG_KEY, AuditChain, verify_chain
+from .boot import (
+    AUDIT_KEY,
+    CHECK_KEY,
+    SUBKEYS,
+    load_rituals,
+    load_subkeys,
+    load_wallets,
+    preflight,
+    subkey_aad,
+    verify_master_key,
+)
 from .config import Config
 from .errors import StartupError
 from .sealing import MasterKey, load_master_key, read_key_file, wallet_aad
-from .store import DB_NAME, Store
+from .store import DB_NAME, SCHEMA_VERSION, StateLock, Statement, Store, check_state_dir
 
 
 def _master_key(config: Config) -> MasterKey:
@@ -32,94 +45,131 @@ def _master_key(config: Config) -> MasterKey:
     )
 
 
+# ---------------------------------------------------------------------- check
+
+
 def check_state(config: Config, *, as_json: bool = False) -> bool:
     """Print a summary of the state; True when no problem was found."""
-    db_path = Path(config.state_dir) / DB_NAME
-    summary: dict[str, Any] = {"database": str(db_path), "problems": []}
-    problems: list[str] = summary["problems"]
-    store = Store.open_readonly(db_path)  # refuses corrupt / newer databases with a message
-    try:
-        integrity = store.integrity_check()
-        if integrity != ["ok"]:
-            problems.extend(f"integrity: {line}" for line in integrity[:20])
-        master = _master_key(config)
-        summary["master_key"] = master.source
-        verify_master_key(store, master)
-        try:
-            state = load_state(store, master.sealer())
-        except StartupError as exc:
-            problems.append(str(exc))
-        else:
-            summary["wallets"] = len(state.wallets)
-            summary["owners"] = dict(Counter(str(w.owner_uid) for w in state.wallets))
-            summary["rituals"] = len(state.rituals)
-            summary["locked_rituals"] = sum(
-                1 for r in state.rituals.values() if r.locked_at is not None
-            )
-            rows = store.query(f"SELECT {COLUMNS} FROM audit ORDER BY seq")  # noqa: S608
-            summary["audit_records"] = len(rows)
-            broken, why = verify_rows(state.subkeys[AUDIT_KEY], rows, store.meta(HEAD_KEY))
-            if broken is not None:
-                problems.append(f"audit chain broken at record {broken}: {why}")
-    finally:
-        store.close()
+    summary = inspect_state(config)
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
         for name, value in summary.items():
+            if name == "owners":
+                value = ", ".join(f"{_user(uid)}: {n}" for uid, n in value.items()) or "none"
             if name != "problems":
                 print(f"{name}: {value}")
-        print("problems: none" if not problems else "problems:")
+        problems = summary["problems"]
+        print("problems: none" if not problems else f"problems ({len(problems)}):")
         for problem in problems:
             print(f"  - {problem}")
-    return not problems
+    return not summary["problems"]
+
+
+def _user(uid: str) -> str:
+    try:
+        return f"uid {uid} ({pwd.getpwuid(int(uid)).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def inspect_state(config: Config) -> dict[str, Any]:
+    """The summary ``check`` prints: counts, owners, sources and every problem found."""
+    state_dir = Path(config.state_dir)
+    db_path = state_dir / DB_NAME
+    summary: dict[str, Any] = {"database": str(db_path), "problems": []}
+    problems: list[str] = summary["problems"]
+    try:
+        check_state_dir(state_dir, create=False)
+        store = Store.open_readonly(db_path, verify=False)
+    except StartupError as exc:
+        problems.append(str(exc))
+        return summary
+    try:
+        _inspect(config, store, summary, problems)
+    except sqlite3.DatabaseError as exc:
+        problems.append(f"database {db_path} is unreadable or corrupt ({exc})")
+    finally:
+        store.close()
+    return summary
+
+
+def _inspect(config: Config, store: Store, summary: dict[str, Any], problems: list[str]) -> None:
+    version = store.pragmas()["user_version"]
+    summary["schema_version"] = version
+    if not 1 <= version <= SCHEMA_VERSION:
+        problems.append(
+            f"schema version {version} is not one this walletd reads (1 to {SCHEMA_VERSION})"
+        )
+        return
+    integrity = store.integrity_check()
+    if integrity != ["ok"]:
+        problems.extend(f"integrity: {line}" for line in integrity[:20])
+        if len(integrity) > 20:
+            problems.append(f"integrity: ... and {len(integrity) - 20} more")
+    if version < SCHEMA_VERSION:
+        summary["schema_version"] = f"{version} (the next start migrates it to {SCHEMA_VERSION})"
+        view = store.migrated_copy()  # in memory: the file stays as it is
+        try:
+            _inspect_content(config, view, summary, problems)
+        finally:
+            view.close()
+    else:
+        _inspect_content(config, store, summary, problems)
+
+
+def _inspect_content(
+    config: Config, store: Store, summary: dict[str, Any], problems: list[str]
+) -> None:
+    owners = store.query("SELECT owner_uid, count(*) FROM wallets GROUP BY owner_uid")
+    summary["wallets"] = sum(count for _, count in owners)
+    summary["owners"] = {str(uid): count for uid, count in sorted(owners)}
+    rituals = load_rituals(store)
+    summary["rituals"] = len(rituals)
+    summary["locked_rituals"] = sum(1 for r in rituals.values() if r.locked_at is not None)
+    try:
+        master = _master_key(config)
+        summary["master_key"] = master.source
+        verify_master_key(store, master)
+        sealer = master.sealer()
+        subkeys = load_subkeys(store, sealer)
+    except StartupError as exc:
+        problems.append(str(exc))
+        return
+    try:
+        summary["keys_unsealed"] = len(load_wallets(store, sealer))
+    except StartupError as exc:
+        problems.append(str(exc))
+    rows = store.query(f"SELECT {COLUMNS} FROM audit ORDER BY seq")  # noqa: S608 - constant
+    summary["audit_records"] = len(rows)
+    broken, why = verify_chain(
+        subkeys[AUDIT_KEY], rows, store.meta(HEAD_KEY), store.meta(HEAD_TAG_KEY)
+    )
+    if broken is not None:
+        problems.append(f"audit chain broken at record {broken}: {why}")
+
+
+# ---------------------------------------------------------------------- rekey
 
 
 def rekey_state(config: Config, new_key_file: str) -> None:
-    _refuse_if_serving(config.socket)
-    db_path = Path(config.state_dir) / DB_NAME
-    old = _master_key(config)
-    new = MasterKey(read_key_file(Path(new_key_file)), f"file {new_key_file}")
-    readonly = Store.open_readonly(db_path)
+    state_dir = Path(config.state_dir)
+    db_path = state_dir / DB_NAME
+    check_state_dir(state_dir, create=False)
+    lock = StateLock.acquire(state_dir)  # no daemon serves this state while we hold it
     try:
-        verify_master_key(readonly, old)
-        state = load_state(readonly, old.sealer())
+        old = _master_key(config)
+        new = MasterKey(read_key_file(Path(new_key_file)), f"file {new_key_file}")
+        state = preflight(db_path, old)
+        statements = _reseal(state.wallets, state.subkeys, state.chain_head, new)
+        store = Store.open_writable(db_path)
+        try:
+            store.write(statements)
+        finally:
+            store.close()
+        preflight(db_path, new)  # the new key opens everything we just wrote
     finally:
-        readonly.close()
-    sealer = new.sealer()
-    statements: list[tuple[str, Any]] = [
-        ("UPDATE meta SET value = ? WHERE key = ?", (sealer.check_value(), CHECK_KEY)),
-    ]
-    statements += [
-        (
-            "UPDATE meta SET value = ? WHERE key = ?",
-            (sealer.seal(state.subkeys[n], subkey_aad(n)), n),
-        )
-        for n in SUBKEYS
-    ]
-    statements += [
-        (
-            "UPDATE wallets SET sealed_key = ? WHERE user_id = ?",
-            (sealer.seal(bytes(w.key), wallet_aad(w.user_id, w.address)), w.user_id),
-        )
-        for w in state.wallets
-    ]
-    chain = AuditChain(state.subkeys[AUDIT_KEY], *state.chain_head)
-    entry = chain.prepare(
-        timestamp=time.time(),
-        event="master_key_rotated",
-        user_id=None,
-        addresses=[],
-        actor_uid=os.getuid(),
-        actor_pid=os.getpid(),
-        detail={"wallets": len(state.wallets), "new_source": new.source},
-    )
-    statements += [entry.statement(), chain.head_statement()]
-    store = Store.open_writable(db_path)
-    try:
-        store.write(statements)
-    finally:
-        store.close()
+        lock.release()
     print(f"re-sealed {len(state.wallets)} wallet keys under the master key in {new_key_file}.")
     print(
         "Start walletd with that key from now on (master_key_file or the systemd credential);"
@@ -129,13 +179,33 @@ def rekey_state(config: Config, new_key_file: str) -> None:
         print(f"The old generated key ({old.source}) is now useless; delete it.")
 
 
-def _refuse_if_serving(path: str) -> None:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(path)
-    except OSError:
-        return
-    finally:
-        probe.close()
-    raise StartupError(f"walletd is serving {path}; stop it before rekeying")
+def _reseal(
+    wallets: list[Any], subkeys: dict[str, bytes], chain_head: tuple[int, str], new: MasterKey
+) -> list[Statement]:
+    sealer = new.sealer()
+    statements: list[Statement] = [
+        ("UPDATE meta SET value = ? WHERE key = ?", (sealer.check_value(), CHECK_KEY)),
+    ]
+    statements += [
+        ("UPDATE meta SET value = ? WHERE key = ?", (sealer.seal(subkeys[n], subkey_aad(n)), n))
+        for n in SUBKEYS
+    ]
+    statements += [
+        (
+            "UPDATE wallets SET sealed_key = ? WHERE user_id = ?",
+            (sealer.seal(bytes(w.key), wallet_aad(w.user_id, w.address)), w.user_id),
+        )
+        for w in wallets
+    ]
+    chain = AuditChain(subkeys[AUDIT_KEY], *chain_head)
+    entry = chain.prepare(
+        timestamp=time.time(),
+        event="master_key_rotated",
+        user_id=None,
+        addresses=[],
+        actor_uid=os.getuid(),
+        actor_pid=os.getpid(),
+        detail={"wallets": len(wallets), "new_source": new.source},
+    )
+    statements += [entry.statement(), chain.head_statement()]
+    return statements

@@ -4,7 +4,8 @@ Each wallet key is stored as ``nonce (12 bytes) || ciphertext+tag``, sealed with
 data naming its user id and address, so a ciphertext copied onto another row fails to unseal.
 The master key comes from, in order: ``$CREDENTIALS_DIRECTORY/master-key`` (systemd
 credentials), ``master_key_file`` in the config, or a key generated on first start into
-``<state_dir>/master.key``. The audit-chain and backup-tag keys are random sub-keys stored
+``<state_dir>/master.key`` (written whole or not at all, 0600 from creation; refused later if
+others can read it). The audit-chain and backup-tag keys are random sub-keys stored
 sealed under the master key (see :mod:`walletd.boot`), so a rekey does not invalidate them.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -130,6 +132,7 @@ def load_master_key(
                 "require_external_master_key is set but the only master key is the generated "
                 f"{generated}; provide the credential {CREDENTIAL_NAME} or master_key_file"
             )
+        _check_generated_key_file(generated)
         return MasterKey(read_key_file(generated), f"generated file {generated}", generated=True)
     if require_external:
         raise StartupError(
@@ -139,13 +142,41 @@ def load_master_key(
     if not may_generate:
         raise StartupError(
             f"the state in {state_dir} exists but its master key is missing: expected "
-            f"$CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME}, master_key_file or {generated}"
+            f"$CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME}, master_key_file or {generated}. "
+            "walletd changed nothing; start it with the key this state was sealed with"
         )
     key = secrets.token_bytes(KEY_BYTES)
-    fd = os.open(generated, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        _write_new_key_file(generated, key)
+    except OSError as exc:
+        raise StartupError(f"cannot write a new master key to {generated}: {exc}") from exc
+    return MasterKey(key, f"generated file {generated}", generated=True)
+
+
+def _check_generated_key_file(path: Path) -> None:
+    """Refuse a generated key others can read or that is not ours, as ssh refuses a private key."""
+    st = path.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise StartupError(
+            f"master key {path} is readable by others or not owned by walletd's uid (mode "
+            f"{stat.S_IMODE(st.st_mode):04o}, uid {st.st_uid}); fix it with: "
+            f"chown {os.getuid()} {path} && chmod 600 {path}"
+        )
+
+
+def _write_new_key_file(path: Path, key: bytes) -> None:
+    """Write ``key`` to ``path`` (0600 from creation) so that it exists whole or not at all."""
+    temp = path.with_name(path.name + ".tmp")
+    temp.unlink(missing_ok=True)  # left by a crash during an earlier first start
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, key)
         os.fsync(fd)
     finally:
         os.close(fd)
-    return MasterKey(key, f"generated file {generated}", generated=True)
+    os.rename(temp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)  # the rename must survive a crash before the database refers to it
+    finally:
+        os.close(dir_fd)

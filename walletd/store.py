@@ -5,9 +5,12 @@ WAL journal, ``synchronous=FULL`` (a commit is on disk before it returns), ``sec
 ``user_version``; migrations only go forward, and a database from a newer walletd is refused.
 
 Opening never changes an existing database until it has passed every check: it is first opened
-read-only, integrity-checked, version-checked and its master-key check value verified; only
-then is it reopened for writing. With ``path=None`` the database lives in memory (ephemeral mode)
-and the same code runs.
+read-only in a way that writes no byte and creates no file in the state directory (see
+:meth:`Store.open_readonly`), integrity-checked, version-checked and its master-key check value
+verified; only then is it reopened for writing. While a daemon (or ``walletd rekey``) has the
+state open it holds an exclusive lock on the state directory, so two processes never serve the
+same state. With ``path=None`` the database lives in memory (ephemeral mode) and the same code
+runs.
 
 All methods here block; :class:`AsyncStore` runs them in one worker thread at a time.
 """
@@ -15,11 +18,14 @@ All methods here block; :class:`AsyncStore` runs them in one worker thread at a 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import shutil
 import sqlite3
 import stat
+import tempfile
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,15 +35,27 @@ from wallet_client.protocol import ErrorCode
 
 from .errors import RequestError, StartupError
 
-__all__ = ["DB_NAME", "SCHEMA_VERSION", "AsyncStore", "Statement", "Store", "check_state_dir"]
+__all__ = [
+    "DB_NAME",
+    "SCHEMA_VERSION",
+    "AsyncStore",
+    "StateLock",
+    "Statement",
+    "Store",
+    "check_state_dir",
+    "migrate",
+]
 
 T = TypeVar("T")
 Statement = tuple[str, Sequence[Any]]
 
 DB_NAME = "walletd.db"
-SCHEMA_VERSION = 1
+# A database is first built under this name and renamed into place once complete, so a crash
+# during the very first start never leaves a half-made walletd.db that later starts refuse.
+INIT_SUFFIX = ".init"
+SCHEMA_VERSION = 2
 
-_MIGRATIONS: dict[int, str] = {
+MIGRATIONS: dict[int, str] = {
     # version -> script that brings version-1 to version
     1: """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -84,14 +102,21 @@ _MIGRATIONS: dict[int, str] = {
         locked_at REAL
     );
     """,
+    # Signature counts reserved durably ahead of use for auto-rotate keys (walletd.rotation).
+    2: "ALTER TABLE wallets ADD COLUMN reserved_count INTEGER NOT NULL DEFAULT 0",
 }
 
 
-def check_state_dir(path: Path) -> None:
+# ---------------------------------------------------------------------- the state directory
+
+
+def check_state_dir(path: Path, *, create: bool = True) -> None:
     """Create the state directory 0700, or refuse one that others could tamper with."""
     try:
         st = path.stat()
     except FileNotFoundError:
+        if not create:
+            raise StartupError(f"state directory {path} does not exist") from None
         try:
             path.mkdir(mode=0o700, parents=True)
         except OSError as exc:
@@ -111,104 +136,362 @@ def check_state_dir(path: Path) -> None:
         )
 
 
+class StateLock:
+    """An exclusive ``flock`` on the state directory itself (no lock file is created).
+
+    Two daemons on one state would each serve from their own memory and overwrite each other's
+    acknowledged changes; the lock makes the second one refuse to start.
+    """
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self._fd: int | None = fd
+        self.path = path
+
+    @classmethod
+    def acquire(cls, path: Path) -> StateLock:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise StartupError(f"cannot open state directory {path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StartupError(
+                f"state directory {path} is in use by another walletd (or walletd rekey); "
+                "stop it first, or give this one its own --state-dir"
+            ) from None
+        return cls(fd, path)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------- connections
+
+
 def _connect(target: str, *, uri: bool) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves. One connection is used from
     # whichever worker thread trio hands us, one at a time (AsyncStore serialises them).
-    return sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False)
+    # Sanity-check b-tree pages as they are read, so damage is an error, not garbage.
+    conn.execute("PRAGMA cell_size_check=ON")
+    conn.execute("PRAGMA trusted_schema=OFF")
+    return conn
+
+
+def _uri(path: Path, **params: str) -> str:
+    return "file:" + urllib.parse.quote(str(path.resolve())) + "?" + urllib.parse.urlencode(params)
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
+
+
+def migrate(
+    conn: sqlite3.Connection,
+    migrations: Mapping[int, str] = MIGRATIONS,
+    target: int = SCHEMA_VERSION,
+) -> int:
+    """Bring the schema forward to ``target``, one transaction per version; returns the old one.
+
+    Each step runs its script and sets ``user_version`` in the same transaction, so a crash
+    leaves the database at one version or the next, never in between.
+    """
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    for step in range(version + 1, target + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in migrations[step].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {int(step)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+    return version
+
+
+def _check_length(path: Path, size: int) -> None:
+    """Refuse a database file shorter than its own header says (cut off by a copy or a crash)."""
+    with open(path, "rb") as f:
+        header = f.read(100)
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        return  # SQLite's own error ("file is not a database") says it better
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # The page count in the header is valid only if written by the same change as the counter.
+    if header[24:28] != header[92:96] or not pages:
+        return
+    if size < pages * page_size:
+        raise StartupError(
+            f"database {path} is truncated ({size} bytes; its header says {pages} pages of "
+            f"{page_size} bytes); walletd changed nothing. Restore the state directory from "
+            "a backup"
+        )
+
+
+def _corrupt(path: Path, detail: str) -> StartupError:
+    return StartupError(
+        f"database {path} is unreadable or corrupt ({detail}); walletd changed nothing. "
+        "Restore the state directory from a backup; 'walletd check' prints details"
+    )
 
 
 class Store:
     """The database connection and the statements that read and write walletd's state."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path | None,
+        *,
+        cleanup: Callable[[], None] | None = None,
+    ) -> None:
         self._conn = conn
         self.path = path
+        self.lock: StateLock | None = None
+        self._cleanup = cleanup
 
     # ------------------------------------------------------------------ opening
 
     @classmethod
     def open_memory(cls) -> Store:
         conn = _connect(":memory:", uri=False)
-        store = cls(conn, None)
-        store._migrate()
+        migrate(conn)
+        return cls(conn, None)
+
+    @classmethod
+    def open_readonly(cls, path: Path, *, quick: bool = True, verify: bool = True) -> Store:
+        """Open an existing database without writing a byte or creating a file beside it.
+
+        A plain ``mode=ro`` open of a WAL database creates ``-wal`` and ``-shm`` files and
+        writes to ``-shm``, which would break "a refused start changes nothing". So:
+
+        * no write-ahead log (or an empty one): the database file holds everything, and
+          ``immutable=1`` reads it with no locks and no side files;
+        * a log and its shared-memory index (after a crash, or while a daemon runs): the
+          index is opened read-only (``readonly_shm``), SQLite falling back to reading the
+          log itself when the index cannot be trusted;
+        * a log without an index, or when the above fails: the database and its log are
+          copied into a private temporary directory and opened there.
+
+        Unless ``verify=False`` the database is then integrity-checked (``quick_check``, or
+        the full ``integrity_check`` with ``quick=False``) and its schema version checked.
+        """
+        size = _size(path)
+        if size is None:
+            raise StartupError(f"no walletd database at {path}")
+        if size == 0:
+            raise StartupError(
+                f"database {path} is empty (0 bytes; truncated?); walletd changed nothing. "
+                "Restore the state directory from a backup"
+            )
+        wal = path.with_name(path.name + "-wal")
+        shm = path.with_name(path.name + "-shm")
+        check = {"quick": quick} if verify else None
+        if not _size(wal):
+            _check_length(path, size)  # with no log, the file alone must hold every page
+            return cls._open_checked(_uri(path, mode="ro", immutable="1"), path, check)
+        if shm.exists():
+            with contextlib.suppress(StartupError):  # the private copy has the last word
+                return cls._open_checked(_uri(path, mode="ro", readonly_shm="1"), path, check)
+        return cls._private_copy(path, wal, check)
+
+    @classmethod
+    def _open_checked(
+        cls,
+        uri: str,
+        path: Path,
+        check: dict[str, bool] | None,
+        cleanup: Callable[[], None] | None = None,
+    ) -> Store:
+        """A read-only connection to ``uri``, checked; StartupError (and nothing open) if not."""
+        conn = None
+        try:
+            conn = _connect(uri, uri=True)
+            store = cls(conn, path, cleanup=cleanup)
+        except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
+            if cleanup is not None:
+                cleanup()
+            raise _corrupt(path, str(exc)) from exc
+        try:
+            # Reading the schema is the least that must work, even unverified.
+            conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+            if check is not None:
+                store._check(path, **check)
+        except sqlite3.DatabaseError as exc:
+            store.close()
+            raise _corrupt(path, str(exc)) from exc
+        except BaseException:
+            store.close()
+            raise
         return store
 
     @classmethod
-    def open_readonly(cls, path: Path) -> Store:
-        """Open an existing database without changing a byte of it, and check its integrity."""
-        if not path.exists():
-            raise StartupError(f"no walletd database at {path}")
-        uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro"
+    def _private_copy(cls, path: Path, wal: Path, check: dict[str, bool] | None) -> Store:
+        """Open a copy of the database and its log, so that reading them changes nothing."""
+        tmp = Path(tempfile.mkdtemp(prefix="walletd-check-"))
+
+        def cleanup() -> None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+        copy = tmp / path.name
         try:
-            conn = _connect(uri, uri=True)
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            result = conn.execute("PRAGMA quick_check").fetchall()
-        except sqlite3.DatabaseError as exc:
+            shutil.copyfile(path, copy)
+            shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+        except OSError as exc:
+            cleanup()
             raise StartupError(
-                f"database {path} is unreadable or corrupt ({exc}); walletd changed nothing. "
-                "Restore the state directory from a backup, or run 'walletd check' for details"
+                f"cannot read {path} and its write-ahead log without changing them, nor copy "
+                f"them to {tmp} to read them there: {exc}"
             ) from exc
-        if result != [("ok",)]:
-            problems = "; ".join(str(r[0]) for r in result[:3])
+        return cls._open_checked(_uri(copy, mode="ro"), path, check, cleanup)
+
+    def _check(self, path: Path, *, quick: bool) -> None:
+        try:
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            problems = self.integrity_check(quick=quick)
+        except sqlite3.DatabaseError as exc:
+            raise _corrupt(path, str(exc)) from exc
+        if problems != ["ok"]:
             raise StartupError(
-                f"database {path} failed its integrity check ({problems}); walletd changed "
-                "nothing. Restore the state directory from a backup"
+                f"database {path} failed its integrity check ({'; '.join(problems[:3])}); "
+                "walletd changed nothing. Restore the state directory from a backup"
             )
         if version > SCHEMA_VERSION:
             raise StartupError(
                 f"database {path} has schema version {version}, newer than this walletd "
-                f"understands ({SCHEMA_VERSION}); run a newer walletd or restore a backup"
+                f"understands ({SCHEMA_VERSION}); walletd changed nothing. Run a newer walletd "
+                "or restore a backup"
             )
         if version < 1:
-            raise StartupError(f"{path} is not a walletd database (schema version {version})")
-        return cls(conn, path)
+            raise StartupError(
+                f"{path} is not a walletd database (schema version {version}); "
+                "walletd changed nothing"
+            )
+
+    def migrated_copy(self) -> Store:
+        """An in-memory copy brought to the current schema, to load and check an old database
+        before the real one is migrated."""
+        conn = _connect(":memory:", uri=False)
+        self._conn.backup(conn)
+        migrate(conn)
+        return Store(conn, self.path)
 
     @classmethod
-    def create(cls, path: Path) -> Store:
-        """A new database file, created 0600 before SQLite ever opens it."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    def create(cls, path: Path, initial: Sequence[Statement] = ()) -> Store:
+        """A new database with the current schema and ``initial`` rows, then open for writing.
+
+        It is built as ``<name>.init`` (created 0600 before SQLite opens it; SQLite gives its
+        side files the same mode) and renamed into place only once complete and synced.
+        """
+        building = path.with_name(path.name + INIT_SUFFIX)
+        for leftover in (building, building.with_name(building.name + "-journal")):
+            # What a crash during an earlier first start left: never a database in use.
+            leftover.unlink(missing_ok=True)
+        fd = os.open(building, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         os.close(fd)
+        conn = _connect(str(building), uri=False)
+        try:
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA secure_delete=ON")
+            migrate(conn)
+            Store(conn, building).write(initial)
+        finally:
+            conn.close()
+        fd = os.open(building, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(building, path)
+        _fsync_dir(path.parent)
         return cls.open_writable(path)
 
     @classmethod
     def open_writable(cls, path: Path) -> Store:
-        conn = _connect(str(path), uri=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA secure_delete=ON")
-        conn.execute("PRAGMA foreign_keys=ON")
-        store = cls(conn, path)
-        store._migrate()
-        return store
+        """Open for serving: WAL, synchronous=FULL, secure_delete; migrated to the current schema.
 
-    def _migrate(self) -> None:
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        self._conn.execute(statement)
-                self._conn.execute(f"PRAGMA user_version = {target}")
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        Refuses (StartupError) rather than serve from a database it cannot write: SQLite would
+        otherwise quietly open it read-only and every change would fail.
+        """
+        conn = None
+        try:
+            conn = _connect(str(path), uri=False)
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StartupError(
+                    f"cannot use a write-ahead log for {path} (journal mode stays {mode}); "
+                    "put the state directory on a local file system"
+                )
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA secure_delete=ON")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("BEGIN IMMEDIATE")  # proves we may write: takes the write lock
+            conn.execute("ROLLBACK")
+            migrate(conn)
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise StartupError(
+                f"cannot open {path} for writing ({exc}); check that its file system is "
+                "writable and has space. walletd changed nothing"
+            ) from exc
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        return cls(conn, path)
 
     def close(self) -> None:
         self._conn.close()
+        if self._cleanup is not None:
+            self._cleanup()
+            self._cleanup = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     # ------------------------------------------------------------------ reading
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._conn.execute(sql, params).fetchall()
 
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        """Like :meth:`query`, one row at a time: loading need not hold every row at once."""
+        return iter(self._conn.execute(sql, params))
+
     def meta(self, key: str) -> bytes | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def integrity_check(self) -> list[str]:
-        return [str(r[0]) for r in self._conn.execute("PRAGMA integrity_check").fetchall()]
+    def integrity_check(self, *, quick: bool = False) -> list[str]:
+        pragma = "quick_check" if quick else "integrity_check"
+        return [str(r[0]) for r in self._conn.execute(f"PRAGMA {pragma}").fetchall()]
+
+    def pragmas(self) -> dict[str, Any]:
+        """The settings of this connection that durability depends on (for tests and check)."""
+        names = ("journal_mode", "synchronous", "secure_delete", "user_version")
+        return {name: self._conn.execute(f"PRAGMA {name}").fetchone()[0] for name in names}
 
     # ------------------------------------------------------------------ writing
 
