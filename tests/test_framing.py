@@ -223,9 +223,12 @@ def test_decoder_accepts_bytearray_and_memoryview() -> None:
 def test_complete_views_answers_frames_before_an_oversized_prefix() -> None:
     decoder = FrameDecoder(max_frame_bytes=16)
     decoder.feed(encode_frame(b"one") + encode_frame(b"two") + (1000).to_bytes(4, "big"))
+    assert decoder.oversized is None
     assert [bytes(v) for v in decoder.complete_views()] == [b"one", b"two"]
+    assert isinstance(decoder.oversized, FrameTooLargeError)
+    assert decoder.oversized.announced == 1000
     with pytest.raises(FrameTooLargeError):
-        decoder.complete_views()
+        decoder.next_view()
 
 
 def test_complete_views_waits_for_a_partial_frame() -> None:

@@ -397,10 +397,9 @@ async def test_new_owner_of_a_reused_user_id_sees_only_its_own_rotations(
 
 
 def test_signature_limit_holds_across_a_crash(daemon, open_tmp) -> None:
-    # KNOWN BUG (walletd/context.py + service.py, not this module's): signature counts are
-    # written only by the periodic flush, so a crash forgets the signatures since the last
-    # flush and an auto-rotating key signs past max_signatures after the restart. The long
-    # flush interval only makes the window deterministic; the default 1 s window is the same.
+    # Signature counts are written by the periodic flush, so a crash forgets the signatures
+    # since the last one; auto-rotate keys therefore reserve counts durably before using them.
+    # The long flush interval only makes the window deterministic.
     settings = open_tmp / "walletd.toml"
     settings.write_text("counter_flush_interval = 3600.0\n")
     proc = daemon("--config", str(settings)).start()
@@ -414,3 +413,26 @@ def test_signature_limit_holds_across_a_crash(daemon, open_tmp) -> None:
         after = c.sign_batch("alice", [b"b"] * 5)
     per_key = Counter(item.address for item in before + after)
     assert max(per_key.values()) <= 5, per_key
+
+
+def test_clean_restart_keeps_exact_counts_and_a_crash_takes_reservations_as_used(
+    daemon, open_tmp
+) -> None:
+    settings = open_tmp / "walletd.toml"
+    settings.write_text("counter_flush_interval = 3600.0\n")
+    proc = daemon("--config", str(settings)).start()
+    with WalletClient(proc.socket_path) as c:
+        c.create_wallet("alice")
+        c.set_policy("alice", max_signatures=100, auto_rotate=True)
+        c.sign_batch("alice", [b"a"] * 10)  # reserves 25 counts (a quarter of the limit)
+    proc.stop()  # clean: exact counts written, reservations cleared
+    proc.start()
+    with WalletClient(proc.socket_path) as c:
+        assert c.rotation_status("alice").signature_count == 10
+        c.sign_batch("alice", [b"b"] * 5)  # 15 of the 35 now reserved
+    proc.kill()
+    proc.start()
+    with WalletClient(proc.socket_path) as c:
+        status = c.rotation_status("alice")
+    # After the crash the whole reservation counts as used: never fewer than were signed.
+    assert status.signature_count == 35

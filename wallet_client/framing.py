@@ -54,7 +54,7 @@ class FrameDecoder:
     connection that once sent a 1 MiB frame does not keep 1 MiB for the rest of its life.
     """
 
-    __slots__ = ("_buffer", "_end", "_initial", "_start", "_view", "max_frame_bytes")
+    __slots__ = ("_buffer", "_end", "_initial", "_start", "_view", "max_frame_bytes", "oversized")
 
     def __init__(
         self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, initial_bytes: int = 1 << 16
@@ -65,6 +65,7 @@ class FrameDecoder:
         self._view = memoryview(self._buffer)
         self._start = 0  # first unconsumed byte
         self._end = 0  # one past the last received byte
+        self.oversized: FrameTooLargeError | None = None  # set by complete_views
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         size = len(data)
@@ -74,9 +75,12 @@ class FrameDecoder:
     def recv_buffer(self, at_least: int = 1) -> memoryview:
         """Writable space for at least ``at_least`` more bytes; then call ``received(n)``."""
         if self._start == self._end:
+            # The common case between requests: everything consumed, start over at the front.
             self._start = self._end = 0
             if len(self._buffer) > self._initial:
                 self._resize(self._initial)
+            if at_least <= len(self._buffer):
+                return self._view
         pending = self._end - self._start
         need = max(at_least, self._frame_bytes() - pending)
         if len(self._buffer) - self._end < need:
@@ -131,8 +135,8 @@ class FrameDecoder:
     def complete_views(self) -> list[memoryview]:
         """Every complete frame buffered, as views (see ``next_view``), in order.
 
-        Stops before an oversized prefix, so the frames before it can still be answered; the
-        next call (or ``next_view``) then raises :class:`FrameTooLargeError`.
+        Stops before an oversized prefix, so that the frames before it can still be answered,
+        and records it in ``oversized`` (the stream cannot go on after it).
         """
         views: list[memoryview] = []
         buffer, view, end, limit = self._buffer, self._view, self._end, self.max_frame_bytes
@@ -141,9 +145,8 @@ class FrameDecoder:
         while end - start >= PREFIX_BYTES:
             (size,) = unpack_from(buffer, start)
             if size > limit:
-                if views:
-                    break  # answer these first; the next call raises
-                raise FrameTooLargeError(size, limit)
+                self.oversized = FrameTooLargeError(size, limit)
+                break
             stop = start + PREFIX_BYTES + size
             if stop > end:
                 break

@@ -25,7 +25,7 @@ import structlog
 import trio
 
 from wallet_client import protocol as p
-from wallet_client.framing import FrameDecoder, FrameTooLargeError, encode_frame
+from wallet_client.framing import FrameDecoder, encode_frame
 from wallet_client.protocol import ErrorCode
 
 from .dispatch import Dispatcher
@@ -44,6 +44,11 @@ class State(enum.Enum):
     READING = "reading"  # part of a frame has arrived
     BUSY = "busy"  # handling requests
     WRITING = "writing"  # sending responses
+
+
+# Module-level names for the states the loop tests on every read (cheaper than State.X).
+IDLE, READING, BUSY, WRITING = State.IDLE, State.READING, State.BUSY, State.WRITING
+monotonic = time.monotonic
 
 
 def error_frame(code: ErrorCode, message: str, request_id: int | None = None) -> bytes:
@@ -108,48 +113,45 @@ class Connection:
                 continue
             if not received:
                 return  # EOF; a truncated frame is simply dropped with the connection
+            now = monotonic()
             # A started frame must complete within frame_timeout however slowly it trickles
-            # in, so the clock for a partial frame starts when the frame does.
-            frame_since = self.since if self.state is State.READING else time.monotonic()
+            # in, so the clock of a partial frame starts when the frame does.
+            frame_since = self.since if self.state is READING else now
             frames.received(received)
-            self.state = State.BUSY
+            self.state = BUSY
             debug = log_settings.debug
-            while True:
-                try:
-                    payloads = frames.complete_views()
-                except FrameTooLargeError as exc:
-                    # The stream has lost its framing: answer what came before it, then this
-                    # once, and close without reading the payload.
-                    out += error_frame(ErrorCode.FRAME_TOO_LARGE, str(exc))
-                    await self._send(out)
-                    return
-                if not payloads:
-                    break
+            payloads = frames.complete_views()
+            if payloads:
                 counter.requests += len(payloads)
-                frame_since = 0.0  # frames completed; a partial one after them is new
-                for payload in payloads:
-                    request = decode(payload)
-                    if request.__class__ is ErrorResponse:
-                        response: Any = request
-                    else:
-                        started = time.perf_counter() if debug else 0.0
-                        response = run(peer, request)  # type: ignore[arg-type]
-                        if response.__class__ is CoroutineType:
-                            response = await response
-                        if debug:
-                            _log_request(request, response, started)  # type: ignore[arg-type]
-                    start = len(out)
-                    out += b"\0\0\0\0"
-                    encode_into(response, out, start + 4)
-                    pack_into(out, start, len(out) - start - 4)
+                frame_since = now  # frames completed; a partial one after them is new
+            for payload in payloads:
+                request = decode(payload)
+                if request.__class__ is ErrorResponse:
+                    response: Any = request
+                else:
+                    started = time.perf_counter() if debug else 0.0
+                    response = run(peer, request)  # type: ignore[arg-type]
+                    if response.__class__ is CoroutineType:
+                        response = await response
+                    if debug:
+                        _log_request(request, response, started)  # type: ignore[arg-type]
+                start = len(out)
+                out += b"\0\0\0\0"
+                encode_into(response, out, start + 4)
+                pack_into(out, start, len(out) - start - 4)
+            if frames.oversized is not None:
+                # The stream has lost its framing: after the answers to what came before it,
+                # say so once and close, without reading the payload.
+                out += error_frame(ErrorCode.FRAME_TOO_LARGE, str(frames.oversized))
+                await self._send(out)
+                return
             if out:
                 await self._send(out)
                 out.clear()
             if frames.in_frame:
-                self.state = State.READING
-                self.since = frame_since or time.monotonic()
+                self.state, self.since = READING, frame_since
             else:
-                self.state, self.since = State.IDLE, time.monotonic()
+                self.state, self.since = IDLE, now
 
     async def _send(self, data: bytearray) -> None:
         sock = self.sock
@@ -161,7 +163,7 @@ class Connection:
             return
         # The peer is not reading as fast as we answer: wait for room, as long as the reaper's
         # write_timeout allows. We stop reading meanwhile, so nothing piles up in memory.
-        self.state, self.since = State.WRITING, time.monotonic()
+        self.state, self.since = WRITING, monotonic()
         with memoryview(data) as pending:
             while sent < len(pending):
                 await trio.lowlevel.wait_writable(sock)

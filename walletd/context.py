@@ -141,19 +141,26 @@ class Context:
                 **entry.detail,
             )
 
-    async def flush_counters(self) -> int:
-        """Write signature counters that changed since the last flush; returns how many."""
+    async def flush_counters(self, *, final: bool = False) -> int:
+        """Write signature counters that changed since the last flush; returns how many.
+
+        ``final`` (a clean shutdown): the counts written are exact and nothing signs after
+        them, so the auto-rotate reservations are cleared in the same transaction; a load
+        that still finds one knows the daemon did not stop cleanly (see walletd.rotation).
+        """
         async with self.writer:
-            if not self.book.unflushed:
+            if not self.book.unflushed and not final:
                 return 0
             pending = list(self.book.unflushed)
-            rows = [
+            rows: list[Statement] = [
                 (
                     "UPDATE wallets SET signature_count = ? WHERE user_id = ? AND address = ?",
                     (w.signature_count, w.user_id, w.address),
                 )
                 for w in pending
             ]
+            if final:
+                rows.append(("UPDATE wallets SET reserved_count = 0 WHERE reserved_count != 0", ()))
             self.book.unflushed.clear()
             try:
                 with trio.CancelScope(shield=True):
@@ -161,4 +168,4 @@ class Context:
             except BaseException:
                 self.book.unflushed.update(pending)  # try again next time
                 raise
-            return len(rows)
+            return len(pending)

@@ -66,7 +66,7 @@ class Rotation:
             statements = [
                 (
                     "UPDATE wallets SET address = ?, sealed_key = ?, key_created_at = ?,"
-                    " signature_count = 0, owner_uid = ? WHERE user_id = ?",
+                    " signature_count = 0, reserved_count = 0, owner_uid = ? WHERE user_id = ?",
                     (address, sealed, now, owner, wallet.user_id),
                 ),
                 (
@@ -157,11 +157,10 @@ class Rotation:
 
         Counts are otherwise written in batches (counter_flush_interval), so after a crash a
         key could resume from a count below what it really signed and then sign past
-        max_signatures. So the stored count of an auto-rotate key runs ahead of the real one:
-        it is the reservation, and periodic flushes never write less (Context.flush_counters);
-        only the final flush of a clean shutdown writes the exact count. Reserving a quarter of
-        the limit at a time costs four small commits per key and, after a crash, at most a
-        quarter of the key's life (the reserved counts are taken as used).
+        max_signatures. So before an auto-rotate key signs past its reservation, the next block
+        is reserved in ``reserved_count``; a load that finds a reservation (a clean stop clears
+        them, see Context.flush_counters) takes it as used. A quarter of the limit at a time
+        costs four small commits per key and, after a crash, at most a quarter of its life.
         """
         async with self.ctx.writer:
             if self.book.get(wallet.user_id) is not wallet:
@@ -173,7 +172,7 @@ class Rotation:
             await self.ctx.commit(
                 [
                     (
-                        "UPDATE wallets SET signature_count = ? WHERE user_id = ? AND address = ?",
+                        "UPDATE wallets SET reserved_count = ? WHERE user_id = ? AND address = ?",
                         (reserved, wallet.user_id, wallet.address),
                     )
                 ]

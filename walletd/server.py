@@ -143,7 +143,7 @@ class Server:
 
     async def _final_flush(self) -> None:
         try:
-            flushed = await self.ctx.flush_counters()
+            flushed = await self.ctx.flush_counters(final=True)
             log.debug("counters_flushed", wallets=flushed)
         except Exception as exc:
             log.error("counter_flush_failed", error=str(exc))

@@ -91,12 +91,14 @@ class Wallet:
         self.signer = HmacSha256(key)
         self.created_at = created_at
         self.key_created_at = key_created_at
-        self.signature_count = signature_count
+        # A reservation still on disk at load means walletd did not stop cleanly (a clean stop
+        # writes exact counts and clears them): the reserved counts are taken as used.
+        self.signature_count = max(signature_count, reserved)
         self.override = override or PolicyOverride()
         self.warned = False  # the "policy breached, auto-rotate off" warning was logged
         # Signatures this key may make before a count has to be reserved durably (auto-rotate
         # only; see walletd.rotation). A count loaded from disk is never below it.
-        self.reserved = max(reserved, signature_count)
+        self.reserved = self.signature_count
         # Set by apply_policy; placeholders until then.
         self.policy = RotationPolicy(1, 1, False)
         self.hard_limit = NO_LIMIT
