@@ -314,8 +314,13 @@ class Rotation:
             wallet.override = new
             wallet.apply_policy(self.book.default_policy)
             if wallet.signature_count >= wallet.hard_limit:
-                # A lowered limit the key already passed: rotate before it signs again.
-                await self.rotate_locked(wallet, REASON_MAX_SIGNATURES, DAEMON)
+                # A lowered limit the key already passed: rotate now. The policy change is
+                # committed either way; if this rotation fails, the key still cannot sign
+                # (the sign path retries the rotation first and fails closed).
+                try:
+                    await self.rotate_locked(wallet, REASON_MAX_SIGNATURES, DAEMON)
+                except RequestError as exc:
+                    log.error("auto_rotation_failed", user_id=wallet.user_id, error=exc.message)
         return wallet.policy
 
 
