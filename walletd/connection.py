@@ -99,7 +99,7 @@ class Connection:
 
     async def _loop(self, counter: Any) -> None:
         sock, peer = self.sock, self.peer
-        recv_into, wait_readable = sock.recv_into, trio.lowlevel.wait_readable
+        recv_into, send, wait_readable = sock.recv_into, sock.send, trio.lowlevel.wait_readable
         decode, run = self.dispatcher.decode, self.dispatcher.run
         encode_into, pack_into = _encoder.encode_into, _PREFIX.pack_into
         ErrorResponse = p.ErrorResponse  # a local alias, for speed
@@ -146,31 +146,34 @@ class Connection:
                 await self._send(out)
                 return
             if out:
-                await self._send(out)
+                # Most answers fit the socket buffer at once: send inline, and only start the
+                # waiting machinery (a coroutine) when they do not.
+                try:
+                    sent = send(out)
+                except BlockingIOError:
+                    sent = 0
+                if sent != len(out):
+                    await self._send(out, sent)
                 out.clear()
             if frames.in_frame:
                 self.state, self.since = READING, frame_since
             else:
                 self.state, self.since = IDLE, now
 
-    async def _send(self, data: bytearray) -> None:
+    async def _send(self, data: bytearray, sent: int = 0) -> None:
+        """Send ``data[sent:]``, waiting for room as long as the reaper's write_timeout allows.
+
+        The peer is not reading as fast as we answer; we stop reading meanwhile, so nothing
+        piles up in memory for it.
+        """
         sock = self.sock
-        try:
-            sent = sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        if sent == len(data):
-            return
-        # The peer is not reading as fast as we answer: wait for room, as long as the reaper's
-        # write_timeout allows. We stop reading meanwhile, so nothing piles up in memory.
         self.state, self.since = WRITING, monotonic()
         with memoryview(data) as pending:
             while sent < len(pending):
-                await trio.lowlevel.wait_writable(sock)
                 try:
                     sent += sock.send(pending[sent:])
                 except BlockingIOError:
-                    continue
+                    await trio.lowlevel.wait_writable(sock)
 
     def expired(
         self, now: float, idle_timeout: float, frame_timeout: float, write_timeout: float
