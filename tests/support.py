@@ -13,10 +13,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import trio
+
+from walletd.boot import build_daemon
+from walletd.config import Config
+from walletd.logs import configure_logging
+from walletd.server import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 NOBODY = pwd.getpwnam("nobody")
@@ -161,3 +169,15 @@ def run_as(
 
 def run_as_nobody(code: str, **kwargs: Any) -> Any:
     return run_as(NOBODY.pw_uid, NOBODY.pw_gid, code, **kwargs)
+
+
+@asynccontextmanager
+async def running(config: Config, clock: Any) -> AsyncIterator[Server]:
+    """An in-process server that is fully stopped (store closed) when the block exits."""
+    configure_logging(config.log_level, config.log_format)
+    async with trio.open_nursery() as nursery:
+        server: Server = await nursery.start(Server(build_daemon(config, clock=clock)).run)
+        try:
+            yield server
+        finally:
+            server.shutdown()

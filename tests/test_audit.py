@@ -7,8 +7,7 @@ import base64
 import itertools
 import os
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, closing
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +22,13 @@ from wallet_client import (
     hash_response,
 )
 from walletd.audit import GENESIS_HASH, HEAD_KEY, HEAD_TAG_KEY
-from walletd.boot import build_daemon, open_store
-from walletd.config import Config
-from walletd.logs import configure_logging
+from walletd.boot import open_store
 from walletd.server import Server
 from walletd.store import DB_NAME
 
-from .support import NOBODY, run_as
+from .support import NOBODY, run_as, running
 
 DAY = 86400.0
-
-
-@asynccontextmanager
-async def running(config: Config, clock: Any) -> AsyncIterator[Server]:
-    """An in-process server that is fully stopped (store closed) when the block exits."""
-    configure_logging(config.log_level, config.log_format)
-    async with trio.open_nursery() as nursery:
-        server: Server = await nursery.start(Server(build_daemon(config, clock=clock)).run)
-        try:
-            yield server
-        finally:
-            server.shutdown()
 
 
 def check_links(records: list[Any]) -> None:

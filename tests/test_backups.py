@@ -8,8 +8,6 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,27 +24,12 @@ from wallet_client import (
 )
 from wallet_client import protocol as p
 from wallet_client.calls import Call
-from walletd.boot import build_daemon
-from walletd.config import Config
-from walletd.logs import configure_logging
 from walletd.server import Server
 
 from .support import run_as_nobody
 
 DAY = 86400.0
 RECORD_FIELDS = {"backup_id", "user_id", "wallet_id", "key_hash", "timestamp", "metadata"}
-
-
-@asynccontextmanager
-async def running(config: Config, clock: Any) -> AsyncIterator[Server]:
-    """An in-process server that is fully stopped (store closed) when the block exits."""
-    configure_logging(config.log_level, config.log_format)
-    async with trio.open_nursery() as nursery:
-        server: Server = await nursery.start(Server(build_daemon(config, clock=clock)).run)
-        try:
-            yield server
-        finally:
-            server.shutdown()
 
 
 @pytest.fixture

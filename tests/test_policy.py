@@ -3,12 +3,7 @@ what needs_rotation / rotation_status report, and the audit trail of policy chan
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
-
 import pytest
-import trio
 
 from wallet_client import (
     AsyncWalletClient,
@@ -18,24 +13,10 @@ from wallet_client import (
     WalletNotFoundError,
 )
 from wallet_client.protocol import RotationPolicy
-from walletd.boot import build_daemon
-from walletd.config import Config
-from walletd.logs import configure_logging
-from walletd.server import Server
+
+from .support import running
 
 DAY = 86400.0
-
-
-@asynccontextmanager
-async def running(config: Config, clock: Any) -> AsyncIterator[Server]:
-    """An in-process server that is fully stopped (store closed) when the block exits."""
-    configure_logging(config.log_level, config.log_format)
-    async with trio.open_nursery() as nursery:
-        server: Server = await nursery.start(Server(build_daemon(config, clock=clock)).run)
-        try:
-            yield server
-        finally:
-            server.shutdown()
 
 
 async def test_default_policy(client) -> None:

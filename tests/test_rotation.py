@@ -7,8 +7,7 @@ import itertools
 import os
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, closing
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -25,27 +24,12 @@ from wallet_client import (
 )
 from wallet_client import protocol as p
 from wallet_client.calls import Call
-from walletd.boot import build_daemon
-from walletd.config import Config
-from walletd.logs import configure_logging
 from walletd.server import Server
 from walletd.store import DB_NAME
 
-from .support import NOBODY, run_as
+from .support import NOBODY, run_as, running
 
 DAY = 86400.0
-
-
-@asynccontextmanager
-async def running(config: Config, clock: Any) -> AsyncIterator[Server]:
-    """An in-process server that is fully stopped (store closed) when the block exits."""
-    configure_logging(config.log_level, config.log_format)
-    async with trio.open_nursery() as nursery:
-        server: Server = await nursery.start(Server(build_daemon(config, clock=clock)).run)
-        try:
-            yield server
-        finally:
-            server.shutdown()
 
 
 async def raw_sign(client: AsyncWalletClient, user_id: str, message: bytes) -> p.SignatureResult:
