@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from . import protocol as p
-from .errors import ProtocolError, RitualError, WalletError, error_from_wire
+from .errors import InvalidArgumentError, ProtocolError, RitualError, WalletError, error_from_wire
 from .framing import FrameDecoder, encode_frame
 
 T = TypeVar("T")
@@ -284,7 +284,12 @@ class ClientCore:
         request_id = self._next_id
         self._next_id = request_id + 1 if request_id < 2**63 - 1 else 1
         call.request.id = request_id
-        return request_id, encode_frame(self._encoder.encode(call.request))
+        try:
+            payload = self._encoder.encode(call.request)
+        except (OverflowError, TypeError, ValueError) as exc:
+            # e.g. an integer in metadata that MessagePack cannot represent
+            raise InvalidArgumentError(f"cannot encode the request: {exc}") from exc
+        return request_id, encode_frame(payload)
 
     def feed(self, data: bytes) -> None:
         self._frames.feed(data)

@@ -13,7 +13,7 @@ from .errors import invalid
 from .peer import Peer
 from .validation import check_user_id
 
-MAX_LIMIT = 100_000
+MAX_LIMIT = 10_000  # records per answer (a few MB at most); page with ``since``
 
 # A non-admin sees the records of the wallets it owns now, from each wallet's latest
 # ``wallet_created`` on: a user id that was deleted and created again by another uid keeps the

@@ -34,7 +34,7 @@ from .peer import Peer
 
 log = structlog.get_logger("walletd")
 
-RECV_BYTES = 1 << 16
+SEND_HIGH_WATER = 256 * 1024  # answers buffered before we send mid-batch
 _PREFIX = struct.Struct(">I")
 _encoder = msgspec.msgpack.Encoder()
 
@@ -139,6 +139,13 @@ class Connection:
                 out += b"\0\0\0\0"
                 encode_into(response, out, start + 4)
                 pack_into(out, start, len(out) - start - 4)
+                if len(out) >= SEND_HIGH_WATER:
+                    # Small requests can ask for large answers (audit_log): do not hold a
+                    # whole read's worth of them. A peer that does not read meets the
+                    # reaper's write_timeout here instead of growing our memory.
+                    await self._send(out)
+                    out.clear()
+                    self.state = BUSY
             if frames.oversized is not None:
                 # The stream has lost its framing: after the answers to what came before it,
                 # say so once and close, without reading the payload.

@@ -27,6 +27,7 @@ Handler = Callable[[Peer, Any], Any]
 Response = p.OkResponse | p.ErrorResponse
 
 _TOO_DEEP = "request is nested too deeply"
+_BAD_UTF8 = "a string is not valid UTF-8"
 
 
 class Dispatcher:
@@ -48,6 +49,9 @@ class Dispatcher:
             return self._explain(payload, str(exc))
         except msgspec.DecodeError as exc:
             return p.error(None, ErrorCode.BAD_REQUEST, f"frame is not valid MessagePack: {exc}")
+        except UnicodeDecodeError:
+            # A MessagePack str that is not UTF-8 raises this, not a MsgspecError.
+            return self._explain(payload, _BAD_UTF8)
         except RecursionError:
             # msgspec refuses nesting deeper than the interpreter's recursion limit with a
             # RecursionError (not a MsgspecError); a 200 KB frame of nested arrays does it.
@@ -61,6 +65,8 @@ class Dispatcher:
             envelope = self._envelope.decode(payload)
         except RecursionError:
             return p.error(None, ErrorCode.BAD_REQUEST, _TOO_DEEP)
+        except UnicodeDecodeError:
+            return p.error(None, ErrorCode.BAD_REQUEST, f"invalid request: {_BAD_UTF8}")
         except msgspec.MsgspecError:
             return p.error(None, ErrorCode.BAD_REQUEST, f"request must be a map: {problem}")
         request_id = envelope.id if _is_request_id(envelope.id) else None

@@ -6,6 +6,8 @@ import ctypes
 import resource
 
 PR_SET_DUMPABLE = 4
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+MMAP_THRESHOLD_BYTES = 128 * 1024
 
 
 def harden_process() -> None:
@@ -20,3 +22,17 @@ def harden_process() -> None:
     if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, "prctl(PR_SET_DUMPABLE, 0) failed")
+    _unmap_large_blocks(libc)
+
+
+def _unmap_large_blocks(libc: ctypes.CDLL) -> None:
+    """Make glibc give large blocks (scrypt's 16 MiB work areas) back to the kernel on free.
+
+    glibc raises its mmap threshold dynamically, after which large freed blocks stay in the
+    worker threads' arenas: a flood of recovery attempts would leave their RSS behind for
+    good, and the freed memory held values derived from ritual answers. A fixed threshold
+    keeps every large block a private mapping that free() unmaps. Not glibc: nothing to do.
+    """
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is not None:
+        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)

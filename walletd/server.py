@@ -42,7 +42,10 @@ from .sdnotify import Notifier, watchdog_interval
 
 log = structlog.get_logger("walletd")
 
-BACKLOG = 128
+# Generous: on Linux a non-blocking connect() to a Unix socket whose backlog is full fails
+# with EAGAIN, which async clients (trio's among them) can mistake for "in progress". The
+# kernel caps it at net.core.somaxconn; max_connections still bounds what we serve.
+BACKLOG = 4096
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 #: How often STATUS= is refreshed (only sent when it changed) if there is no watchdog to
 #: ping: at most one message a second to the manager, however busy the daemon is.
