@@ -30,17 +30,10 @@ from wallet_client import AsyncWalletClient, WalletClient
 from walletd.boot import build_daemon, open_store, preflight
 from walletd.config import Config
 from walletd.errors import RequestError, StartupError
+from walletd.schema import MIGRATIONS, SCHEMA_VERSION, migrate
 from walletd.sealing import load_master_key
-from walletd.store import (
-    DB_NAME,
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    AsyncStore,
-    StateLock,
-    Store,
-    check_state_dir,
-    migrate,
-)
+from walletd.statedir import StateLock, check_state_dir
+from walletd.store import DB_NAME, AsyncStore, Store
 
 from .support import ROOT, wait_for_socket
 

@@ -30,17 +30,11 @@ from .errors import StartupError
 from .recovery import Recovery
 from .ritual import Ritual, check_scrypt_params, decode_steps
 from .rotation import Rotation
+from .schema import SCHEMA_VERSION
 from .sealing import MasterKey, Sealer, UnsealError, load_master_key, wallet_aad
 from .service import WalletService
-from .store import (
-    DB_NAME,
-    SCHEMA_VERSION,
-    AsyncStore,
-    StateLock,
-    Statement,
-    Store,
-    check_state_dir,
-)
+from .statedir import StateLock, check_state_dir
+from .store import DB_NAME, AsyncStore, Statement, Store
 from .wallets import PolicyOverride, Wallet, WalletBook, zero
 
 log = structlog.get_logger("walletd")

@@ -32,8 +32,10 @@ from .boot import (
 )
 from .config import Config
 from .errors import StartupError
+from .schema import SCHEMA_VERSION
 from .sealing import MasterKey, load_master_key, read_key_file, wallet_aad
-from .store import DB_NAME, SCHEMA_VERSION, StateLock, Statement, Store, check_state_dir
+from .statedir import StateLock, check_state_dir
+from .store import DB_NAME, Statement, Store
 
 
 def _master_key(config: Config) -> MasterKey:

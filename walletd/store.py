@@ -1,8 +1,9 @@
 """Durable state: one SQLite database in the state directory.
 
 WAL journal, ``synchronous=FULL`` (a commit is on disk before it returns), ``secure_delete=ON``
-(replaced key ciphertext is overwritten, not left in free pages). The schema version lives in
-``user_version``; migrations only go forward, and a database from a newer walletd is refused.
+(replaced key ciphertext is overwritten, not left in free pages). The schema and its forward
+migrations are in :mod:`walletd.schema`; the state directory checks and lock in
+:mod:`walletd.statedir`.
 
 Opening never changes an existing database until it has passed every check: it is first opened
 read-only in a way that writes no byte and creates no file in the state directory (see
@@ -18,14 +19,12 @@ All methods here block; :class:`AsyncStore` runs them in one worker thread at a 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import sqlite3
-import stat
 import tempfile
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,17 +33,10 @@ import trio
 from wallet_client.protocol import ErrorCode
 
 from .errors import RequestError, StartupError
+from .schema import SCHEMA_VERSION, migrate
+from .statedir import StateLock, fsync_dir
 
-__all__ = [
-    "DB_NAME",
-    "SCHEMA_VERSION",
-    "AsyncStore",
-    "StateLock",
-    "Statement",
-    "Store",
-    "check_state_dir",
-    "migrate",
-]
+__all__ = ["DB_NAME", "AsyncStore", "Statement", "Store"]
 
 T = TypeVar("T")
 Statement = tuple[str, Sequence[Any]]
@@ -53,128 +45,6 @@ DB_NAME = "walletd.db"
 # A database is first built under this name and renamed into place once complete, so a crash
 # during the very first start never leaves a half-made walletd.db that later starts refuse.
 INIT_SUFFIX = ".init"
-SCHEMA_VERSION = 2
-
-MIGRATIONS: dict[int, str] = {
-    # version -> script that brings version-1 to version
-    1: """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-    CREATE TABLE wallets (
-        user_id TEXT PRIMARY KEY,
-        address TEXT NOT NULL UNIQUE,
-        owner_uid INTEGER NOT NULL,
-        sealed_key BLOB NOT NULL,
-        created_at REAL NOT NULL,
-        key_created_at REAL NOT NULL,
-        signature_count INTEGER NOT NULL DEFAULT 0,
-        max_age_days INTEGER,
-        max_signatures INTEGER,
-        auto_rotate INTEGER
-    );
-    CREATE TABLE rotations (
-        seq INTEGER PRIMARY KEY,
-        user_id TEXT NOT NULL,
-        old_wallet_id TEXT NOT NULL,
-        new_wallet_id TEXT NOT NULL,
-        timestamp REAL NOT NULL,
-        reason TEXT NOT NULL,
-        actor_uid INTEGER NOT NULL
-    );
-    CREATE INDEX rotations_by_user ON rotations (user_id, seq);
-    CREATE TABLE audit (
-        seq INTEGER PRIMARY KEY,
-        timestamp REAL NOT NULL,
-        event TEXT NOT NULL,
-        user_id TEXT,
-        addresses TEXT NOT NULL,
-        actor_uid INTEGER NOT NULL,
-        actor_pid INTEGER NOT NULL,
-        outcome TEXT NOT NULL,
-        detail TEXT NOT NULL,
-        prev_hash TEXT NOT NULL,
-        hash TEXT NOT NULL
-    );
-    CREATE INDEX audit_by_user ON audit (user_id, seq);
-    CREATE TABLE rituals (
-        user_id TEXT PRIMARY KEY,
-        steps BLOB NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        locked_at REAL
-    );
-    """,
-    # Signature counts reserved durably ahead of use for auto-rotate keys (walletd.rotation).
-    2: "ALTER TABLE wallets ADD COLUMN reserved_count INTEGER NOT NULL DEFAULT 0",
-}
-
-
-# ---------------------------------------------------------------------- the state directory
-
-
-def check_state_dir(path: Path, *, create: bool = True) -> None:
-    """Create the state directory 0700, or refuse one that others could tamper with."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        if not create:
-            raise StartupError(f"state directory {path} does not exist") from None
-        try:
-            path.mkdir(mode=0o700, parents=True)
-        except OSError as exc:
-            raise StartupError(f"cannot create state directory {path}: {exc.strerror}") from exc
-        return
-    if not stat.S_ISDIR(st.st_mode):
-        raise StartupError(f"state directory {path} exists but is not a directory")
-    if st.st_uid != os.getuid():
-        raise StartupError(
-            f"state directory {path} is owned by uid {st.st_uid}, not by walletd's uid "
-            f"{os.getuid()}; fix it with: chown {os.getuid()} {path}"
-        )
-    if st.st_mode & 0o022:
-        raise StartupError(
-            f"state directory {path} is writable by group or others (mode "
-            f"{stat.S_IMODE(st.st_mode):04o}); fix it with: chmod 700 {path}"
-        )
-
-
-class StateLock:
-    """An exclusive ``flock`` on the state directory itself (no lock file is created).
-
-    Two daemons on one state would each serve from their own memory and overwrite each other's
-    acknowledged changes; the lock makes the second one refuse to start.
-    """
-
-    def __init__(self, fd: int, path: Path) -> None:
-        self._fd: int | None = fd
-        self.path = path
-
-    @classmethod
-    def acquire(cls, path: Path) -> StateLock:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise StartupError(f"cannot open state directory {path}: {exc.strerror}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise StartupError(
-                f"state directory {path} is in use by another walletd (or walletd rekey); "
-                "stop it first, or give this one its own --state-dir"
-            ) from None
-        return cls(fd, path)
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the lock
-            self._fd = None
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------- connections
@@ -199,32 +69,6 @@ def _size(path: Path) -> int | None:
         return path.stat().st_size
     except FileNotFoundError:
         return None
-
-
-def migrate(
-    conn: sqlite3.Connection,
-    migrations: Mapping[int, str] = MIGRATIONS,
-    target: int = SCHEMA_VERSION,
-) -> int:
-    """Bring the schema forward to ``target``, one transaction per version; returns the old one.
-
-    Each step runs its script and sets ``user_version`` in the same transaction, so a crash
-    leaves the database at one version or the next, never in between.
-    """
-    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
-    for step in range(version + 1, target + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in migrations[step].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {int(step)}")
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-    return version
 
 
 def _check_length(path: Path, size: int) -> None:
@@ -424,7 +268,7 @@ class Store:
         finally:
             os.close(fd)
         os.rename(building, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return cls.open_writable(path)
 
     @classmethod

@@ -1,0 +1,93 @@
+"""The database schema: its version and the forward migrations that build it.
+
+``user_version`` holds the version. Each migration runs in its own transaction together with
+setting the version, so a crash leaves the database at one version or the next, never in
+between. There are no downward migrations: a database from a newer walletd is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Mapping
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+
+SCHEMA_VERSION = 2
+
+MIGRATIONS: dict[int, str] = {
+    # version -> script that brings version-1 to version
+    1: """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+    CREATE TABLE wallets (
+        user_id TEXT PRIMARY KEY,
+        address TEXT NOT NULL UNIQUE,
+        owner_uid INTEGER NOT NULL,
+        sealed_key BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        key_created_at REAL NOT NULL,
+        signature_count INTEGER NOT NULL DEFAULT 0,
+        max_age_days INTEGER,
+        max_signatures INTEGER,
+        auto_rotate INTEGER
+    );
+    CREATE TABLE rotations (
+        seq INTEGER PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        old_wallet_id TEXT NOT NULL,
+        new_wallet_id TEXT NOT NULL,
+        timestamp REAL NOT NULL,
+        reason TEXT NOT NULL,
+        actor_uid INTEGER NOT NULL
+    );
+    CREATE INDEX rotations_by_user ON rotations (user_id, seq);
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        timestamp REAL NOT NULL,
+        event TEXT NOT NULL,
+        user_id TEXT,
+        addresses TEXT NOT NULL,
+        actor_uid INTEGER NOT NULL,
+        actor_pid INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_user ON audit (user_id, seq);
+    CREATE TABLE rituals (
+        user_id TEXT PRIMARY KEY,
+        steps BLOB NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        locked_at REAL
+    );
+    """,
+    # Signature counts reserved durably ahead of use for auto-rotate keys (walletd.rotation).
+    2: "ALTER TABLE wallets ADD COLUMN reserved_count INTEGER NOT NULL DEFAULT 0",
+}
+
+
+def migrate(
+    conn: sqlite3.Connection,
+    migrations: Mapping[int, str] = MIGRATIONS,
+    target: int = SCHEMA_VERSION,
+) -> int:
+    """Bring the schema forward to ``target``, one transaction per version; returns the old one.
+
+    Each step runs its script and sets ``user_version`` in the same transaction, so a crash
+    leaves the database at one version or the next, never in between.
+    """
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    for step in range(version + 1, target + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in migrations[step].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {int(step)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+    return version
