@@ -322,3 +322,18 @@ async def test_no_secret_enters_the_audit_log_or_the_backups(make_config, clock)
         assert secret not in audit_text
         for path, content in contents.items():
             assert secret not in content, path
+
+
+async def test_audit_log_pages_back_with_before_seq(client) -> None:
+    await client.create_wallet("alice")
+    for _ in range(6):
+        await client.rotate_keys("alice")
+    pages: list[list[int]] = []
+    before = None
+    while True:
+        page = [r.seq for r in await client.audit_log("alice", limit=3, before_seq=before)]
+        pages.append(page)
+        if len(page) < 3:
+            break
+        before = page[0]
+    assert pages == [[5, 6, 7], [2, 3, 4], [1]]

@@ -354,3 +354,17 @@ def test_other_uids_are_refused_on_every_family(daemon) -> None:
         assert c.verify_backup("alice", backup["backup_id"])
         assert c.get_policy("alice").max_signatures == 10000
     assert proc.stop() == 0
+
+
+def test_backup_ops_on_a_user_without_a_wallet_are_not_found(daemon) -> None:
+    proc = daemon().start()
+    code = (
+        "c = WalletClient(ARGS[0])\n"
+        "def code(fn):\n"
+        "    try:\n        fn(); return 'ok'\n"
+        "    except errors.WalletError as e:\n        return e.code\n"
+        "result = [code(lambda: c.list_backups('ghost')),\n"
+        "          code(lambda: c.verify_backup('ghost', 'f' * 32)),\n"
+        "          code(lambda: c.delete_backup('ghost', 'f' * 32))]\n"
+    )
+    assert run_as_nobody(code, args=[str(proc.socket_path)]) == ["not_found"] * 3

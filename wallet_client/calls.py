@@ -200,10 +200,14 @@ def delete_backup(user_id: str, backup_id: str) -> Call[bool]:
 
 
 def audit_log(
-    user_id: str | None = None, *, since: float | None = None, limit: int = 1000
+    user_id: str | None = None,
+    *,
+    since: float | None = None,
+    limit: int = 1000,
+    before_seq: int | None = None,
 ) -> Call[list[p.AuditRecord]]:
     return _call(
-        p.AuditLog(id=0, user_id=user_id, since=since, limit=limit),
+        p.AuditLog(id=0, user_id=user_id, since=since, limit=limit, before_seq=before_seq),
         p.AuditLogResult,
         lambda r: r.records,
     )

@@ -84,7 +84,7 @@ def cmd_audit(client: WalletClient, args: argparse.Namespace, out: Output) -> in
     if args.target == "verify":
         return cmd_audit_verify(client, args, out)
     user = args.user_option if args.user_option is not None else args.target
-    records = client.audit_log(user, since=args.since, limit=args.limit)
+    records = client.audit_log(user, since=args.since, limit=args.limit, before_seq=args.before_seq)
     out.result([msgspec.structs.asdict(r) for r in records], (_audit_line(r) for r in records))
     return ExitCode.OK
 
@@ -179,4 +179,10 @@ def add_commands(
     )
     audit.add_argument(
         "--limit", type=int, default=1000, metavar="N", help="at most N, the newest (1000)"
+    )
+    audit.add_argument(
+        "--before-seq",
+        type=int,
+        metavar="SEQ",
+        help="only records before SEQ: pass the first seq shown to page further back",
     )

@@ -225,9 +225,16 @@ class WalletClient:
         return self._call(calls.delete_backup(user_id, backup_id))
 
     def audit_log(
-        self, user_id: str | None = None, *, since: float | None = None, limit: int = 1000
+        self,
+        user_id: str | None = None,
+        *,
+        since: float | None = None,
+        limit: int = 1000,
+        before_seq: int | None = None,
     ) -> list[p.AuditRecord]:
-        return self._call(calls.audit_log(user_id, since=since, limit=limit))
+        """The newest ``limit`` matching records, oldest first; pass the first one's ``seq``
+        as ``before_seq`` to page further back."""
+        return self._call(calls.audit_log(user_id, since=since, limit=limit, before_seq=before_seq))
 
     def audit_verify(self) -> p.AuditVerifyResult:
         return self._call(calls.audit_verify())

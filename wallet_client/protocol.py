@@ -166,6 +166,7 @@ class AuditLog(Request, tag="audit_log"):
     user_id: str | None = None
     since: float | None = None  # Unix time; records at or after it
     limit: int = 1000
+    before_seq: int | None = None  # records with a smaller seq: pages back through the log
 
 
 class AuditVerify(Request, tag="audit_verify"):

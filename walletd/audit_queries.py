@@ -13,7 +13,7 @@ from .errors import invalid
 from .peer import Peer
 from .validation import check_user_id
 
-MAX_LIMIT = 10_000  # records per answer (a few MB at most); page with ``since``
+MAX_LIMIT = 10_000  # records per answer (a few MB at most); older ones: page with before_seq
 
 # A non-admin sees the records of the wallets it owns now, from each wallet's latest
 # ``wallet_created`` on: a user id that was deleted and created again by another uid keeps the
@@ -26,7 +26,7 @@ _OWNED_QUERY = f"""
         GROUP BY user_id
     )
     SELECT {COLUMNS} FROM audit JOIN starts ON audit.user_id = starts.wallet_user
-    WHERE seq >= first_seq AND timestamp >= ?
+    WHERE seq >= first_seq AND timestamp >= ? AND seq < ?
     ORDER BY seq DESC LIMIT ?
 """  # noqa: S608 - placeholders only
 
@@ -41,9 +41,10 @@ class AuditQueries:
         if not 1 <= req.limit <= MAX_LIMIT:
             raise invalid(f"limit must be between 1 and {MAX_LIMIT}")
         since = req.since if req.since is not None else 0.0
+        before = req.before_seq if req.before_seq is not None else 2**63 - 1
         if peer.is_admin:
-            where = "timestamp >= ?"
-            params: list[object] = [since]
+            where = "timestamp >= ? AND seq < ?"
+            params: list[object] = [since, before]
             if req.user_id is not None:
                 where += " AND user_id = ?"
                 params.append(check_user_id(req.user_id))
@@ -58,7 +59,9 @@ class AuditQueries:
                 owned = [w.user_id for w in self.ctx.book.owned_by(peer.uid)]
             if not owned:
                 return p.AuditLogResult([])
-            rows = await self.ctx.store.query(_OWNED_QUERY, (json.dumps(owned), since, req.limit))
+            rows = await self.ctx.store.query(
+                _OWNED_QUERY, (json.dumps(owned), since, before, req.limit)
+            )
         return p.AuditLogResult([_record(row) for row in reversed(rows)])
 
     async def audit_verify(self, peer: Peer, req: p.AuditVerify) -> p.AuditVerifyResult:

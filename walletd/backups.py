@@ -256,6 +256,7 @@ class Backups:
 
     async def delete_backup(self, peer: Peer, req: p.DeleteBackup) -> p.DeletedResult:
         ctx = self.ctx
+        self._authorize(peer, req.user_id)  # no wallet is not_found, as for the other ops
         async with ctx.writer:
             try:
                 record = await self._load(peer, req.user_id, req.backup_id)

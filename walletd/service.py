@@ -21,7 +21,7 @@ from .errors import RequestError, invalid
 from .peer import Peer
 from .sealing import wallet_aad
 from .validation import check_user_id
-from .wallets import Wallet, new_address, new_key
+from .wallets import Wallet, new_address, new_key, zero
 
 if TYPE_CHECKING:
     from .rotation import Rotation
@@ -57,9 +57,13 @@ class WalletService:
             key, address, now = new_key(), new_address(), ctx.now()
             sealed = ctx.sealer.seal(bytes(key), wallet_aad(user_id, address))
             entry = ctx.audit("wallet_created", user_id, [address], Actor.of(peer))
-            await ctx.commit(
-                [(INSERT_WALLET, (user_id, address, peer.uid, sealed, now, now))], entry
-            )
+            try:
+                await ctx.commit(
+                    [(INSERT_WALLET, (user_id, address, peer.uid, sealed, now, now))], entry
+                )
+            except BaseException:
+                zero(key)  # never stored: do not leave it in memory
+                raise
             self.book.add(Wallet(user_id, address, peer.uid, key, now, now))
         return p.AddressResult(address)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import pwd
 import stat
 from pathlib import Path
 
@@ -28,9 +29,13 @@ def check_state_dir(path: Path, *, create: bool = True) -> None:
     if not stat.S_ISDIR(st.st_mode):
         raise StartupError(f"state directory {path} exists but is not a directory")
     if st.st_uid != os.getuid():
+        # Usually the command was run as the wrong user (root running `walletd check` on the
+        # service's state): say that first; chown is the fix only if the owner is wrong.
         raise StartupError(
-            f"state directory {path} is owned by uid {st.st_uid}, not by walletd's uid "
-            f"{os.getuid()}; fix it with: chown {os.getuid()} {path}"
+            f"state directory {path} is owned by uid {st.st_uid}, not by this process's uid "
+            f"{os.getuid()}; run walletd as uid {st.st_uid} (e.g. runuser -u "
+            f"{_user_name(st.st_uid)} -- walletd ...), or, if the owner is what is wrong, "
+            f"chown {os.getuid()} {path}"
         )
     if st.st_mode & 0o022:
         raise StartupError(
@@ -79,3 +84,10 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"
