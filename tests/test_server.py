@@ -296,7 +296,7 @@ async def test_half_closed_client_still_gets_its_answers(server: Server) -> None
 
 
 class _ExplodingDispatcher(Dispatcher):
-    def decode(self, payload: bytes) -> Any:
+    def respond(self, peer: Peer, payload: bytes | memoryview) -> Any:
         raise RuntimeError("a bug in walletd")
 
 

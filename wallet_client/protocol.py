@@ -29,7 +29,8 @@ PROTOCOL_VERSION: Final = 1
 MAX_BATCH_ITEMS: Final = 4096
 
 # msgspec bounds must fit an int64, so ids are 0 .. 2**63-1 (documented in PROTOCOL.md).
-RequestId = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+Int63 = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+RequestId = Int63
 
 
 class ErrorCode(enum.StrEnum):
@@ -166,7 +167,7 @@ class AuditLog(Request, tag="audit_log"):
     user_id: str | None = None
     since: float | None = None  # Unix time; records at or after it
     limit: int = 1000
-    before_seq: int | None = None  # records with a smaller seq: pages back through the log
+    before_seq: Int63 | None = None  # records with a smaller seq: pages back through the log
 
 
 class AuditVerify(Request, tag="audit_verify"):

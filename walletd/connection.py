@@ -100,9 +100,8 @@ class Connection:
     async def _loop(self, counter: Any) -> None:
         sock, peer = self.sock, self.peer
         recv_into, send, wait_readable = sock.recv_into, sock.send, trio.lowlevel.wait_readable
-        decode, run = self.dispatcher.decode, self.dispatcher.run
+        respond = self.dispatcher.respond
         encode_into, pack_into = _encoder.encode_into, _PREFIX.pack_into
-        ErrorResponse = p.ErrorResponse  # a local alias, for speed
         frames = FrameDecoder(self.max_frame_bytes)
         out = bytearray()
         while not self.closing:
@@ -125,16 +124,12 @@ class Connection:
                 counter.requests += len(payloads)
                 frame_since = now  # frames completed; a partial one after them is new
             for payload in payloads:
-                request = decode(payload)
-                if request.__class__ is ErrorResponse:
-                    response: Any = request
+                if debug:
+                    response: Any = await self._respond_logged(payload)
                 else:
-                    started = time.perf_counter() if debug else 0.0
-                    response = run(peer, request)  # type: ignore[arg-type]
+                    response = respond(peer, payload)
                     if response.__class__ is CoroutineType:
                         response = await response
-                    if debug:
-                        _log_request(request, response, started)  # type: ignore[arg-type]
                 start = len(out)
                 out += b"\0\0\0\0"
                 encode_into(response, out, start + 4)
@@ -167,6 +162,26 @@ class Connection:
             else:
                 self.state, self.since = IDLE, now
 
+    async def _respond_logged(self, payload: memoryview) -> Any:
+        """``respond`` plus one debug event per request (only while debug logging is on)."""
+        started = time.perf_counter()
+        request = self.dispatcher.decode(payload)
+        if isinstance(request, p.ErrorResponse):
+            response: Any = request
+        else:
+            response = self.dispatcher.run(self.peer, request)
+            if response.__class__ is CoroutineType:
+                response = await response
+        outcome = "ok" if response.ok else response.error.code
+        log.debug(
+            "request",
+            op=None if isinstance(request, p.ErrorResponse) else request.__struct_config__.tag,
+            id=response.id,
+            outcome=outcome,
+            duration_us=round((time.perf_counter() - started) * 1e6, 1),
+        )
+        return response
+
     async def _send(self, data: bytearray, sent: int = 0) -> None:
         """Send ``data[sent:]``, waiting for room as long as the reaper's write_timeout allows.
 
@@ -194,14 +209,3 @@ class Connection:
         if self.state is State.WRITING and elapsed > write_timeout:
             return "write_timeout"
         return None
-
-
-def _log_request(request: p.Request, response: Any, started: float) -> None:
-    outcome = "ok" if response.ok else response.error.code
-    log.debug(
-        "request",
-        op=type(request).__struct_config__.tag,
-        id=request.id,
-        outcome=outcome,
-        duration_us=round((time.perf_counter() - started) * 1e6, 1),
-    )

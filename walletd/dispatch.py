@@ -23,6 +23,8 @@ from .peer import Peer
 
 log = structlog.get_logger("walletd")
 
+OkResponse, ErrorResponse, ErrorBody = p.OkResponse, p.ErrorResponse, p.ErrorBody
+
 Handler = Callable[[Peer, Any], Any]
 Response = p.OkResponse | p.ErrorResponse
 
@@ -37,6 +39,7 @@ class Dispatcher:
             raise RuntimeError(f"no handler for {sorted(t.__name__ for t in missing)}")
         self._handlers = handlers
         self._decoder = msgspec.msgpack.Decoder(p.AnyRequest)
+        self._strict_decode = self._decoder.decode
         self._envelope = msgspec.msgpack.Decoder(p.Envelope)
 
     def decode(self, payload: bytes | memoryview) -> p.Request | p.ErrorResponse:
@@ -77,6 +80,28 @@ class Dispatcher:
                 f"unknown op {envelope.op[:64]!r}; 'hello' lists the supported ops",
             )
         return p.error(request_id, ErrorCode.BAD_REQUEST, f"invalid request: {problem}")
+
+    def respond(self, peer: Peer, payload: bytes | memoryview) -> Response | Awaitable[Response]:
+        """The response to one frame's payload: ``decode`` then ``run``, in one call.
+
+        This is the per-request path, so the two are written out together here (a call level
+        less); ``decode`` (which explains a bad frame) and ``run`` stay the reference.
+        """
+        try:
+            request: p.Request = self._strict_decode(payload)
+        except Exception:
+            bad = self.decode(payload)  # a bad frame: the slow path says what is wrong
+            assert isinstance(bad, p.ErrorResponse)
+            return bad
+        try:
+            result = self._handlers[request.__class__](peer, request)
+        except RequestError as exc:
+            return ErrorResponse(request.id, False, ErrorBody(exc.code, exc.message))
+        except Exception:
+            return self._internal(request)
+        if result.__class__ is CoroutineType:
+            return self._finish(request, result)
+        return OkResponse(request.id, True, result)
 
     def run(self, peer: Peer, request: p.Request) -> Response | Awaitable[Response]:
         """The response to ``request``; an awaitable when the handler has to wait."""

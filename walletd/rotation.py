@@ -115,7 +115,7 @@ class Rotation:
                     raise not_found(f"the wallet of user {wallet.user_id!r} was deleted")
                 quiet = min(wallet.quiet_end - wallet.signature_count, total - done)
                 if quiet > 0:
-                    sign, address = wallet.signer.sign, wallet.address
+                    sign, address = wallet.hmac, wallet.address
                     items.extend(
                         p.SignedItem(sign(m), address) for m in messages[done : done + quiet]
                     )

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .rotation import Rotation
 
 log = structlog.get_logger("walletd")
+SignatureResult = p.SignatureResult  # bound once: the sign path uses it on every request
 T = TypeVar("T")
 
 INSERT_WALLET = (
@@ -119,7 +120,7 @@ class WalletService:
             return self._sign_guarded(wallet, req.message)
         wallet.signature_count = count + 1
         self._mark_unflushed(wallet)
-        return p.SignatureResult(wallet.signer.sign(req.message), wallet.address)
+        return SignatureResult(wallet.hmac(req.message), wallet.address)
 
     async def _sign_guarded(self, wallet: Wallet, message: bytes) -> p.SignatureResult:
         (item,) = await self.rotation.sign_guarded(wallet, [message])
@@ -142,7 +143,7 @@ class WalletService:
         messages = req.messages
         if wallet.signature_count + len(messages) > wallet.quiet_end:
             return self._sign_batch_guarded(wallet, messages)
-        sign, address = wallet.signer.sign, wallet.address
+        sign, address = wallet.hmac, wallet.address
         items = [p.SignedItem(sign(m), address) for m in messages]
         wallet.signature_count += len(messages)
         self.book.unflushed.add(wallet)

@@ -10,10 +10,11 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
+from hmac import compare_digest
 
 from wallet_client.protocol import RotationPolicy
 
-from .signer import HmacSha256
+from .signer import hmac_sha256_signer
 
 __all__ = ["NO_LIMIT", "PolicyOverride", "Wallet", "WalletBook", "new_address", "new_key"]
 
@@ -59,6 +60,7 @@ class Wallet:
         "address",
         "created_at",
         "hard_limit",
+        "hmac",
         "key",
         "key_created_at",
         "override",
@@ -67,7 +69,6 @@ class Wallet:
         "quiet_end",
         "reserved",
         "signature_count",
-        "signer",
         "user_id",
         "warned",
     )
@@ -88,7 +89,7 @@ class Wallet:
         self.address = address
         self.owner_uid = owner_uid
         self.key = key
-        self.signer = HmacSha256(key)
+        self.hmac = hmac_sha256_signer(key)
         self.created_at = created_at
         self.key_created_at = key_created_at
         # A reservation still on disk at load means walletd did not stop cleanly (a clean stop
@@ -126,10 +127,10 @@ class Wallet:
     def sign(self, message: bytes) -> bytes:
         """HMAC-SHA256 of ``message``, counted. Callers check the policy (quiet_end) first."""
         self.signature_count += 1
-        return self.signer.sign(message)
+        return self.hmac(message)
 
     def verify(self, message: bytes, signature: bytes) -> bool:
-        return self.signer.verify(message, signature)
+        return compare_digest(self.hmac(message), signature)
 
     def mark_warned(self) -> None:
         self.warned = True
@@ -138,7 +139,7 @@ class Wallet:
     def replace_key(self, key: bytearray, address: str, now: float) -> None:
         old = self.key
         self.key = key
-        self.signer = HmacSha256(key)
+        self.hmac = hmac_sha256_signer(key)
         self.address = address
         self.key_created_at = now
         self.signature_count = 0

@@ -55,6 +55,7 @@ def field_values(targets: list[str]) -> dict[str, st.SearchStrategy[Any]]:
         "backup_id": st.text(HEX, min_size=32, max_size=32) | st.text(max_size=40),
         "since": st.none() | st.floats(allow_nan=True),
         "limit": st.integers(-2, 200_000),
+        "before_seq": st.none() | st.integers(-2, 2**64 - 1),
         "steps": st.lists(
             st.fixed_dictionaries(
                 {"prompt": st.text(max_size=20), "expected_response_hash": sha | st.text()}
