@@ -14,7 +14,7 @@ from hmac import compare_digest
 
 from wallet_client.protocol import RotationPolicy
 
-from .signer import hmac_sha256_signer
+from .signer import Signer, hmac_sha256_signer
 
 __all__ = ["NO_LIMIT", "PolicyOverride", "Wallet", "WalletBook", "new_address", "new_key"]
 
@@ -89,7 +89,9 @@ class Wallet:
         self.address = address
         self.owner_uid = owner_uid
         self.key = key
-        self.hmac = hmac_sha256_signer(key)
+        # The HMAC pad states are built at the first signature, not at load: startup with many
+        # wallets stays fast and small, and idle wallets never hold them.
+        self.hmac: Signer = self._first_signature
         self.created_at = created_at
         self.key_created_at = key_created_at
         # A reservation still on disk at load means walletd did not stop cleanly (a clean stop
@@ -129,6 +131,19 @@ class Wallet:
         self.signature_count += 1
         return self.hmac(message)
 
+    def discard_key(self) -> None:
+        """Zero the key and drop the hash states (OpenSSL clears them as they are freed).
+
+        This also breaks the wallet -> bound method -> wallet cycle of ``_first_signature``,
+        so a deleted wallet is freed at once (objects from before gc.freeze() are never
+        collected by the cycle collector)."""
+        zero(self.key)
+        self.hmac = _discarded
+
+    def _first_signature(self, message: bytes) -> bytes:
+        sign = self.hmac = hmac_sha256_signer(self.key)
+        return sign(message)
+
     def verify(self, message: bytes, signature: bytes) -> bool:
         return compare_digest(self.hmac(message), signature)
 
@@ -139,7 +154,7 @@ class Wallet:
     def replace_key(self, key: bytearray, address: str, now: float) -> None:
         old = self.key
         self.key = key
-        self.hmac = hmac_sha256_signer(key)
+        self.hmac = self._first_signature
         self.address = address
         self.key_created_at = now
         self.signature_count = 0
@@ -159,6 +174,10 @@ class Wallet:
         if self.signature_count >= self.policy.max_signatures:
             reasons.append("max_signatures")
         return reasons
+
+
+def _discarded(message: bytes) -> bytes:
+    raise RuntimeError("this wallet's key was discarded")
 
 
 def zero(buffer: bytearray) -> None:
@@ -187,7 +206,7 @@ class WalletBook:
         wallet = self.wallets.pop(user_id, None)
         if wallet is not None:
             self.unflushed.discard(wallet)
-            zero(wallet.key)
+            wallet.discard_key()
         return wallet
 
     def set_default_policy(self, policy: RotationPolicy) -> None:
