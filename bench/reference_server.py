@@ -29,6 +29,8 @@ server CPU from /proc is the figure that survives that noise):
   dicts (~10 % per request end to end); one Decoder and one Encoder per process. Responses are
   ``encode_into`` one reused bytearray at an offset with the length prefix patched in after:
   no per-response objects. (``encode`` + ``b"".join`` measured the same within noise.)
+* **Untracked structs** (``gc=False``) for the request and the response, as walletd's
+  protocol module has them: no GC bookkeeping per allocation.
 * **gc.freeze() before serving**, as walletd does: what is loaded at start stays out of the
   cyclic collector's full passes.
 * Tried and dropped: reading eagerly (recv before waiting) after a pipelined burst, and
@@ -60,7 +62,7 @@ ADDRESS = "0x" + "be9c" * 8  # a fixed, walletd-shaped address string (0x + 32 h
 _PREFIX = struct.Struct(">I")
 
 
-class SignMessage(msgspec.Struct, tag="sign_message", tag_field="op"):
+class SignMessage(msgspec.Struct, tag="sign_message", tag_field="op", gc=False):
     id: int
     user_id: str
     message: bytes
@@ -77,7 +79,7 @@ class CreateWallet(msgspec.Struct, tag="create_wallet", tag_field="op"):
     user_id: str
 
 
-class SignatureResult(msgspec.Struct):
+class SignatureResult(msgspec.Struct, gc=False):
     signature: bytes
     address: str
 
@@ -90,7 +92,7 @@ class AddressResult(msgspec.Struct):
     address: str
 
 
-class OkResponse(msgspec.Struct):
+class OkResponse(msgspec.Struct, gc=False):
     id: int
     ok: bool
     result: Any
