@@ -1,15 +1,16 @@
 """Wallet operations: create, look up, list, delete, sign and verify (single and batched).
 
-Signing is the hot path and stays synchronous: look up, check ownership, compare the count
-with the key's hard limit, HMAC. Only when a key reaches its signature limit under an
-auto-rotate policy does signing wait for a rotation (see :mod:`walletd.rotation`).
+Signing is the hot path and stays synchronous: look up, check ownership, one comparison of
+the count with the key's ``quiet_end``, HMAC. Only when policy work falls due (a rotation, a
+durable reservation of counts, a warning) does signing go through the guarded, possibly
+waiting path of :mod:`walletd.rotation`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("walletd")
 SignatureResult = p.SignatureResult  # bound once: the sign path uses it on every request
-T = TypeVar("T")
 
 INSERT_WALLET = (
     "INSERT INTO wallets (user_id, address, owner_uid, sealed_key, created_at, key_created_at,"
