@@ -82,26 +82,18 @@ class Dispatcher:
         return p.error(request_id, ErrorCode.BAD_REQUEST, f"invalid request: {problem}")
 
     def respond(self, peer: Peer, payload: bytes | memoryview) -> Response | Awaitable[Response]:
-        """The response to one frame's payload: ``decode`` then ``run``, in one call.
+        """The response to one frame's payload: ``decode`` then ``run``.
 
-        This is the per-request path, so the two are written out together here (a call level
-        less); ``decode`` (which explains a bad frame) and ``run`` stay the reference.
+        The strict decode is tried first; only a frame that fails it pays for ``decode``'s
+        explanation of what is wrong.
         """
         try:
             request: p.Request = self._strict_decode(payload)
         except Exception:
-            bad = self.decode(payload)  # a bad frame: the slow path says what is wrong
+            bad = self.decode(payload)
             assert isinstance(bad, p.ErrorResponse)
             return bad
-        try:
-            result = self._handlers[request.__class__](peer, request)
-        except RequestError as exc:
-            return ErrorResponse(request.id, False, ErrorBody(exc.code, exc.message))
-        except Exception:
-            return self._internal(request)
-        if result.__class__ is CoroutineType:
-            return self._finish(request, result)
-        return OkResponse(request.id, True, result)
+        return self.run(peer, request)
 
     def run(self, peer: Peer, request: p.Request) -> Response | Awaitable[Response]:
         """The response to ``request``; an awaitable when the handler has to wait."""
