@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 
 from bench.wire import SSH_AGENT_SIGN_RESPONSE, BenchError, Workload, check_response, check_result
-from wallet_client.protocol import Response
+from walletd_wire import Response
 
 RECV_BYTES = 1 << 18
 _U32 = struct.Struct(">I")

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import servers
-from walletd.audit import AuditChain
-from walletd.boot import AUDIT_KEY, open_store
 from walletd.config import Config
-from walletd.sealing import wallet_aad
-from walletd.service import INSERT_WALLET
-from walletd.store import DB_NAME, Statement
-from walletd.wallets import new_address, new_key
+from walletd.model.audit_chain import AuditChain
+from walletd.model.wallets import new_address, new_key
+from walletd.ops.wallets import INSERT_WALLET
+from walletd.storage.loader import AUDIT_KEY, open_store
+from walletd.storage.sealing import wallet_aad
+from walletd.storage.store import DB_NAME, Statement
 
 TIMEOUT_S = 120.0
 

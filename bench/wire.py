@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from wallet_client.framing import encode_frame
-from wallet_client.protocol import CreateWallet, Request, Response, SignBatch, SignMessage
+from walletd_wire import CreateWallet, Request, Response, SignBatch, SignMessage
+from walletd_wire.framing import encode_frame
 
 Protocol = Literal["walletd", "ssh"]
 

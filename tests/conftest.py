@@ -13,10 +13,10 @@ import pytest
 import trio
 
 from wallet_client import AsyncWalletClient
-from walletd.boot import build_daemon
 from walletd.config import Config
 from walletd.logs import configure_logging
-from walletd.server import Server
+from walletd.ops.daemon import build_daemon
+from walletd.server.serve import Server
 
 from .support import DaemonProcess, daemon_process
 

@@ -16,10 +16,10 @@ import ctypes.util
 import os
 import sys
 
-import walletd.boot  # imported before the uid change, see above
-import walletd.hardening
 import walletd.main
-import walletd.server
+import walletd.server.hardening
+import walletd.server.serve
+import walletd.storage.loader  # imported before the uid change, see above
 
 PR_SET_DUMPABLE = 4
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import trio
 
-from walletd.boot import build_daemon
 from walletd.config import Config
 from walletd.logs import configure_logging
-from walletd.server import Server
+from walletd.ops.daemon import build_daemon
+from walletd.server.serve import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 NOBODY = pwd.getpwnam("nobody")

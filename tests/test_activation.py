@@ -118,7 +118,7 @@ def test_without_activation_walletd_binds_as_usual(daemon) -> None:
 CHILD = r"""
 import fcntl, json, os, socket, sys, tempfile
 from walletd.errors import StartupError
-from walletd.listener import inherited_sockets
+from walletd.server.listener import inherited_sockets
 
 tmp = tempfile.mkdtemp()
 results = {}

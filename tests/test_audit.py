@@ -21,10 +21,10 @@ from wallet_client import (
     StorageError,
     hash_response,
 )
-from walletd.audit import GENESIS_HASH, HEAD_KEY, HEAD_TAG_KEY
-from walletd.boot import open_store
-from walletd.server import Server
-from walletd.store import DB_NAME
+from walletd.model.audit_chain import GENESIS_HASH, HEAD_KEY, HEAD_TAG_KEY
+from walletd.server.serve import Server
+from walletd.storage.loader import open_store
+from walletd.storage.store import DB_NAME
 
 from .support import NOBODY, run_as, running
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import trio
 
+import walletd_wire as wire
 from wallet_client import (
     AsyncWalletClient,
     BackupIntegrityError,
@@ -22,9 +23,8 @@ from wallet_client import (
     WalletClient,
     WalletNotFoundError,
 )
-from wallet_client import protocol as p
 from wallet_client.calls import Call
-from walletd.server import Server
+from walletd.server.serve import Server
 
 from .support import run_as_nobody
 
@@ -170,9 +170,9 @@ async def test_metadata_must_be_a_string_keyed_map(client) -> None:
     await client.create_wallet("alice")
     for metadata in ([1, 2], {1: "x"}, "text"):
         # Sent as is (the client itself would refuse some of these before sending).
-        request = p.CreateBackup(id=0, user_id="alice", metadata=metadata)  # type: ignore[arg-type]
+        request = wire.CreateBackup(id=0, user_id="alice", metadata=metadata)  # type: ignore[arg-type]
         with pytest.raises(ProtocolError) as info:
-            await client._call(Call(request, p.BackupRecord, dict))
+            await client._call(Call(request, wire.BackupRecord, dict))
         assert info.value.code == "bad_request"
     assert await client.list_backups("alice") == []
 

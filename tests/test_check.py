@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from wallet_client import WalletClient
-from walletd.sealing import GENERATED_KEY_NAME, read_key_file
-from walletd.store import DB_NAME
+from walletd.storage.sealing import GENERATED_KEY_NAME, read_key_file
+from walletd.storage.store import DB_NAME
 
 from .support import NOBODY, DaemonProcess, run_as_nobody
 from .test_sealing import _forms

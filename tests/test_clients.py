@@ -12,6 +12,7 @@ import msgspec
 import pytest
 import trio
 
+import walletd_wire as wire
 from wallet_client import (
     AsyncWalletClient,
     DaemonUnavailableError,
@@ -23,11 +24,10 @@ from wallet_client import (
     WalletNotFoundError,
     calls,
 )
-from wallet_client import protocol as p
 from wallet_client.client import resolve_socket_path
-from wallet_client.framing import FrameDecoder, encode_frame
 from walletd.config import Config
-from walletd.server import Server
+from walletd.server.serve import Server
+from walletd_wire.framing import FrameDecoder, encode_frame
 
 StartServer = Callable[..., Any]
 MakeConfig = Callable[..., Config]
@@ -187,7 +187,7 @@ async def test_clients_reconnect_after_the_daemon_closed_an_idle_connection(
 async def test_clients_reconnect_after_a_daemon_restart(
     nursery: trio.Nursery, make_config: MakeConfig
 ) -> None:
-    from walletd.boot import build_daemon
+    from walletd.ops.daemon import build_daemon
 
     config = make_config(ephemeral=True)
 
@@ -276,7 +276,7 @@ async def test_cancelled_call_does_not_leak_its_answer_into_the_next(tmp_path: P
                     request = msgspec.msgpack.decode(frame)
                     if delay:
                         await release.wait()
-                    answer = p.ok(request["id"], p.ExistsResult(not delay))
+                    answer = wire.ok(request["id"], wire.ExistsResult(not delay))
                     try:
                         await stream.send_all(encode_frame(encoder.encode(answer)))
                     except trio.BrokenResourceError:
@@ -352,7 +352,7 @@ def test_core_numbers_requests_and_maps_responses() -> None:
     assert second == first + 1
 
     encoder = msgspec.msgpack.Encoder()
-    answer = encode_frame(encoder.encode(p.ok(first, p.ExistsResult(True))))
+    answer = encode_frame(encoder.encode(wire.ok(first, wire.ExistsResult(True))))
     for byte in answer[:-1]:  # byte by byte: nothing until the frame is complete
         core.feed(bytes([byte]))
         assert core.next_response() is None
@@ -361,7 +361,9 @@ def test_core_numbers_requests_and_maps_responses() -> None:
     assert response is not None
     assert core.result(call, first, response) is True
 
-    core.feed(encode_frame(encoder.encode(p.error(first, p.ErrorCode.NOT_FOUND, "no wallet"))))
+    core.feed(
+        encode_frame(encoder.encode(wire.error(first, wire.ErrorCode.NOT_FOUND, "no wallet")))
+    )
     response = core.next_response()
     assert response is not None
     with pytest.raises(WalletNotFoundError, match="no wallet"):
@@ -373,13 +375,13 @@ def test_core_refuses_a_mismatched_id() -> None:
     call = calls.has_wallet("a")
     request_id, _ = core.encode(call)
     encoder = msgspec.msgpack.Encoder()
-    core.feed(encode_frame(encoder.encode(p.ok(request_id + 1, p.ExistsResult(True)))))
+    core.feed(encode_frame(encoder.encode(wire.ok(request_id + 1, wire.ExistsResult(True)))))
     response = core.next_response()
     assert response is not None
     with pytest.raises(ProtocolError, match="does not match"):
         core.result(call, request_id, response)
     # An error the daemon could not tie to a request carries no id and is still reported.
-    core.feed(encode_frame(encoder.encode(p.error(None, p.ErrorCode.BAD_REQUEST, "garbled"))))
+    core.feed(encode_frame(encoder.encode(wire.error(None, wire.ErrorCode.BAD_REQUEST, "garbled"))))
     response = core.next_response()
     assert response is not None
     with pytest.raises(ProtocolError, match="garbled") as info:

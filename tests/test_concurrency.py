@@ -6,7 +6,7 @@ import trio
 import trio.testing
 
 from wallet_client import AsyncWalletClient, WalletExistsError
-from walletd.server import Server
+from walletd.server.serve import Server
 
 CLIENTS = 100
 

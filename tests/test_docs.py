@@ -18,7 +18,6 @@ import re
 import shlex
 import tomllib
 import typing
-from inspect import signature
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,13 @@ import trio
 from msgspec import inspect as mi
 
 import wallet_client.errors as client_errors
-from wallet_client import protocol as p
+import walletd_wire as wire
 from wallet_client import walletctl
-from wallet_client.framing import FrameDecoder, encode_frame
-from walletd import boot
 from walletd import main as walletd_main
 from walletd.config import RESTART_ONLY, Config, load_config
-from walletd.server import Server
+from walletd.ops import dispatch
+from walletd.server.serve import Server
+from walletd_wire.framing import FrameDecoder, encode_frame
 
 from . import test_protocol
 
@@ -156,17 +155,18 @@ def wire_type(t: mi.Type, *, struct_as_map: bool) -> str:
     raise AssertionError(f"no documented spelling for {t!r}")
 
 
-def request_fields(op_type: type[p.Request]) -> list[mi.Field]:
+def request_fields(op_type: type[wire.Request]) -> list[mi.Field]:
     return [f for f in struct_info(op_type).fields if f.name != "id"]
 
 
 @functools.cache
 def result_types() -> dict[str, type[msgspec.Struct]]:
     """op -> the result Struct the daemon answers with, read from the handlers' return
-    annotations (the daemon's routing table in walletd.boot, not a list kept here)."""
-    hints = typing.get_type_hints(boot.handlers)
-    # The handler table only looks attributes up, so the classes stand in for instances.
-    table = boot.handlers(*(hints[name] for name in signature(boot.handlers).parameters))
+    annotations (the daemon's op table in walletd.ops.dispatch, not a list kept here)."""
+    hints = typing.get_type_hints(dispatch.OpFamilies)
+    # The op table only looks attributes up, so the classes stand in for instances.
+    families = dispatch.OpFamilies(**{name: hints[name] for name in hints})
+    table = dispatch.op_table(families)
     out: dict[str, type[msgspec.Struct]] = {}
     for request_type, handler in table.items():
         returned = typing.get_type_hints(handler)["return"]
@@ -220,18 +220,20 @@ def op_sections(protocol_md: str) -> dict[str, str]:
 
 
 def test_summary_lists_exactly_the_ops_the_daemon_speaks(summary: dict[str, list[str]]) -> None:
-    assert set(p.OPS) - set(summary) == set(), "ops missing from PROTOCOL.md's summary"
-    assert set(summary) - set(p.OPS) == set(), "PROTOCOL.md's summary lists ops that do not exist"
+    assert set(wire.OPS) - set(summary) == set(), "ops missing from PROTOCOL.md's summary"
+    assert set(summary) - set(wire.OPS) == set(), (
+        "PROTOCOL.md's summary lists ops that do not exist"
+    )
 
 
 def test_every_op_has_its_own_section(op_sections: dict[str, str]) -> None:
-    assert set(p.OPS) - set(op_sections) == set(), "ops without a #### section in PROTOCOL.md"
-    assert set(op_sections) - set(p.OPS) == set(), "PROTOCOL.md has sections for unknown ops"
+    assert set(wire.OPS) - set(op_sections) == set(), "ops without a #### section in PROTOCOL.md"
+    assert set(op_sections) - set(wire.OPS) == set(), "PROTOCOL.md has sections for unknown ops"
 
 
-@pytest.mark.parametrize("op_type", p.REQUEST_TYPES, ids=p.OPS)
+@pytest.mark.parametrize("op_type", wire.REQUEST_TYPES, ids=wire.OPS)
 def test_summary_request_fields_match_the_struct(
-    op_type: type[p.Request], summary: dict[str, list[str]]
+    op_type: type[wire.Request], summary: dict[str, list[str]]
 ) -> None:
     op = str(op_type.__struct_config__.tag)
     cell = summary[op][0]
@@ -245,9 +247,9 @@ def test_summary_request_fields_match_the_struct(
         assert cell == "—", f"{op}: an op without fields is written —"
 
 
-@pytest.mark.parametrize("op_type", p.REQUEST_TYPES, ids=p.OPS)
+@pytest.mark.parametrize("op_type", wire.REQUEST_TYPES, ids=wire.OPS)
 def test_section_request_fields_and_types_match_the_struct(
-    op_type: type[p.Request], op_sections: dict[str, str]
+    op_type: type[wire.Request], op_sections: dict[str, str]
 ) -> None:
     op = str(op_type.__struct_config__.tag)
     body = op_sections[op]
@@ -267,7 +269,7 @@ def test_section_request_fields_and_types_match_the_struct(
         assert documented[f.name] in accepted, f"{op}.{f.name}: documented type"
 
 
-@pytest.mark.parametrize("op", p.OPS)
+@pytest.mark.parametrize("op", wire.OPS)
 def test_summary_result_fields_match_the_result_struct(
     op: str, summary: dict[str, list[str]]
 ) -> None:
@@ -276,7 +278,7 @@ def test_summary_result_fields_match_the_result_struct(
     assert sorted(documented) == sorted(result.__struct_fields__), f"{op}: result fields"
 
 
-@pytest.mark.parametrize("op", p.OPS)
+@pytest.mark.parametrize("op", wire.OPS)
 def test_section_result_tables_match_the_result_struct(
     op: str, op_sections: dict[str, str]
 ) -> None:
@@ -311,7 +313,7 @@ def error_rows(protocol_md: str) -> dict[str, list[str]]:
 
 
 def test_error_table_lists_exactly_the_error_codes(error_rows: dict[str, list[str]]) -> None:
-    codes = {code.value for code in p.ErrorCode}
+    codes = {code.value for code in wire.ErrorCode}
     assert codes - set(error_rows) == set(), "error codes missing from PROTOCOL.md"
     assert set(error_rows) - codes == set(), "PROTOCOL.md lists error codes that do not exist"
 
@@ -326,10 +328,10 @@ def test_error_table_names_the_exception_the_client_raises(
 
 
 def test_every_error_code_the_protocol_mentions_exists(protocol_md: str) -> None:
-    codes = {code.value for code in p.ErrorCode}
+    codes = {code.value for code in wire.ErrorCode}
     # The per-op "Errors: ..." paragraphs and the accept-time table name only real codes.
     paragraphs = re.findall(r"Errors\b[^:\n]*:(.*?)(?:\n\n|\Z)", protocol_md, flags=re.DOTALL)
-    assert len(paragraphs) >= len(p.OPS) - 3  # hello, status, list_wallets say nothing
+    assert len(paragraphs) >= len(wire.OPS) - 3  # hello, status, list_wallets say nothing
     for paragraph in paragraphs:
         assert set(re.findall(r"`([^`]+)`", paragraph)) <= codes, paragraph
     accept = table_with(section(protocol_md, "## Connection-level behaviour"), ["Code", "When"])
@@ -434,8 +436,8 @@ def literal(paragraph: str) -> Any:
 def test_hex_requests_are_what_the_text_says(
     examples: dict[str, tuple[str, str, bytes]],
 ) -> None:
-    decoder = msgspec.msgpack.Decoder(p.AnyRequest)
-    for name, expected_type in (("hello request", p.Hello), ("sign request", p.SignMessage)):
+    decoder = msgspec.msgpack.Decoder(wire.AnyRequest)
+    for name, expected_type in (("hello request", wire.Hello), ("sign request", wire.SignMessage)):
         paragraph, _block, data = examples[name]
         value = literal(paragraph)
         assert msgspec.msgpack.decode(data[4:]) == value, name
@@ -451,8 +453,8 @@ def test_hex_sign_response_is_the_pinned_example(
     paragraph, _block, data = examples["sign response"]
     # "signature bytes 00..1f, address `0xabab...ab`"
     assert "signature bytes 00..1f" in paragraph and "`0xabab...ab`" in paragraph
-    result = p.SignatureResult(bytes(range(32)), "0x" + "ab" * 16)
-    assert data == encode_frame(msgspec.msgpack.encode(p.ok(2, result)))
+    result = wire.SignatureResult(bytes(range(32)), "0x" + "ab" * 16)
+    assert data == encode_frame(msgspec.msgpack.encode(wire.ok(2, result)))
     # The text says tests/test_protocol.py pins these very bytes.
     assert data.hex() == test_protocol.SIGN_RESPONSE_HEX
     assert examples["sign request"][2].hex() == test_protocol.SIGN_REQUEST_HEX
@@ -488,7 +490,7 @@ async def test_hex_responses_are_what_a_daemon_sends(
         assert hello.startswith(data)
         assert len(hello) == claimed_size(paragraph)
         more = re.search(r"(\d+) more op names", block)
-        assert more and int(more.group(1)) == len(p.OPS) - 2
+        assert more and int(more.group(1)) == len(wire.OPS) - 2
 
         # "the answer to an empty frame `00 00 00 00` begins `83 a2 69 64 c0 ...`"
         said = re.search(r"empty\s+frame `00 00 00 00` begins `([0-9a-f ]+) \.\.\.`", protocol_md)

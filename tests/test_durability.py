@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from wallet_client import RitualStep, WalletClient, hash_response
-from walletd.store import DB_NAME, Store
+from walletd.storage.store import DB_NAME, Store
 
 from .support import NOBODY, DaemonProcess, run_as
 

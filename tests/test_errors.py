@@ -16,13 +16,13 @@ import msgspec
 import pytest
 import trio
 
+import walletd_wire as wire
 from wallet_client import errors as e
-from wallet_client import protocol as p
-from wallet_client.framing import FrameDecoder, encode_frame
 from walletd.config import Config
-from walletd.dispatch import Dispatcher
-from walletd.peer import Peer
-from walletd.server import Server
+from walletd.model.peer import Peer
+from walletd.ops.dispatch import Dispatcher
+from walletd.server.serve import Server
+from walletd_wire.framing import FrameDecoder, encode_frame
 
 from .support import run_as_nobody
 
@@ -79,7 +79,7 @@ class Wire:
         await self.stream.aclose()
 
 
-async def wire(server: Server) -> Wire:
+async def open_wire(server: Server) -> Wire:
     return await Wire.open(server.config.socket)
 
 
@@ -153,7 +153,7 @@ DEEP_OP = b"\x82\xa2op" + b"\x91" * 100_000 + b"\xc0" + b"\xa2id\x01"
     ],
 )
 async def test_bad_request(server: Server, payload: bytes, expected_id: Any, names: str) -> None:
-    conn = await wire(server)
+    conn = await open_wire(server)
     response = await conn.error(payload)
     assert response["error"]["code"] == "bad_request"
     assert response["id"] == expected_id
@@ -162,7 +162,7 @@ async def test_bad_request(server: Server, payload: bytes, expected_id: Any, nam
 
 async def test_bad_request_message_names_the_field_not_the_value(server: Server) -> None:
     secret = b"top-secret-message-bytes"
-    conn = await wire(server)
+    conn = await open_wire(server)
     response = await conn.error(
         {"op": "verify_signature", "id": 1, "user_id": "a", "message": secret, "signature": 12}
     )
@@ -175,7 +175,7 @@ async def test_bad_request_message_names_the_field_not_the_value(server: Server)
 
 
 async def test_unknown_op(server: Server) -> None:
-    conn = await wire(server)
+    conn = await open_wire(server)
     response = await conn.error({"op": "frobnicate", "id": 12})
     assert response["id"] == 12
     assert response["error"]["code"] == "unknown_op"
@@ -206,7 +206,7 @@ BAD_USER_IDS = [
     "op", ["create_wallet", "get_wallet_address", "has_wallet", "delete_wallet", "sign_message"]
 )
 async def test_invalid_user_id(server: Server, op: str, user_id: str) -> None:
-    conn = await wire(server)
+    conn = await open_wire(server)
     request: dict[str, Any] = {"op": op, "id": 1, "user_id": user_id}
     if op == "sign_message":
         request["message"] = b"m"
@@ -218,7 +218,7 @@ async def test_invalid_user_id(server: Server, op: str, user_id: str) -> None:
 
 @pytest.mark.parametrize("user_id", ["a" * 256, "é" * 128, "日本語", "a b", "🙂", "x"], ids=repr)
 async def test_valid_user_ids_at_the_edges(server: Server, user_id: str) -> None:
-    conn = await wire(server)
+    conn = await open_wire(server)
     created = await conn.call({"op": "create_wallet", "id": 1, "user_id": user_id})
     assert created["ok"] is True, created
     listed = await conn.call({"op": "list_wallets", "id": 2})
@@ -236,7 +236,7 @@ async def test_valid_user_ids_at_the_edges(server: Server, user_id: str) -> None
     ],
 )
 async def test_invalid_policy_values(server: Server, fields: dict[str, Any], names: str) -> None:
-    conn = await wire(server)
+    conn = await open_wire(server)
     assert (await conn.call({"op": "create_wallet", "id": 1, "user_id": "a"}))["ok"]
     response = await conn.error({"op": "set_policy", "id": 2, "user_id": "a", **fields})
     assert response["error"]["code"] == "invalid_argument"
@@ -254,14 +254,14 @@ async def test_invalid_policy_values(server: Server, fields: dict[str, Any], nam
         {"op": "audit_log", "limit": 0},
         {"op": "create_backup", "metadata": {"blob": b"\x00"}},
         {"op": "create_backup", "metadata": {"big": "x" * 20_000}},
-        {"op": "sign_batch", "messages": [b""] * (p.MAX_BATCH_ITEMS + 1)},
+        {"op": "sign_batch", "messages": [b""] * (wire.MAX_BATCH_ITEMS + 1)},
         {"op": "register_ritual", "steps": [{"prompt": "q", "expected_response_hash": "nothex"}]},
         {"op": "register_ritual", "steps": []},
     ],
     ids=lambda f: f["op"],
 )
 async def test_other_invalid_arguments(server: Server, request_fields: dict[str, Any]) -> None:
-    conn = await wire(server)
+    conn = await open_wire(server)
     assert (await conn.call({"op": "create_wallet", "id": 1, "user_id": "a"}))["ok"]
     response = await conn.error({"id": 2, "user_id": "a", **request_fields})
     assert response["error"]["code"] == "invalid_argument", response
@@ -280,7 +280,7 @@ async def test_other_invalid_arguments(server: Server, request_fields: dict[str,
 )
 async def test_metadata_must_be_plain_json(server: Server, metadata: dict[str, Any]) -> None:
     # Regression: non-string keys below the top level reached json.dumps and became `internal`.
-    conn = await wire(server)
+    conn = await open_wire(server)
     assert (await conn.call({"op": "create_wallet", "id": 1, "user_id": "a"}))["ok"]
     request = {"op": "create_backup", "id": 2, "user_id": "a", "metadata": metadata}
     response = await conn.error(request)
@@ -293,7 +293,7 @@ async def test_metadata_must_be_plain_json(server: Server, metadata: dict[str, A
 
 
 async def test_not_found(server: Server) -> None:
-    conn = await wire(server)
+    conn = await open_wire(server)
     for op in ("sign_message", "delete_wallet", "verify_signature", "rotate_keys", "get_policy"):
         request: dict[str, Any] = {"op": op, "id": 5, "user_id": "ghost"}
         if op in ("sign_message", "verify_signature"):
@@ -312,7 +312,7 @@ async def test_not_found(server: Server) -> None:
 
 
 async def test_already_exists(server: Server) -> None:
-    conn = await wire(server)
+    conn = await open_wire(server)
     first = await conn.call({"op": "create_wallet", "id": 1, "user_id": "a"})
     response = await conn.error({"op": "create_wallet", "id": 2, "user_id": "a"})
     assert response["error"]["code"] == "already_exists"
@@ -338,7 +338,7 @@ async def shared_server(
 
 
 async def test_forbidden_for_another_uid(shared_server: Server) -> None:
-    conn = await wire(shared_server)
+    conn = await open_wire(shared_server)
     assert (await conn.call({"op": "create_wallet", "id": 1, "user_id": "root-owned"}))["ok"]
     code = (
         "c = WalletClient(ARGS[0])\n"
@@ -385,7 +385,7 @@ STEPS = [{"prompt": "first pet?", "expected_response_hash": "ab" * 32}]
 
 async def test_no_ritual_and_locked(start_server: StartServer, make_config: MakeConfig) -> None:
     server: Server = await start_server(make_config(ephemeral=True, max_attempts=1))
-    conn = await wire(server)
+    conn = await open_wire(server)
     assert (await conn.call({"op": "create_wallet", "id": 1, "user_id": "a"}))["ok"]
     for op in ("get_prompts", "get_remaining_attempts", "is_locked"):
         response = await conn.error({"op": op, "id": 2, "user_id": "a"})
@@ -412,7 +412,7 @@ async def test_no_ritual_and_locked(start_server: StartServer, make_config: Make
 async def test_integrity_error(start_server: StartServer, make_config: MakeConfig) -> None:
     config = make_config()  # on disk: backups are files
     server: Server = await start_server(config)
-    conn = await wire(server)
+    conn = await open_wire(server)
     assert (await conn.call({"op": "create_wallet", "id": 1, "user_id": "a"}))["ok"]
     backup = (await conn.call({"op": "create_backup", "id": 2, "user_id": "a"}))["result"]
     path = config.backups_path / f"{backup['backup_id']}.json"
@@ -437,7 +437,7 @@ async def test_storage_error_when_backups_cannot_be_written(
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     server: Server = await start_server(make_config(backup_dir=str(blocker / "backups")))
-    conn = await wire(server)
+    conn = await open_wire(server)
     assert (await conn.call({"op": "create_wallet", "id": 1, "user_id": "a"}))["ok"]
     before = await conn.call({"op": "audit_log", "id": 2})
     response = await conn.error({"op": "create_backup", "id": 3, "user_id": "a"})
@@ -450,7 +450,7 @@ async def test_storage_error_when_backups_cannot_be_written(
 
 
 async def test_frame_too_large_closes_without_reading_the_payload(server: Server) -> None:
-    conn = await wire(server)
+    conn = await open_wire(server)
     assert (await conn.call({"op": "hello", "id": 1}))["ok"]
     await conn.stream.send_all(struct.pack(">I", 2 << 20))  # only the prefix, no payload
     response = await conn.receive()
@@ -462,7 +462,7 @@ async def test_frame_too_large_closes_without_reading_the_payload(server: Server
 
 
 async def test_frames_before_an_oversized_prefix_are_answered_first(server: Server) -> None:
-    conn = await wire(server)
+    conn = await open_wire(server)
     hello = encode_frame(msgspec.msgpack.encode({"op": "hello", "id": 7}))
     await conn.stream.send_all(hello + hello.replace(b"\x07", b"\x08") + struct.pack(">I", 2 << 20))
     first, second, refusal = await conn.receive(), await conn.receive(), await conn.receive()
@@ -479,9 +479,9 @@ async def test_unavailable_at_the_connection_limit(
     start_server: StartServer, make_config: MakeConfig
 ) -> None:
     server: Server = await start_server(make_config(ephemeral=True, max_connections=1))
-    first = await wire(server)
+    first = await open_wire(server)
     assert (await first.call({"op": "hello", "id": 1}))["ok"]
-    second = await wire(server)
+    second = await open_wire(server)
     response = await second.receive()
     assert response is not None
     assert response == {
@@ -504,12 +504,12 @@ def test_internal_is_a_bug_and_says_nothing() -> None:
     def broken(peer: Peer, request: Any) -> Any:
         raise RuntimeError("secret key bytes deadbeef")
 
-    handlers: dict[Any, Any] = {t: broken for t in p.REQUEST_TYPES}
+    handlers: dict[Any, Any] = {t: broken for t in wire.REQUEST_TYPES}
     dispatcher = Dispatcher(handlers)
     request = dispatcher.decode(msgspec.msgpack.encode({"op": "hello", "id": 9}))
-    assert isinstance(request, p.Hello)
+    assert isinstance(request, wire.Hello)
     response = dispatcher.run(Peer(uid=0, gid=0, pid=1, is_admin=True), request)
-    assert isinstance(response, p.ErrorResponse)
+    assert isinstance(response, wire.ErrorResponse)
     assert response.id == 9
     assert response.error.code == "internal"
     assert "deadbeef" not in response.error.message
@@ -545,7 +545,7 @@ def test_error_codes_map_to_exceptions(code: str, cls: type[e.WalletError]) -> N
 
 
 def test_every_code_has_a_mapping() -> None:
-    mapped = {c for c in p.ErrorCode if type(e.error_from_wire(c, "")) is not e.WalletError}
-    assert set(p.ErrorCode) - mapped == {p.ErrorCode.INTERNAL}
+    mapped = {c for c in wire.ErrorCode if type(e.error_from_wire(c, "")) is not e.WalletError}
+    assert set(wire.ErrorCode) - mapped == {wire.ErrorCode.INTERNAL}
     assert issubclass(e.StorageError, e.WalletKeyError)
     assert issubclass(e.RitualLockedError, e.RitualError)

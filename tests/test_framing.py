@@ -1,4 +1,4 @@
-"""Framing, byte by byte and without sockets (wallet_client.framing is sans-IO)."""
+"""Framing, byte by byte and without sockets (walletd_wire.framing is sans-IO)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wallet_client.framing import (
+from walletd_wire.framing import (
     DEFAULT_MAX_FRAME_BYTES,
     PREFIX_BYTES,
     FrameDecoder,

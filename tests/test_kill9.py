@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from wallet_client import DaemonUnavailableError, WalletClient
-from walletd.store import DB_NAME, Store
+from walletd.storage.store import DB_NAME, Store
 
 from .support import DaemonProcess
 

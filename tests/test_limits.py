@@ -15,9 +15,9 @@ import pytest
 import trio
 
 from wallet_client import AsyncWalletClient
-from wallet_client.framing import FrameDecoder, encode_frame
 from walletd.config import Config
-from walletd.server import Server
+from walletd.server.serve import Server
+from walletd_wire.framing import FrameDecoder, encode_frame
 
 StartServer = Callable[..., Any]
 MakeConfig = Callable[..., Config]

@@ -12,7 +12,7 @@ from wallet_client import (
     WalletError,
     WalletNotFoundError,
 )
-from wallet_client.protocol import RotationPolicy
+from walletd_wire import RotationPolicy
 
 from .support import running
 

@@ -1,4 +1,4 @@
-"""The wire contract (wallet_client.protocol): msgspec round trips and the exact bytes.
+"""The wire contract (walletd_wire): msgspec round trips and the exact bytes.
 
 The pinned hex strings below are the examples in docs/PROTOCOL.md; if one changes, the wire
 changed, and every client in the field with it.
@@ -12,71 +12,73 @@ import msgspec
 import pytest
 import trio
 
-from wallet_client import protocol as p
-from wallet_client.framing import FrameDecoder, encode_frame
-from walletd.server import Server
+import walletd_wire as wire
+from walletd.server.serve import Server
+from walletd_wire.framing import FrameDecoder, encode_frame
 
 H = "a" * 64  # a SHA-256 hex
 
 # One example of every request, with every optional field set where there is one.
-EXAMPLES: dict[str, p.Request] = {
-    "hello": p.Hello(id=1),
-    "status": p.Status(id=2),
-    "create_wallet": p.CreateWallet(id=3, user_id="alice"),
-    "get_wallet_address": p.GetWalletAddress(id=4, user_id="alice"),
-    "has_wallet": p.HasWallet(id=5, user_id="alice"),
-    "list_wallets": p.ListWallets(id=6),
-    "delete_wallet": p.DeleteWallet(id=7, user_id="alice"),
-    "sign_message": p.SignMessage(id=8, user_id="alice", message=b"\x00\xffhi"),
-    "verify_signature": p.VerifySignature(
+EXAMPLES: dict[str, wire.Request] = {
+    "hello": wire.Hello(id=1),
+    "status": wire.Status(id=2),
+    "create_wallet": wire.CreateWallet(id=3, user_id="alice"),
+    "get_wallet_address": wire.GetWalletAddress(id=4, user_id="alice"),
+    "has_wallet": wire.HasWallet(id=5, user_id="alice"),
+    "list_wallets": wire.ListWallets(id=6),
+    "delete_wallet": wire.DeleteWallet(id=7, user_id="alice"),
+    "sign_message": wire.SignMessage(id=8, user_id="alice", message=b"\x00\xffhi"),
+    "verify_signature": wire.VerifySignature(
         id=9, user_id="alice", message=b"m", signature=b"\x01" * 32
     ),
-    "sign_batch": p.SignBatch(id=10, user_id="alice", messages=[b"a", b"", b"\x00"]),
-    "verify_batch": p.VerifyBatch(
-        id=11, user_id="alice", items=[p.VerifyItem(b"a", b"s" * 32), p.VerifyItem(b"", b"")]
+    "sign_batch": wire.SignBatch(id=10, user_id="alice", messages=[b"a", b"", b"\x00"]),
+    "verify_batch": wire.VerifyBatch(
+        id=11, user_id="alice", items=[wire.VerifyItem(b"a", b"s" * 32), wire.VerifyItem(b"", b"")]
     ),
-    "rotate_keys": p.RotateKeys(id=12, user_id="alice", reason="compromised"),
-    "needs_rotation": p.NeedsRotation(id=13, user_id="alice"),
-    "rotation_status": p.RotationStatus(id=14, user_id="alice"),
-    "rotation_history": p.RotationHistory(id=15, user_id="alice"),
-    "get_policy": p.GetPolicy(id=16, user_id="alice"),
-    "set_policy": p.SetPolicy(
+    "rotate_keys": wire.RotateKeys(id=12, user_id="alice", reason="compromised"),
+    "needs_rotation": wire.NeedsRotation(id=13, user_id="alice"),
+    "rotation_status": wire.RotationStatus(id=14, user_id="alice"),
+    "rotation_history": wire.RotationHistory(id=15, user_id="alice"),
+    "get_policy": wire.GetPolicy(id=16, user_id="alice"),
+    "set_policy": wire.SetPolicy(
         id=17, user_id="alice", max_age_days=30, max_signatures=100, auto_rotate=True
     ),
-    "backup_wallet": p.BackupWallet(id=18, user_id="alice"),
-    "create_backup": p.CreateBackup(id=19, user_id="alice", metadata={"host": "a", "n": [1, 2.5]}),
-    "list_backups": p.ListBackups(id=20, user_id="alice"),
-    "verify_backup": p.VerifyBackup(id=21, user_id="alice", backup_id="0" * 32),
-    "delete_backup": p.DeleteBackup(id=22, user_id="alice", backup_id="0" * 32),
-    "audit_log": p.AuditLog(id=23, user_id="alice", since=1.5, limit=10),
-    "audit_verify": p.AuditVerify(id=24),
-    "register_ritual": p.RegisterRitual(
-        id=25, user_id="alice", steps=[p.RitualStep("first pet?", H)]
+    "backup_wallet": wire.BackupWallet(id=18, user_id="alice"),
+    "create_backup": wire.CreateBackup(
+        id=19, user_id="alice", metadata={"host": "a", "n": [1, 2.5]}
     ),
-    "unregister_ritual": p.UnregisterRitual(id=26, user_id="alice"),
-    "has_ritual": p.HasRitual(id=27, user_id="alice"),
-    "get_prompts": p.GetPrompts(id=28, user_id="alice"),
-    "get_remaining_attempts": p.GetRemainingAttempts(id=29, user_id="alice"),
-    "is_locked": p.IsLocked(id=30, user_id="alice"),
-    "initiate_recovery": p.InitiateRecovery(id=31, user_id="alice", responses=[H]),
-    "reset_attempts": p.ResetAttempts(id=32, user_id="alice"),
+    "list_backups": wire.ListBackups(id=20, user_id="alice"),
+    "verify_backup": wire.VerifyBackup(id=21, user_id="alice", backup_id="0" * 32),
+    "delete_backup": wire.DeleteBackup(id=22, user_id="alice", backup_id="0" * 32),
+    "audit_log": wire.AuditLog(id=23, user_id="alice", since=1.5, limit=10),
+    "audit_verify": wire.AuditVerify(id=24),
+    "register_ritual": wire.RegisterRitual(
+        id=25, user_id="alice", steps=[wire.RitualStep("first pet?", H)]
+    ),
+    "unregister_ritual": wire.UnregisterRitual(id=26, user_id="alice"),
+    "has_ritual": wire.HasRitual(id=27, user_id="alice"),
+    "get_prompts": wire.GetPrompts(id=28, user_id="alice"),
+    "get_remaining_attempts": wire.GetRemainingAttempts(id=29, user_id="alice"),
+    "is_locked": wire.IsLocked(id=30, user_id="alice"),
+    "initiate_recovery": wire.InitiateRecovery(id=31, user_id="alice", responses=[H]),
+    "reset_attempts": wire.ResetAttempts(id=32, user_id="alice"),
 }
 
 encoder = msgspec.msgpack.Encoder()
-request_decoder = msgspec.msgpack.Decoder(p.AnyRequest)
+request_decoder = msgspec.msgpack.Decoder(wire.AnyRequest)
 
 
 def test_examples_cover_every_op() -> None:
-    assert set(EXAMPLES) == set(p.OPS)
-    assert len(p.OPS) == len(set(p.OPS)) == len(p.REQUEST_TYPES)
+    assert set(EXAMPLES) == set(wire.OPS)
+    assert len(wire.OPS) == len(set(wire.OPS)) == len(wire.REQUEST_TYPES)
 
 
-@pytest.mark.parametrize("op", p.OPS)
+@pytest.mark.parametrize("op", wire.OPS)
 def test_every_request_round_trips(op: str) -> None:
     request = EXAMPLES[op]
-    wire = encoder.encode(request)
-    assert request_decoder.decode(wire) == request
-    plain = msgspec.msgpack.decode(wire)
+    encoded = encoder.encode(request)
+    assert request_decoder.decode(encoded) == request
+    plain = msgspec.msgpack.decode(encoded)
     assert isinstance(plain, dict)
     assert plain["op"] == op
     assert plain["id"] == request.id
@@ -84,7 +86,7 @@ def test_every_request_round_trips(op: str) -> None:
     assert set(plain) == {"op", *request.__struct_fields__}
 
 
-@pytest.mark.parametrize("op", p.OPS)
+@pytest.mark.parametrize("op", wire.OPS)
 def test_optional_fields_may_be_omitted(op: str) -> None:
     # A request sent by a client that knows only the required fields decodes with defaults.
     request = EXAMPLES[op]
@@ -112,7 +114,7 @@ def test_unknown_fields_are_refused() -> None:
 
 
 def test_error_codes_are_the_documented_closed_set() -> None:
-    assert [c.value for c in p.ErrorCode] == [
+    assert [c.value for c in wire.ErrorCode] == [
         "bad_request",
         "unknown_op",
         "invalid_argument",
@@ -130,32 +132,34 @@ def test_error_codes_are_the_documented_closed_set() -> None:
 
 
 def test_responses_decode_for_clients() -> None:
-    ok = encoder.encode(p.ok(7, p.AddressResult("0x" + "0" * 32)))
+    ok = encoder.encode(wire.ok(7, wire.AddressResult("0x" + "0" * 32)))
     assert msgspec.msgpack.decode(ok) == {
         "id": 7,
         "ok": True,
         "result": {"address": "0x" + "0" * 32},
     }
-    response = msgspec.msgpack.Decoder(p.Response).decode(ok)
+    response = msgspec.msgpack.Decoder(wire.Response).decode(ok)
     assert response.ok and response.id == 7 and response.error is None
-    assert msgspec.msgpack.decode(response.result, type=p.AddressResult).address == "0x" + "0" * 32
+    assert (
+        msgspec.msgpack.decode(response.result, type=wire.AddressResult).address == "0x" + "0" * 32
+    )
 
-    err = encoder.encode(p.error(None, p.ErrorCode.BAD_REQUEST, "no"))
+    err = encoder.encode(wire.error(None, wire.ErrorCode.BAD_REQUEST, "no"))
     assert msgspec.msgpack.decode(err) == {
         "id": None,
         "ok": False,
         "error": {"code": "bad_request", "message": "no"},
     }
-    response = msgspec.msgpack.Decoder(p.Response).decode(err)
+    response = msgspec.msgpack.Decoder(wire.Response).decode(err)
     assert not response.ok and response.id is None
-    assert response.error == p.ErrorBody("bad_request", "no")
+    assert response.error == wire.ReceivedError("bad_request", "no")
     assert len(response.result) == 0
 
 
 def test_results_tolerate_fields_added_later() -> None:
     # Schema evolution: a newer daemon may add result fields; an older client ignores them.
-    wire = msgspec.msgpack.encode({"address": "0xab", "added_in_v2": [1, 2]})
-    assert msgspec.msgpack.decode(wire, type=p.AddressResult).address == "0xab"
+    encoded = msgspec.msgpack.encode({"address": "0xab", "added_in_v2": [1, 2]})
+    assert msgspec.msgpack.decode(encoded, type=wire.AddressResult).address == "0xab"
 
 
 # --------------------------------------------------------------------------- pinned bytes
@@ -179,14 +183,14 @@ NOT_FOUND_RESPONSE_HEX = (
 
 
 def test_pinned_hello_request() -> None:
-    frame = encode_frame(encoder.encode(p.Hello(id=1)))
+    frame = encode_frame(encoder.encode(wire.Hello(id=1)))
     assert frame.hex() == HELLO_REQUEST_HEX
     # 4-byte length 14, then fixmap(2) {"op": "hello", "id": 1}
     assert msgspec.msgpack.decode(frame[4:]) == {"op": "hello", "id": 1}
 
 
 def test_pinned_sign_message_request() -> None:
-    frame = encode_frame(encoder.encode(p.SignMessage(id=2, user_id="alice", message=b"hello")))
+    frame = encode_frame(encoder.encode(wire.SignMessage(id=2, user_id="alice", message=b"hello")))
     assert frame.hex() == SIGN_REQUEST_HEX
     # message is MessagePack bin (c4), not str: messages are bytes in, bytes out.
     assert msgspec.msgpack.decode(frame[4:]) == {
@@ -198,8 +202,8 @@ def test_pinned_sign_message_request() -> None:
 
 
 def test_pinned_sign_message_response() -> None:
-    result = p.SignatureResult(bytes(range(32)), "0x" + "ab" * 16)
-    frame = encode_frame(encoder.encode(p.ok(2, result)))
+    result = wire.SignatureResult(bytes(range(32)), "0x" + "ab" * 16)
+    frame = encode_frame(encoder.encode(wire.ok(2, result)))
     assert frame.hex() == SIGN_RESPONSE_HEX
 
 
@@ -216,5 +220,5 @@ async def test_pinned_bytes_over_a_real_socket(server: Server) -> None:
             frames.feed(await stream.receive_some(4096))
         hello: dict[str, Any] = msgspec.msgpack.decode(got[0])
         assert hello["id"] == 1 and hello["ok"] is True
-        assert hello["result"]["protocol"] == p.PROTOCOL_VERSION == 1
-        assert hello["result"]["ops"] == list(p.OPS)
+        assert hello["result"]["protocol"] == wire.PROTOCOL_VERSION == 1
+        assert hello["result"]["ops"] == list(wire.OPS)

@@ -17,6 +17,7 @@ import structlog
 import trio
 import trio.testing
 
+import walletd_wire as wire
 from wallet_client import (
     AsyncWalletClient,
     InvalidArgumentError,
@@ -27,9 +28,8 @@ from wallet_client import (
     WalletNotFoundError,
     hash_response,
 )
-from wallet_client import protocol as p
-from wallet_client.framing import FrameDecoder, encode_frame
 from walletd.config import Config, ConfigError, load_config
+from walletd_wire.framing import FrameDecoder, encode_frame
 
 from .support import NOBODY, run_as, run_as_nobody
 from .test_ritual_store import ScryptSpy
@@ -51,7 +51,7 @@ def one_wrong(index: int) -> list[str]:
     return responses
 
 
-async def raw_call(socket_path: str, request: p.Request) -> dict[str, Any]:
+async def raw_call(socket_path: str, request: wire.Request) -> dict[str, Any]:
     """Send one request as bytes and return the response map, bypassing client-side checks."""
     sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
     with sock:
@@ -106,7 +106,9 @@ async def test_register_limits(client: AsyncWalletClient, server) -> None:
         with pytest.raises(InvalidArgumentError):
             await client.register_ritual("alice", steps)
     # The client refuses an empty ritual before sending; the daemon refuses one that is sent.
-    reply = await raw_call(server.config.socket, p.RegisterRitual(id=7, user_id="alice", steps=[]))
+    reply = await raw_call(
+        server.config.socket, wire.RegisterRitual(id=7, user_id="alice", steps=[])
+    )
     assert reply["ok"] is False
     assert reply["error"]["code"] == "invalid_argument"
     assert reply["id"] == 7
@@ -314,7 +316,7 @@ async def test_failures_are_indistinguishable(start_server, make_config) -> None
             with structlog.testing.capture_logs() as captured:
                 reply = await raw_call(
                     server.config.socket,
-                    p.InitiateRecovery(id=1, user_id="alice", responses=one_wrong(index)),
+                    wire.InitiateRecovery(id=1, user_id="alice", responses=one_wrong(index)),
                 )
             replies.append(reply)
             logs.append(captured)

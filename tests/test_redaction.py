@@ -12,9 +12,9 @@ from pathlib import Path
 import structlog
 
 from wallet_client import RitualStep, WalletClient, hash_response
-from walletd.boot import open_store
 from walletd.config import Config
 from walletd.logs import REDACTED, configure_logging, redact_secrets
+from walletd.storage.loader import open_store
 
 from .support import run_as_nobody
 

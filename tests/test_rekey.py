@@ -12,8 +12,8 @@ import sqlite3
 from pathlib import Path
 
 from wallet_client import RitualStep, WalletClient, hash_response
-from walletd.sealing import GENERATED_KEY_NAME
-from walletd.store import DB_NAME
+from walletd.storage.sealing import GENERATED_KEY_NAME
+from walletd.storage.store import DB_NAME
 
 from .support import run_as_nobody
 from .test_store import snapshot, walletd_cli

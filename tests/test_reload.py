@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from wallet_client.framing import FrameDecoder, encode_frame
+from walletd_wire.framing import FrameDecoder, encode_frame
 
 from .support import DaemonProcess
 from .test_sdnotify import NotifyReceiver

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 
+import walletd_wire as wire
 from wallet_client import AsyncWalletClient, RitualStep, hash_response
-from wallet_client import protocol as p
-from walletd.boot import build_daemon
 from walletd.config import Config
 from walletd.errors import StartupError
-from walletd.ritual import (
+from walletd.model.ritual import (
     MAX_SCRYPT_MEMORY,
     SALT_BYTES,
     check_responses,
@@ -28,11 +27,12 @@ from walletd.ritual import (
     hash_steps,
     scrypt_memory,
 )
-from walletd.store import DB_NAME
+from walletd.ops.daemon import build_daemon
+from walletd.storage.store import DB_NAME
 
 ANSWERS = ["first pet: Rex", "street: Elm", "colour: teal"]
 HASHES = [hash_response(a) for a in ANSWERS]
-STEPS = [p.RitualStep(f"question {i}", h) for i, h in enumerate(HASHES)]
+STEPS = [wire.RitualStep(f"question {i}", h) for i, h in enumerate(HASHES)]
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_stored_step_is_salted_scrypt_of_the_hash(fast: Config) -> None:
 
 
 def test_same_answer_twice_stores_different_digests(fast: Config) -> None:
-    same = [p.RitualStep("a", HASHES[0]), p.RitualStep("b", HASHES[0])]
+    same = [wire.RitualStep("a", HASHES[0]), wire.RitualStep("b", HASHES[0])]
     first, second = hash_steps(same, fast)
     assert first.digest != second.digest
     assert first.salt != second.salt

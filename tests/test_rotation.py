@@ -16,25 +16,27 @@ import trio
 import trio.testing
 from structlog.testing import capture_logs
 
+import walletd_wire as wire
 from wallet_client import (
     AsyncWalletClient,
     InvalidArgumentError,
     WalletClient,
     WalletNotFoundError,
 )
-from wallet_client import protocol as p
 from wallet_client.calls import Call
-from walletd.server import Server
-from walletd.store import DB_NAME
+from walletd.server.serve import Server
+from walletd.storage.store import DB_NAME
 
 from .support import NOBODY, run_as, running
 
 DAY = 86400.0
 
 
-async def raw_sign(client: AsyncWalletClient, user_id: str, message: bytes) -> p.SignatureResult:
+async def raw_sign(client: AsyncWalletClient, user_id: str, message: bytes) -> wire.SignatureResult:
     """sign_message as on the wire: the result names the key (address) that signed."""
-    call = Call(p.SignMessage(id=0, user_id=user_id, message=message), p.SignatureResult, _same)
+    call = Call(
+        wire.SignMessage(id=0, user_id=user_id, message=message), wire.SignatureResult, _same
+    )
     return await client._call(call)
 
 
@@ -73,7 +75,7 @@ async def test_rotation_replaces_key_address_and_count(server: Server, client, c
     assert status.key_age_days == 0.0
     assert status.address == new_address
     [record] = await client.rotation_history("alice")
-    assert record == p.RotationRecord(
+    assert record == wire.RotationRecord(
         "alice", old_address, new_address, clock.now, "suspected leak", os.getuid()
     )
 
@@ -233,7 +235,7 @@ async def test_without_auto_rotate_signing_goes_on_and_warns_once(client) -> Non
     status = await client.rotation_status("alice")
     assert status.reasons == ["max_signatures"]
     assert status.signature_count == 10
-    assert status.policy == p.RotationPolicy(90, 3, False)
+    assert status.policy == wire.RotationPolicy(90, 3, False)
     warnings = [e for e in logs if e["event"] == "rotation_policy_breached"]
     assert sorted(e["user_id"] for e in warnings) == ["alice", "bob"]  # once per wallet
     assert all(e["log_level"] == "warning" for e in warnings)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from wallet_client import WalletClient
-from walletd.sdnotify import Notifier, notify_address, watchdog_interval
+from walletd.server.sdnotify import Notifier, notify_address, watchdog_interval
 
 
 class NotifyReceiver:

@@ -17,7 +17,7 @@ import pytest
 
 from wallet_client import WalletClient
 from walletd.errors import StartupError
-from walletd.sealing import (
+from walletd.storage.sealing import (
     GENERATED_KEY_NAME,
     KEY_BYTES,
     NONCE_BYTES,
@@ -27,7 +27,7 @@ from walletd.sealing import (
     read_key_file,
     wallet_aad,
 )
-from walletd.store import DB_NAME
+from walletd.storage.store import DB_NAME
 
 from .support import run_as_nobody
 from .test_store import load_keys, snapshot

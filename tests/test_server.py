@@ -11,17 +11,17 @@ import msgspec
 import pytest
 import trio
 
+import walletd_wire as wire
 from wallet_client import (
     AsyncWalletClient,
     WalletExistsError,
     WalletNotFoundError,
 )
-from wallet_client import protocol as p
-from wallet_client.framing import FrameDecoder, encode_frame
-from walletd.connection import Connection
-from walletd.dispatch import Dispatcher
-from walletd.peer import Peer
-from walletd.server import Server
+from walletd.model.peer import Peer
+from walletd.ops.dispatch import Dispatcher
+from walletd.server.connection import Connection
+from walletd.server.serve import Server
+from walletd_wire.framing import FrameDecoder, encode_frame
 
 ADDRESS = re.compile(r"0x[0-9a-f]{32}")
 
@@ -146,8 +146,8 @@ async def test_batches_agree_with_single_calls(client: AsyncWalletClient) -> Non
 
 async def test_hello(client: AsyncWalletClient) -> None:
     hello = await client.hello()
-    assert hello.protocol == p.PROTOCOL_VERSION == 1
-    assert hello.ops == list(p.OPS)
+    assert hello.protocol == wire.PROTOCOL_VERSION == 1
+    assert hello.ops == list(wire.OPS)
     assert hello.server.startswith("walletd ")
 
 
@@ -258,7 +258,7 @@ async def test_pipelined_requests_are_answered_in_order(server: Server) -> None:
 
 async def test_order_holds_across_separate_writes(server: Server) -> None:
     async with await trio.open_unix_socket(server.config.socket) as stream:
-        wire = Wire(stream)
+        conn = Wire(stream)
         frames = [
             encode_frame(msgspec.msgpack.encode({"op": "create_wallet", "id": 5, "user_id": "a"})),
             encode_frame(msgspec.msgpack.encode({"op": "has_wallet", "id": 3, "user_id": "a"})),
@@ -269,7 +269,7 @@ async def test_order_holds_across_separate_writes(server: Server) -> None:
         # Cut the stream inside frames so that each write ends mid-frame.
         for start in range(0, len(data), 7):
             await stream.send_all(data[start : start + 7])
-        responses = await wire.receive(4)
+        responses = await conn.receive(4)
     assert [r["id"] for r in responses] == [5, 3, 9, 1]
     assert responses[1]["result"] == {"exists": True}
     assert responses[2]["result"] == {"deleted": True}
@@ -301,7 +301,7 @@ class _ExplodingDispatcher(Dispatcher):
 
 
 async def test_a_bug_costs_one_connection_not_the_daemon(server: Server) -> None:
-    handlers: dict[Any, Any] = {t: (lambda peer, req: None) for t in p.REQUEST_TYPES}
+    handlers: dict[Any, Any] = {t: (lambda peer, req: None) for t in wire.REQUEST_TYPES}
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     left.setblocking(False)
     with left, right:

@@ -7,7 +7,7 @@ import hmac
 from hypothesis import given
 from hypothesis import strategies as st
 
-from walletd.signer import hmac_sha256_signer
+from walletd.model.signer import hmac_sha256_signer
 
 
 @given(key=st.binary(min_size=0, max_size=100), message=st.binary(max_size=300))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from wallet_client import WalletClient
-from walletd.store import DB_NAME
+from walletd.storage.store import DB_NAME
 
 from .support import NOBODY, DaemonProcess, daemon_process
 from .test_store import flip, snapshot

@@ -27,13 +27,14 @@ import pytest
 import trio
 
 from wallet_client import AsyncWalletClient, WalletClient
-from walletd.boot import build_daemon, open_store, preflight
 from walletd.config import Config
 from walletd.errors import RequestError, StartupError
-from walletd.schema import MIGRATIONS, SCHEMA_VERSION, migrate
-from walletd.sealing import load_master_key
-from walletd.statedir import StateLock, check_state_dir
-from walletd.store import DB_NAME, AsyncStore, Store
+from walletd.ops.daemon import build_daemon
+from walletd.storage.loader import open_store, preflight
+from walletd.storage.schema import MIGRATIONS, SCHEMA_VERSION, migrate
+from walletd.storage.sealing import load_master_key
+from walletd.storage.statedir import StateLock, check_state_dir
+from walletd.storage.store import DB_NAME, AsyncStore, Store
 
 from .support import ROOT, wait_for_socket
 

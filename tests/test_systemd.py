@@ -32,8 +32,8 @@ import pytest
 
 from wallet_client import WalletClient
 from walletd.config import RESTART_ONLY, Config, load_config
-from walletd.listener import FD_NAMES
-from walletd.sealing import CREDENTIAL_NAME
+from walletd.server.listener import FD_NAMES
+from walletd.storage.sealing import CREDENTIAL_NAME
 
 from .support import ROOT, wait_for_socket
 

@@ -1,11 +1,13 @@
 """Client for walletd, the local signing daemon.
 
 ``WalletClient`` (blocking) and ``AsyncWalletClient`` (trio) speak the protocol in
-:mod:`wallet_client.protocol`; their method names mirror the in-process wallet library that
+:mod:`walletd_wire`; their method names mirror the in-process wallet library that
 walletd replaces. ``Wallet`` is a facade bound to one user id.
 """
 
 from __future__ import annotations
+
+from walletd_wire import RitualStep, RotationPolicy, RotationRecord, SignedItem
 
 from .aio import AsyncWalletClient
 from .calls import BackupList, hash_response
@@ -24,7 +26,6 @@ from .errors import (
     WalletKeyError,
     WalletNotFoundError,
 )
-from .protocol import RitualStep, RotationPolicy, RotationRecord, SignedItem
 from .wallet import Wallet
 
 __version__ = "0.1.0"

@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 
 import trio
 
+import walletd_wire as wire
+
 from . import calls
-from . import protocol as p
 from .calls import BackupList, Call, ClientCore
 from .client import connection_dropped, resolve_socket_path
 from .errors import DaemonUnavailableError, WalletError
@@ -125,10 +126,10 @@ class AsyncWalletClient:
 
     # ------------------------------------------------------------------ methods
 
-    async def hello(self) -> p.HelloResult:
+    async def hello(self) -> wire.HelloResult:
         return await self._call(calls.hello())
 
-    async def status(self) -> p.StatusResult:
+    async def status(self) -> wire.StatusResult:
         return await self._call(calls.status())
 
     async def create_wallet(self, user_id: str) -> str:
@@ -152,7 +153,7 @@ class AsyncWalletClient:
     async def verify_signature(self, user_id: str, message: bytes, signature: bytes) -> bool:
         return await self._call(calls.verify_signature(user_id, message, signature))
 
-    async def sign_batch(self, user_id: str, messages: Sequence[bytes]) -> list[p.SignedItem]:
+    async def sign_batch(self, user_id: str, messages: Sequence[bytes]) -> list[wire.SignedItem]:
         return await self._call(calls.sign_batch(user_id, messages))
 
     async def verify_batch(self, user_id: str, items: Iterable[tuple[bytes, bytes]]) -> list[bool]:
@@ -164,13 +165,13 @@ class AsyncWalletClient:
     async def needs_rotation(self, user_id: str) -> bool:
         return await self._call(calls.needs_rotation(user_id))
 
-    async def rotation_status(self, user_id: str) -> p.RotationStatusResult:
+    async def rotation_status(self, user_id: str) -> wire.RotationStatusResult:
         return await self._call(calls.rotation_status(user_id))
 
-    async def rotation_history(self, user_id: str) -> list[p.RotationRecord]:
+    async def rotation_history(self, user_id: str) -> list[wire.RotationRecord]:
         return await self._call(calls.rotation_history(user_id))
 
-    async def get_policy(self, user_id: str) -> p.RotationPolicy:
+    async def get_policy(self, user_id: str) -> wire.RotationPolicy:
         return await self._call(calls.get_policy(user_id))
 
     async def set_policy(
@@ -180,7 +181,7 @@ class AsyncWalletClient:
         max_age_days: int | None = None,
         max_signatures: int | None = None,
         auto_rotate: bool | None = None,
-    ) -> p.RotationPolicy:
+    ) -> wire.RotationPolicy:
         return await self._call(
             calls.set_policy(
                 user_id,
@@ -214,17 +215,17 @@ class AsyncWalletClient:
         since: float | None = None,
         limit: int = 1000,
         before_seq: int | None = None,
-    ) -> list[p.AuditRecord]:
+    ) -> list[wire.AuditRecord]:
         """The newest ``limit`` matching records, oldest first; pass the first one's ``seq``
         as ``before_seq`` to page further back."""
         return await self._call(
             calls.audit_log(user_id, since=since, limit=limit, before_seq=before_seq)
         )
 
-    async def audit_verify(self) -> p.AuditVerifyResult:
+    async def audit_verify(self) -> wire.AuditVerifyResult:
         return await self._call(calls.audit_verify())
 
-    async def register_ritual(self, user_id: str, steps: Sequence[p.RitualStep]) -> int:
+    async def register_ritual(self, user_id: str, steps: Sequence[wire.RitualStep]) -> int:
         return await self._call(calls.register_ritual(user_id, steps))
 
     async def unregister_ritual(self, user_id: str) -> bool:

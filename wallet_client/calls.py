@@ -15,9 +15,10 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from . import protocol as p
+import walletd_wire as wire
+from walletd_wire.framing import FrameDecoder, encode_frame
+
 from .errors import InvalidArgumentError, ProtocolError, RitualError, WalletError, error_from_wire
-from .framing import FrameDecoder, encode_frame
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -53,12 +54,12 @@ class BackupList(list[dict[str, Any]]):
 class Call(Generic[T]):
     """One method call: the request, the result's wire type and the conversion to return."""
 
-    request: p.Request
+    request: wire.Request
     result_type: type[Any]
     convert: Callable[[Any], T]
 
 
-def _call(request: p.Request, result_type: type[R], convert: Callable[[R], T]) -> Call[T]:
+def _call(request: wire.Request, result_type: type[R], convert: Callable[[R], T]) -> Call[T]:
     return Call(request, result_type, convert)
 
 
@@ -69,80 +70,88 @@ def _same(value: T) -> T:
 # --------------------------------------------------------------------------- calls
 
 
-def hello() -> Call[p.HelloResult]:
-    return _call(p.Hello(id=0), p.HelloResult, _same)
+def hello() -> Call[wire.HelloResult]:
+    return _call(wire.Hello(id=0), wire.HelloResult, _same)
 
 
-def status() -> Call[p.StatusResult]:
-    return _call(p.Status(id=0), p.StatusResult, _same)
+def status() -> Call[wire.StatusResult]:
+    return _call(wire.Status(id=0), wire.StatusResult, _same)
 
 
 def create_wallet(user_id: str) -> Call[str]:
-    return _call(p.CreateWallet(id=0, user_id=user_id), p.AddressResult, _address)
+    return _call(wire.CreateWallet(id=0, user_id=user_id), wire.AddressResult, _address)
 
 
 def get_wallet_address(user_id: str) -> Call[str | None]:
-    return _call(p.GetWalletAddress(id=0, user_id=user_id), p.AddressResult, lambda r: r.address)
+    return _call(
+        wire.GetWalletAddress(id=0, user_id=user_id), wire.AddressResult, lambda r: r.address
+    )
 
 
 def has_wallet(user_id: str) -> Call[bool]:
-    return _call(p.HasWallet(id=0, user_id=user_id), p.ExistsResult, lambda r: r.exists)
+    return _call(wire.HasWallet(id=0, user_id=user_id), wire.ExistsResult, lambda r: r.exists)
 
 
 def list_wallets() -> Call[dict[str, str]]:
-    return _call(p.ListWallets(id=0), p.WalletsResult, lambda r: r.wallets)
+    return _call(wire.ListWallets(id=0), wire.WalletsResult, lambda r: r.wallets)
 
 
 def delete_wallet(user_id: str) -> Call[bool]:
-    return _call(p.DeleteWallet(id=0, user_id=user_id), p.DeletedResult, lambda r: r.deleted)
+    return _call(wire.DeleteWallet(id=0, user_id=user_id), wire.DeletedResult, lambda r: r.deleted)
 
 
 def sign_message(user_id: str, message: bytes) -> Call[bytes]:
-    request = p.SignMessage(id=0, user_id=user_id, message=bytes(message))
-    return _call(request, p.SignatureResult, lambda r: r.signature)
+    request = wire.SignMessage(id=0, user_id=user_id, message=bytes(message))
+    return _call(request, wire.SignatureResult, lambda r: r.signature)
 
 
 def verify_signature(user_id: str, message: bytes, signature: bytes) -> Call[bool]:
-    request = p.VerifySignature(
+    request = wire.VerifySignature(
         id=0, user_id=user_id, message=bytes(message), signature=bytes(signature)
     )
-    return _call(request, p.ValidResult, lambda r: r.valid)
+    return _call(request, wire.ValidResult, lambda r: r.valid)
 
 
-def sign_batch(user_id: str, messages: Sequence[bytes]) -> Call[list[p.SignedItem]]:
-    request = p.SignBatch(id=0, user_id=user_id, messages=[bytes(m) for m in messages])
-    return _call(request, p.SignBatchResult, lambda r: r.items)
+def sign_batch(user_id: str, messages: Sequence[bytes]) -> Call[list[wire.SignedItem]]:
+    request = wire.SignBatch(id=0, user_id=user_id, messages=[bytes(m) for m in messages])
+    return _call(request, wire.SignBatchResult, lambda r: r.items)
 
 
 def verify_batch(user_id: str, items: Iterable[tuple[bytes, bytes]]) -> Call[list[bool]]:
-    wire = [p.VerifyItem(bytes(message), bytes(signature)) for message, signature in items]
+    pairs = [wire.VerifyItem(bytes(message), bytes(signature)) for message, signature in items]
     return _call(
-        p.VerifyBatch(id=0, user_id=user_id, items=wire), p.VerifyBatchResult, lambda r: r.valid
+        wire.VerifyBatch(id=0, user_id=user_id, items=pairs),
+        wire.VerifyBatchResult,
+        lambda r: r.valid,
     )
 
 
 def rotate_keys(user_id: str, reason: str = "manual") -> Call[str]:
-    return _call(p.RotateKeys(id=0, user_id=user_id, reason=reason), p.AddressResult, _address)
+    return _call(
+        wire.RotateKeys(id=0, user_id=user_id, reason=reason), wire.AddressResult, _address
+    )
 
 
 def needs_rotation(user_id: str) -> Call[bool]:
     return _call(
-        p.NeedsRotation(id=0, user_id=user_id), p.NeedsRotationResult, lambda r: r.needs_rotation
+        wire.NeedsRotation(id=0, user_id=user_id),
+        wire.NeedsRotationResult,
+        lambda r: r.needs_rotation,
     )
 
 
-def rotation_status(user_id: str) -> Call[p.RotationStatusResult]:
-    return _call(p.RotationStatus(id=0, user_id=user_id), p.RotationStatusResult, _same)
+def rotation_status(user_id: str) -> Call[wire.RotationStatusResult]:
+    return _call(wire.RotationStatus(id=0, user_id=user_id), wire.RotationStatusResult, _same)
 
 
-def rotation_history(user_id: str) -> Call[list[p.RotationRecord]]:
+def rotation_history(user_id: str) -> Call[list[wire.RotationRecord]]:
     return _call(
-        p.RotationHistory(id=0, user_id=user_id), p.RotationHistoryResult, lambda r: r.records
+        wire.RotationHistory(id=0, user_id=user_id), wire.RotationHistoryResult, lambda r: r.records
     )
 
 
-def get_policy(user_id: str) -> Call[p.RotationPolicy]:
-    return _call(p.GetPolicy(id=0, user_id=user_id), p.RotationPolicy, _same)
+def get_policy(user_id: str) -> Call[wire.RotationPolicy]:
+    return _call(wire.GetPolicy(id=0, user_id=user_id), wire.RotationPolicy, _same)
 
 
 def set_policy(
@@ -151,50 +160,50 @@ def set_policy(
     max_age_days: int | None = None,
     max_signatures: int | None = None,
     auto_rotate: bool | None = None,
-) -> Call[p.RotationPolicy]:
-    request = p.SetPolicy(
+) -> Call[wire.RotationPolicy]:
+    request = wire.SetPolicy(
         id=0,
         user_id=user_id,
         max_age_days=max_age_days,
         max_signatures=max_signatures,
         auto_rotate=auto_rotate,
     )
-    return _call(request, p.RotationPolicy, _same)
+    return _call(request, wire.RotationPolicy, _same)
 
 
 def backup_wallet(user_id: str) -> Call[dict[str, Any]]:
-    return _call(p.BackupWallet(id=0, user_id=user_id), p.BackupInfo, msgspec.structs.asdict)
+    return _call(wire.BackupWallet(id=0, user_id=user_id), wire.BackupInfo, msgspec.structs.asdict)
 
 
 def create_backup(user_id: str, metadata: Mapping[str, Any] | None = None) -> Call[dict[str, Any]]:
-    request = p.CreateBackup(
+    request = wire.CreateBackup(
         id=0, user_id=user_id, metadata=None if metadata is None else dict(metadata)
     )
-    return _call(request, p.BackupRecord, msgspec.structs.asdict)
+    return _call(request, wire.BackupRecord, msgspec.structs.asdict)
 
 
 def list_backups(user_id: str) -> Call[BackupList]:
-    def convert(result: p.BackupListResult) -> BackupList:
+    def convert(result: wire.BackupListResult) -> BackupList:
         return BackupList(
             (msgspec.structs.asdict(b) for b in result.backups),
             [msgspec.structs.asdict(x) for x in result.problems],
         )
 
-    return _call(p.ListBackups(id=0, user_id=user_id), p.BackupListResult, convert)
+    return _call(wire.ListBackups(id=0, user_id=user_id), wire.BackupListResult, convert)
 
 
 def verify_backup(user_id: str, backup_id: str) -> Call[bool]:
     return _call(
-        p.VerifyBackup(id=0, user_id=user_id, backup_id=backup_id),
-        p.BackupVerifyResult,
+        wire.VerifyBackup(id=0, user_id=user_id, backup_id=backup_id),
+        wire.BackupVerifyResult,
         lambda r: r.valid,
     )
 
 
 def delete_backup(user_id: str, backup_id: str) -> Call[bool]:
     return _call(
-        p.DeleteBackup(id=0, user_id=user_id, backup_id=backup_id),
-        p.DeletedResult,
+        wire.DeleteBackup(id=0, user_id=user_id, backup_id=backup_id),
+        wire.DeletedResult,
         lambda r: r.deleted,
     )
 
@@ -205,62 +214,70 @@ def audit_log(
     since: float | None = None,
     limit: int = 1000,
     before_seq: int | None = None,
-) -> Call[list[p.AuditRecord]]:
+) -> Call[list[wire.AuditRecord]]:
     return _call(
-        p.AuditLog(id=0, user_id=user_id, since=since, limit=limit, before_seq=before_seq),
-        p.AuditLogResult,
+        wire.AuditLog(id=0, user_id=user_id, since=since, limit=limit, before_seq=before_seq),
+        wire.AuditLogResult,
         lambda r: r.records,
     )
 
 
-def audit_verify() -> Call[p.AuditVerifyResult]:
-    return _call(p.AuditVerify(id=0), p.AuditVerifyResult, _same)
+def audit_verify() -> Call[wire.AuditVerifyResult]:
+    return _call(wire.AuditVerify(id=0), wire.AuditVerifyResult, _same)
 
 
-def register_ritual(user_id: str, steps: Sequence[p.RitualStep]) -> Call[int]:
+def register_ritual(user_id: str, steps: Sequence[wire.RitualStep]) -> Call[int]:
     if not steps:
         # As in the library this replaces: an empty ritual is refused before anything is sent.
         raise RitualError("a ritual needs at least one step", code="invalid_argument")
-    wire = [p.RitualStep(s.prompt, s.expected_response_hash) for s in steps]
+    sent = [wire.RitualStep(s.prompt, s.expected_response_hash) for s in steps]
     return _call(
-        p.RegisterRitual(id=0, user_id=user_id, steps=wire), p.RitualInfoResult, lambda r: r.steps
+        wire.RegisterRitual(id=0, user_id=user_id, steps=sent),
+        wire.RitualInfoResult,
+        lambda r: r.steps,
     )
 
 
 def unregister_ritual(user_id: str) -> Call[bool]:
-    return _call(p.UnregisterRitual(id=0, user_id=user_id), p.RemovedResult, lambda r: r.removed)
+    return _call(
+        wire.UnregisterRitual(id=0, user_id=user_id), wire.RemovedResult, lambda r: r.removed
+    )
 
 
 def has_ritual(user_id: str) -> Call[bool]:
-    return _call(p.HasRitual(id=0, user_id=user_id), p.ExistsResult, lambda r: r.exists)
+    return _call(wire.HasRitual(id=0, user_id=user_id), wire.ExistsResult, lambda r: r.exists)
 
 
 def get_prompts(user_id: str) -> Call[list[str]]:
-    return _call(p.GetPrompts(id=0, user_id=user_id), p.PromptsResult, lambda r: r.prompts)
+    return _call(wire.GetPrompts(id=0, user_id=user_id), wire.PromptsResult, lambda r: r.prompts)
 
 
 def get_remaining_attempts(user_id: str) -> Call[int]:
     return _call(
-        p.GetRemainingAttempts(id=0, user_id=user_id), p.RemainingResult, lambda r: r.remaining
+        wire.GetRemainingAttempts(id=0, user_id=user_id),
+        wire.RemainingResult,
+        lambda r: r.remaining,
     )
 
 
 def is_locked(user_id: str) -> Call[bool]:
-    return _call(p.IsLocked(id=0, user_id=user_id), p.LockedResult, lambda r: r.locked)
+    return _call(wire.IsLocked(id=0, user_id=user_id), wire.LockedResult, lambda r: r.locked)
 
 
 def initiate_recovery_result(
     user_id: str, response_hashes: Sequence[str]
-) -> Call[p.RecoveryResult]:
-    request = p.InitiateRecovery(id=0, user_id=user_id, responses=list(response_hashes))
-    return _call(request, p.RecoveryResult, _same)
+) -> Call[wire.RecoveryResult]:
+    request = wire.InitiateRecovery(id=0, user_id=user_id, responses=list(response_hashes))
+    return _call(request, wire.RecoveryResult, _same)
 
 
 def reset_attempts(user_id: str) -> Call[int]:
-    return _call(p.ResetAttempts(id=0, user_id=user_id), p.RemainingResult, lambda r: r.remaining)
+    return _call(
+        wire.ResetAttempts(id=0, user_id=user_id), wire.RemainingResult, lambda r: r.remaining
+    )
 
 
-def _address(result: p.AddressResult) -> str:
+def _address(result: wire.AddressResult) -> str:
     if result.address is None:
         raise ProtocolError("the daemon returned no address")
     return result.address
@@ -276,7 +293,7 @@ class ClientCore:
 
     def __init__(self, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self._encoder = msgspec.msgpack.Encoder()
-        self._response_decoder = msgspec.msgpack.Decoder(p.Response)
+        self._response_decoder = msgspec.msgpack.Decoder(wire.Response)
         self._frames = FrameDecoder(max_response_bytes)
         self._next_id = 1
 
@@ -298,7 +315,7 @@ class ClientCore:
     def feed(self, data: bytes) -> None:
         self._frames.feed(data)
 
-    def next_response(self) -> p.Response | None:
+    def next_response(self) -> wire.Response | None:
         """The next complete response, or None until more bytes arrive."""
         try:
             frame = self._frames.next_frame()
@@ -325,13 +342,13 @@ class ClientCore:
             return None
         return error_from_wire(response.error.code, response.error.message)
 
-    def result(self, call: Call[T], request_id: int, response: p.Response) -> T:
+    def result(self, call: Call[T], request_id: int, response: wire.Response) -> T:
         """The call's return value, or the mapped exception for an error response."""
         # An error the daemon could not tie to a request (it could not read one) has no id.
         if response.id != request_id and (response.ok or response.id is not None):
             raise ProtocolError(f"response id {response.id} does not match request {request_id}")
         if not response.ok:
-            body = response.error or p.ErrorBody(p.ErrorCode.INTERNAL, "error without a body")
+            body = response.error or wire.ErrorBody(wire.ErrorCode.INTERNAL, "error without a body")
             raise error_from_wire(body.code, body.message)
         if not len(response.result):
             raise ProtocolError("the daemon sent a success response without a result")
@@ -342,7 +359,7 @@ class ClientCore:
         return call.convert(value)
 
 
-def recovered_address(result: p.RecoveryResult) -> str:
+def recovered_address(result: wire.RecoveryResult) -> str:
     """``recover()``'s return value: the new address, or RitualError when the ritual failed."""
     if not result.recovered or result.address is None:
         raise RitualError("the ritual was not answered correctly", code="recovery_failed")

@@ -13,7 +13,8 @@ from typing import Any
 
 import msgspec
 
-from . import protocol as p
+import walletd_wire as wire
+
 from .cli_io import Output, UsageError, fields, format_time, json_text, parse_time, printable
 from .client import WalletClient
 from .errors import BackupIntegrityError, WalletNotFoundError
@@ -89,7 +90,7 @@ def cmd_audit(client: WalletClient, args: argparse.Namespace, out: Output) -> in
     return ExitCode.OK
 
 
-def _audit_line(r: p.AuditRecord) -> str:
+def _audit_line(r: wire.AuditRecord) -> str:
     line = (
         f"{r.seq} {format_time(r.timestamp)} {r.event} user={printable(r.user_id or '-')}"
         f" outcome={r.outcome} uid={r.actor_uid} pid={r.actor_pid}"

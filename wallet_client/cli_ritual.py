@@ -17,7 +17,8 @@ from typing import Any
 
 import msgspec
 
-from . import protocol as p
+import walletd_wire as wire
+
 from .calls import hash_response
 from .cli_io import Output, UsageError, fields, printable, read_input
 from .client import WalletClient
@@ -70,9 +71,9 @@ def cmd_register(client: WalletClient, args: argparse.Namespace, out: Output) ->
     return ExitCode.OK
 
 
-def _steps_from_file(path: str) -> list[p.RitualStep]:
+def _steps_from_file(path: str) -> list[wire.RitualStep]:
     try:
-        return msgspec.json.decode(read_input(path), type=list[p.RitualStep])
+        return msgspec.json.decode(read_input(path), type=list[wire.RitualStep])
     except msgspec.DecodeError as exc:
         # msgspec names the position and the problem, never a value: the file is not echoed.
         raise UsageError(
@@ -80,13 +81,13 @@ def _steps_from_file(path: str) -> list[p.RitualStep]:
         ) from None
 
 
-def ask_steps(term: Terminal) -> list[p.RitualStep]:
+def ask_steps(term: Terminal) -> list[wire.RitualStep]:
     """The steps of a new ritual, each answer typed twice; only its hash is kept."""
     count = _ask_count(term)
     steps = []
     for number in range(1, count + 1):
         prompt = _ask_prompt(term, number, count)
-        steps.append(p.RitualStep(prompt, hash_response(_ask_answer(term, number))))
+        steps.append(wire.RitualStep(prompt, hash_response(_ask_answer(term, number))))
     return steps
 
 

@@ -13,8 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
+import walletd_wire as wire
+
 from . import calls
-from . import protocol as p
 from .calls import BackupList, Call, ClientCore
 from .errors import DaemonUnavailableError, WalletError
 
@@ -142,10 +143,10 @@ class WalletClient:
 
     # ------------------------------------------------------------------ methods
 
-    def hello(self) -> p.HelloResult:
+    def hello(self) -> wire.HelloResult:
         return self._call(calls.hello())
 
-    def status(self) -> p.StatusResult:
+    def status(self) -> wire.StatusResult:
         return self._call(calls.status())
 
     def create_wallet(self, user_id: str) -> str:
@@ -169,7 +170,7 @@ class WalletClient:
     def verify_signature(self, user_id: str, message: bytes, signature: bytes) -> bool:
         return self._call(calls.verify_signature(user_id, message, signature))
 
-    def sign_batch(self, user_id: str, messages: Sequence[bytes]) -> list[p.SignedItem]:
+    def sign_batch(self, user_id: str, messages: Sequence[bytes]) -> list[wire.SignedItem]:
         return self._call(calls.sign_batch(user_id, messages))
 
     def verify_batch(self, user_id: str, items: Iterable[tuple[bytes, bytes]]) -> list[bool]:
@@ -181,13 +182,13 @@ class WalletClient:
     def needs_rotation(self, user_id: str) -> bool:
         return self._call(calls.needs_rotation(user_id))
 
-    def rotation_status(self, user_id: str) -> p.RotationStatusResult:
+    def rotation_status(self, user_id: str) -> wire.RotationStatusResult:
         return self._call(calls.rotation_status(user_id))
 
-    def rotation_history(self, user_id: str) -> list[p.RotationRecord]:
+    def rotation_history(self, user_id: str) -> list[wire.RotationRecord]:
         return self._call(calls.rotation_history(user_id))
 
-    def get_policy(self, user_id: str) -> p.RotationPolicy:
+    def get_policy(self, user_id: str) -> wire.RotationPolicy:
         return self._call(calls.get_policy(user_id))
 
     def set_policy(
@@ -197,7 +198,7 @@ class WalletClient:
         max_age_days: int | None = None,
         max_signatures: int | None = None,
         auto_rotate: bool | None = None,
-    ) -> p.RotationPolicy:
+    ) -> wire.RotationPolicy:
         return self._call(
             calls.set_policy(
                 user_id,
@@ -231,15 +232,15 @@ class WalletClient:
         since: float | None = None,
         limit: int = 1000,
         before_seq: int | None = None,
-    ) -> list[p.AuditRecord]:
+    ) -> list[wire.AuditRecord]:
         """The newest ``limit`` matching records, oldest first; pass the first one's ``seq``
         as ``before_seq`` to page further back."""
         return self._call(calls.audit_log(user_id, since=since, limit=limit, before_seq=before_seq))
 
-    def audit_verify(self) -> p.AuditVerifyResult:
+    def audit_verify(self) -> wire.AuditVerifyResult:
         return self._call(calls.audit_verify())
 
-    def register_ritual(self, user_id: str, steps: Sequence[p.RitualStep]) -> int:
+    def register_ritual(self, user_id: str, steps: Sequence[wire.RitualStep]) -> int:
         return self._call(calls.register_ritual(user_id, steps))
 
     def unregister_ritual(self, user_id: str) -> bool:

@@ -18,7 +18,7 @@ Wire errors are data; :func:`error_from_wire` turns them into these classes at t
 
 from __future__ import annotations
 
-from .protocol import ErrorCode
+from walletd_wire import ErrorCode
 
 __all__ = [
     "BackupIntegrityError",

@@ -22,8 +22,9 @@ from typing import Any
 
 import msgspec
 
+import walletd_wire as wire
+
 from . import __version__, cli_records, cli_ritual
-from . import protocol as p
 from .calls import DEFAULT_SOCKET, DEFAULT_TIMEOUT
 from .cli_io import (
     Output,
@@ -108,14 +109,16 @@ def cmd_sign(client: WalletClient, args: argparse.Namespace, out: Output) -> int
 
 
 def _sign_batch(client: WalletClient, args: argparse.Namespace, out: Output) -> int:
-    items: list[p.SignedItem] = []
+    items: list[wire.SignedItem] = []
     for chunk in _chunks(_batch_messages(args.batch)):
         items.extend(client.sign_batch(args.user, chunk))
     rows: list[dict[str, Any]] = []
     lines: list[str] = []
     for index, item in enumerate(items):
         if item.signature is None:
-            error = item.error or p.ErrorBody(p.ErrorCode.INTERNAL, "no signature and no error")
+            error = item.error or wire.ErrorBody(
+                wire.ErrorCode.INTERNAL, "no signature and no error"
+            )
             rows.append({"index": index, "error": {"code": error.code, "message": error.message}})
             lines.append(f"{index} error {error.code}: {error.message}")
         else:
@@ -148,7 +151,7 @@ def _chunks(messages: list[bytes]) -> Iterator[list[bytes]]:
     chunk: list[bytes] = []
     size = 0
     for message in messages:
-        if chunk and (len(chunk) == p.MAX_BATCH_ITEMS or size + len(message) > _BATCH_BYTES):
+        if chunk and (len(chunk) == wire.MAX_BATCH_ITEMS or size + len(message) > _BATCH_BYTES):
             yield chunk
             chunk, size = [], 0
         chunk.append(message)
@@ -185,7 +188,7 @@ def cmd_history(client: WalletClient, args: argparse.Namespace, out: Output) -> 
     return ExitCode.OK
 
 
-def _policy_lines(policy: p.RotationPolicy) -> list[str]:
+def _policy_lines(policy: wire.RotationPolicy) -> list[str]:
     return [
         f"max_age_days: {policy.max_age_days}",
         f"max_signatures: {policy.max_signatures}",

@@ -6,7 +6,7 @@ message must never contain key bytes, messages, signatures or ritual answers.
 
 from __future__ import annotations
 
-from wallet_client.protocol import ErrorCode
+from walletd_wire import ErrorCode
 
 
 class RequestError(Exception):

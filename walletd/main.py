@@ -14,10 +14,10 @@ from typing import Any
 
 import trio
 
-from . import __version__
-from .config import Config, ConfigError, load_config
-from .errors import StartupError
-from .logs import configure_logging
+from walletd import __version__
+from walletd.config import Config, ConfigError, load_config
+from walletd.errors import StartupError
+from walletd.logs import configure_logging
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -123,9 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    from .boot import build_daemon
-    from .hardening import harden_process
-    from .server import Server
+    from walletd.ops.daemon import build_daemon
+    from walletd.server.hardening import harden_process
+    from walletd.server.serve import Server
 
     try:
         harden_process()
@@ -146,13 +146,13 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
-    from .maintenance import check_state
+    from walletd.storage.maintenance import check_state
 
     return EXIT_OK if check_state(config, as_json=args.json) else EXIT_PROBLEMS
 
 
 def cmd_rekey(args: argparse.Namespace, config: Config) -> int:
-    from .maintenance import rekey_state
+    from walletd.storage.maintenance import rekey_state
 
     rekey_state(config, args.new_master_key_file)
     return EXIT_OK

@@ -1,5 +1,5 @@
 """Coverage-guided fuzzing (atheris/libFuzzer) of the two parsers hostile bytes reach first:
-``wallet_client.framing.FrameDecoder`` and ``walletd.dispatch.Dispatcher.decode``.
+``walletd_wire.framing.FrameDecoder`` and ``walletd.dispatch.Dispatcher.decode``.
 
 Run: ``python -m tests.adversarial.atheris_frames [libFuzzer flags]`` (``make fuzz`` does, after
 installing the ``fuzz`` extra). Without flags it runs ``-runs=2000000 -max_total_time=60``
@@ -37,7 +37,7 @@ def seeds() -> list[bytes]:
     """One valid request per op (and a few frames) to start the corpus from."""
     import msgspec
 
-    from wallet_client.framing import encode_frame
+    from walletd_wire.framing import encode_frame
 
     from .wire import FIELDS
 
@@ -80,11 +80,11 @@ def child(argv: list[str]) -> None:
     with atheris.instrument_imports(include=["wallet_client", "walletd"]):
         import msgspec
 
-        from wallet_client import protocol as p
-        from wallet_client.framing import FrameDecoder, FrameTooLargeError
-        from walletd.boot import build_daemon
+        import walletd_wire as wire
         from walletd.config import Config
         from walletd.logs import configure_logging
+        from walletd.ops.daemon import build_daemon
+        from walletd_wire.framing import FrameDecoder, FrameTooLargeError
 
     configure_logging("error")
     dispatcher = build_daemon(Config(ephemeral=True)).dispatcher
@@ -117,10 +117,10 @@ def child(argv: list[str]) -> None:
 
     def test_decode(payload: bytes) -> None:
         result = dispatcher.decode(payload)
-        if isinstance(result, p.ErrorResponse):
+        if isinstance(result, wire.ErrorResponse):
             assert result.error.code in ALLOWED_CODES, result.error
         else:
-            assert isinstance(result, p.Request), type(result)
+            assert isinstance(result, wire.Request), type(result)
         encoder.encode(result)  # the connection must be able to send the answer
 
     def test_one_input(data: bytes) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from wallet_client import errors as errors
-from wallet_client.framing import FrameDecoder, encode_frame
+from walletd_wire.framing import FrameDecoder, encode_frame
 
 from ..support import ROOT, DaemonProcess, daemon_process
 from .agent import decode, encode

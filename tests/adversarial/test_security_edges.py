@@ -24,10 +24,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wallet_client import InvalidArgumentError, RitualStep, WalletClient, WalletError
-from wallet_client.framing import encode_frame
-from walletd.boot import build_daemon, open_store
 from walletd.config import Config
-from walletd.validation import MAX_USER_ID_BYTES
+from walletd.model.validation import MAX_USER_ID_BYTES
+from walletd.ops.daemon import build_daemon, open_store
+from walletd_wire.framing import encode_frame
 
 from ..support import DaemonProcess
 from . import figures

@@ -27,7 +27,7 @@ import pytest
 import trio
 
 from wallet_client import AsyncWalletClient, RitualStep, WalletError, hash_response
-from wallet_client.framing import FrameDecoder
+from walletd_wire.framing import FrameDecoder
 
 from ..support import ROOT, DaemonProcess
 from . import figures

@@ -16,13 +16,13 @@ from typing import Any
 import msgspec
 from hypothesis import strategies as st
 
-from wallet_client import protocol as p
-from wallet_client.framing import FrameDecoder, FrameTooLargeError, encode_frame
+import walletd_wire as wire
+from walletd_wire.framing import FrameDecoder, FrameTooLargeError, encode_frame
 
 from .harness import prefix
 
 #: Error codes walletd may answer a hostile frame with; ``internal`` is a bug, never expected.
-ALLOWED_CODES = frozenset(str(c) for c in p.ErrorCode) - {"internal"}
+ALLOWED_CODES = frozenset(str(c) for c in wire.ErrorCode) - {"internal"}
 
 INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
 BAD_UTF8_MARK = "@@BAD_UTF8@@"  # replaced, byte for byte, by invalid UTF-8 after encoding
@@ -68,7 +68,7 @@ def field_values(targets: list[str]) -> dict[str, st.SearchStrategy[Any]]:
 
 def request_fields() -> dict[str, list[str]]:
     out = {}
-    for request_type in p.REQUEST_TYPES:
+    for request_type in wire.REQUEST_TYPES:
         tag = str(request_type.__struct_config__.tag)
         out[tag] = [f.encode_name for f in msgspec.structs.fields(request_type)]
     return out
@@ -215,7 +215,7 @@ def expected(data: bytes, max_frame_bytes: int) -> Expected:
     return Expected(frames, False, decoder.in_frame)
 
 
-_lenient = msgspec.msgpack.Decoder(p.Envelope)
+_lenient = msgspec.msgpack.Decoder(wire.Envelope)
 
 
 def request_id(payload: bytes) -> int | None:

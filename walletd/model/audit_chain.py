@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .store import Statement
+from walletd.storage.store import Statement
 
 __all__ = ["GENESIS_HASH", "AuditChain", "AuditEntry", "verify_chain", "verify_rows"]
 

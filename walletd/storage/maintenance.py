@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .audit import COLUMNS, HEAD_KEY, HEAD_TAG_KEY, AuditChain, verify_chain
-from .boot import (
+from walletd.config import Config
+from walletd.errors import StartupError
+from walletd.model.audit_chain import COLUMNS, HEAD_KEY, HEAD_TAG_KEY, AuditChain, verify_chain
+from walletd.storage.loader import (
     AUDIT_KEY,
     CHECK_KEY,
     SUBKEYS,
@@ -30,12 +32,10 @@ from .boot import (
     subkey_aad,
     verify_master_key,
 )
-from .config import Config
-from .errors import StartupError
-from .schema import SCHEMA_VERSION
-from .sealing import MasterKey, load_master_key, read_key_file, wallet_aad
-from .statedir import StateLock, check_state_dir
-from .store import DB_NAME, Statement, Store
+from walletd.storage.schema import SCHEMA_VERSION
+from walletd.storage.sealing import MasterKey, load_master_key, read_key_file, wallet_aad
+from walletd.storage.statedir import StateLock, check_state_dir
+from walletd.storage.store import DB_NAME, Statement, Store
 
 
 def _master_key(config: Config) -> MasterKey:

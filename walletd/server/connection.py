@@ -24,13 +24,12 @@ import msgspec
 import structlog
 import trio
 
-from wallet_client import protocol as p
-from wallet_client.framing import FrameDecoder, encode_frame
-from wallet_client.protocol import ErrorCode
-
-from .dispatch import Dispatcher
-from .logs import settings as log_settings
-from .peer import Peer
+import walletd_wire as wire
+from walletd.logs import settings as log_settings
+from walletd.model.peer import Peer
+from walletd.ops.dispatch import Dispatcher
+from walletd_wire import ErrorCode
+from walletd_wire.framing import FrameDecoder, encode_frame
 
 log = structlog.get_logger("walletd")
 
@@ -52,7 +51,7 @@ monotonic = time.monotonic
 
 
 def error_frame(code: ErrorCode, message: str, request_id: int | None = None) -> bytes:
-    return encode_frame(_encoder.encode(p.error(request_id, code, message)))
+    return encode_frame(_encoder.encode(wire.error(request_id, code, message)))
 
 
 class Connection:
@@ -166,7 +165,7 @@ class Connection:
         """``respond`` plus one debug event per request (only while debug logging is on)."""
         started = time.perf_counter()
         request = self.dispatcher.decode(payload)
-        if isinstance(request, p.ErrorResponse):
+        if isinstance(request, wire.ErrorResponse):
             response: Any = request
         else:
             response = self.dispatcher.run(self.peer, request)
@@ -175,7 +174,7 @@ class Connection:
         outcome = "ok" if response.ok else response.error.code
         log.debug(
             "request",
-            op=None if isinstance(request, p.ErrorResponse) else request.__struct_config__.tag,
+            op=None if isinstance(request, wire.ErrorResponse) else request.__struct_config__.tag,
             id=response.id,
             outcome=outcome,
             duration_us=round((time.perf_counter() - started) * 1e6, 1),

@@ -19,14 +19,13 @@ from typing import Any
 import structlog
 import trio
 
-from wallet_client import protocol as p
-
-from .context import DAEMON, Actor, Context
-from .errors import RequestError, invalid, not_found
-from .peer import Peer
-from .sealing import wallet_aad
-from .validation import check_reason, check_user_id
-from .wallets import PolicyOverride, Wallet, new_address, new_key, zero
+import walletd_wire as wire
+from walletd.errors import RequestError, invalid, not_found
+from walletd.model.peer import DAEMON, Actor, Peer
+from walletd.model.validation import check_reason, check_user_id
+from walletd.model.wallets import PolicyOverride, Wallet, new_address, new_key, zero
+from walletd.ops.context import Context
+from walletd.storage.sealing import wallet_aad
 
 log = structlog.get_logger("walletd")
 
@@ -88,26 +87,28 @@ class Rotation:
         self.book.unflushed.discard(wallet)  # the new key starts at 0, already stored
         return address
 
-    async def rotate_keys(self, peer: Peer, req: p.RotateKeys) -> p.AddressResult:
+    async def rotate_keys(self, peer: Peer, req: wire.RotateKeys) -> wire.AddressResult:
         reason = check_reason(req.reason)
         async with self.ctx.writer:
             wallet = self.ctx.wallet_for(peer, req.user_id)
             address = await self.rotate_locked(wallet, reason, Actor.of(peer))
-        return p.AddressResult(address)
+        return wire.AddressResult(address)
 
     # ------------------------------------------------------------------ policy enforcement
 
-    async def sign_guarded(self, wallet: Wallet, messages: list[bytes]) -> list[p.SignedItem]:
-        """Sign ``messages`` in order, doing the policy work that falls due between them.
+    async def sign_guarded(
+        self, wallet: Wallet, messages: list[bytes], items: list[wire.SignedItem]
+    ) -> None:
+        """Sign ``messages`` in order into ``items``, doing the policy work that falls due.
 
         The sign path comes here only when a signature is not "quiet" (see
         ``Wallet.requiet``): the key is at its auto-rotate limit (rotate first), its durably
         reserved count is used up (reserve more first), or the next signature reaches
         max_signatures (sign, then rotate; or warn once when auto-rotate is off). Quiet
         stretches in between are signed in a tight loop. When a rotation or reservation fails,
-        the remaining items fail with its error: no key signs past what the policy allows.
+        its RequestError propagates with ``items`` holding what was signed before it: no key
+        signs past what the policy allows.
         """
-        items: list[p.SignedItem] = []
         done, total = 0, len(messages)
         try:
             while done < total:
@@ -117,7 +118,7 @@ class Rotation:
                 if quiet > 0:
                     sign, address = wallet.hmac, wallet.address
                     items.extend(
-                        p.SignedItem(sign(m), address) for m in messages[done : done + quiet]
+                        wire.SignedItem(sign(m), address) for m in messages[done : done + quiet]
                     )
                     wallet.signature_count += quiet
                     done += quiet
@@ -128,7 +129,7 @@ class Rotation:
                 if wallet.policy.auto_rotate and wallet.signature_count >= wallet.reserved:
                     await self._reserve(wallet)
                     continue
-                items.append(p.SignedItem(wallet.sign(messages[done]), wallet.address))
+                items.append(wire.SignedItem(wallet.sign(messages[done]), wallet.address))
                 done += 1
                 if wallet.signature_count >= wallet.policy.max_signatures:
                     if wallet.policy.auto_rotate:
@@ -139,11 +140,9 @@ class Rotation:
             # Logged because the request may still succeed (its signature was made before the
             # rotation that then failed); the next signature fails closed on the same check.
             log.error("signing_policy_work_failed", user_id=wallet.user_id, error=exc.message)
-            body = p.ErrorBody(str(exc.code), exc.message)
-            items.extend(p.SignedItem(error=body) for _ in messages[len(items) :])
+            raise
         finally:
             self.book.unflushed.add(wallet)
-        return items
 
     async def _rotate_at_limit(self, wallet: Wallet) -> None:
         async with self.ctx.writer:
@@ -229,15 +228,15 @@ class Rotation:
 
     # ------------------------------------------------------------------ reading
 
-    def needs_rotation(self, peer: Peer, req: p.NeedsRotation) -> p.NeedsRotationResult:
+    def needs_rotation(self, peer: Peer, req: wire.NeedsRotation) -> wire.NeedsRotationResult:
         wallet = self.ctx.wallet_for(peer, req.user_id)
-        return p.NeedsRotationResult(bool(wallet.breaches(self.ctx.now())))
+        return wire.NeedsRotationResult(bool(wallet.breaches(self.ctx.now())))
 
-    def rotation_status(self, peer: Peer, req: p.RotationStatus) -> p.RotationStatusResult:
+    def rotation_status(self, peer: Peer, req: wire.RotationStatus) -> wire.RotationStatusResult:
         wallet = self.ctx.wallet_for(peer, req.user_id)
         now = self.ctx.now()
         reasons = wallet.breaches(now)
-        return p.RotationStatusResult(
+        return wire.RotationStatusResult(
             needs_rotation=bool(reasons),
             reasons=reasons,
             signature_count=wallet.signature_count,
@@ -246,7 +245,9 @@ class Rotation:
             address=wallet.address,
         )
 
-    async def rotation_history(self, peer: Peer, req: p.RotationHistory) -> p.RotationHistoryResult:
+    async def rotation_history(
+        self, peer: Peer, req: wire.RotationHistory
+    ) -> wire.RotationHistoryResult:
         """Oldest first. Owners see their wallet's own chain of keys; admins every record."""
         user_id = check_user_id(req.user_id)
         wallet = self.book.get(user_id)
@@ -263,18 +264,19 @@ class Rotation:
             # A deleted wallet's history: only an admin or a uid that rotated it may read it.
             if not peer.is_admin and all(row[5] != peer.uid for row in rows):
                 raise RequestError(
-                    p.ErrorCode.FORBIDDEN, f"the history of user {user_id!r} belongs to another uid"
+                    wire.ErrorCode.FORBIDDEN,
+                    f"the history of user {user_id!r} belongs to another uid",
                 )
         if wallet is not None and not peer.is_admin:
             # A user id deleted and created again by another uid: the earlier wallet's
             # rotations (its addresses, who rotated it) are not the new owner's to read.
             rows = current_chain(rows, wallet.address)
-        return p.RotationHistoryResult([p.RotationRecord(*row) for row in rows])
+        return wire.RotationHistoryResult([wire.RotationRecord(*row) for row in rows])
 
-    def get_policy(self, peer: Peer, req: p.GetPolicy) -> p.RotationPolicy:
+    def get_policy(self, peer: Peer, req: wire.GetPolicy) -> wire.RotationPolicy:
         return self.ctx.wallet_for(peer, req.user_id).policy
 
-    async def set_policy(self, peer: Peer, req: p.SetPolicy) -> p.RotationPolicy:
+    async def set_policy(self, peer: Peer, req: wire.SetPolicy) -> wire.RotationPolicy:
         _check_policy_values(req)
         ctx = self.ctx
         if req.max_age_days is None and req.max_signatures is None and req.auto_rotate is None:
@@ -339,7 +341,7 @@ def current_chain(rows: list[tuple[Any, ...]], address: str) -> list[tuple[Any, 
     return chain
 
 
-def _check_policy_values(req: p.SetPolicy) -> None:
+def _check_policy_values(req: wire.SetPolicy) -> None:
     if req.max_age_days is not None and not 1 <= req.max_age_days <= MAX_AGE_DAYS_LIMIT:
         raise invalid(f"max_age_days must be between 1 and {MAX_AGE_DAYS_LIMIT}")
     if req.max_signatures is not None and not 1 <= req.max_signatures <= MAX_SIGNATURES_LIMIT:

@@ -20,14 +20,19 @@ from typing import Any, TypeVar
 
 import trio
 
-from wallet_client import protocol as p
-
-from .context import Actor, Context
-from .errors import RequestError, StartupError, invalid
-from .peer import Peer
-from .ritual import Ritual, check_responses, check_scrypt_params, encode_steps, hash_steps
-from .rotation import Rotation
-from .validation import check_sha256_hex, check_user_id
+import walletd_wire as wire
+from walletd.errors import RequestError, StartupError, invalid
+from walletd.model.peer import Actor, Peer
+from walletd.model.ritual import (
+    Ritual,
+    check_responses,
+    check_scrypt_params,
+    encode_steps,
+    hash_steps,
+)
+from walletd.model.validation import check_sha256_hex, check_user_id
+from walletd.ops.context import Context
+from walletd.ops.rotation import Rotation
 
 MAX_STEPS = 16
 MAX_PROMPT_BYTES = 1024
@@ -58,7 +63,7 @@ class Recovery:
         ritual = self.rituals.get(user_id)
         if ritual is None:
             check_user_id(user_id)
-            raise RequestError(p.ErrorCode.NO_RITUAL, f"user {user_id!r} has no recovery ritual")
+            raise RequestError(wire.ErrorCode.NO_RITUAL, f"user {user_id!r} has no recovery ritual")
         return ritual
 
     def _locked(self, ritual: Ritual, now: float) -> bool:
@@ -76,7 +81,7 @@ class Recovery:
 
     # ------------------------------------------------------------------ management
 
-    async def register_ritual(self, peer: Peer, req: p.RegisterRitual) -> p.RitualInfoResult:
+    async def register_ritual(self, peer: Peer, req: wire.RegisterRitual) -> wire.RitualInfoResult:
         steps = _check_steps(req.steps)
         self.ctx.wallet_for(peer, req.user_id)
         stored = await self._hash(hash_steps, steps, self.ctx.config)
@@ -101,20 +106,20 @@ class Recovery:
                 entry,
             )
             self.rituals[wallet.user_id] = Ritual(stored)
-        return p.RitualInfoResult(len(stored), self.ctx.config.max_attempts)
+        return wire.RitualInfoResult(len(stored), self.ctx.config.max_attempts)
 
-    async def unregister_ritual(self, peer: Peer, req: p.UnregisterRitual) -> p.RemovedResult:
+    async def unregister_ritual(self, peer: Peer, req: wire.UnregisterRitual) -> wire.RemovedResult:
         ctx = self.ctx
         async with ctx.writer:
             wallet = ctx.wallet_for(peer, req.user_id)
             if wallet.user_id not in self.rituals:
-                return p.RemovedResult(False)
+                return wire.RemovedResult(False)
             entry = ctx.audit("ritual_removed", wallet.user_id, [wallet.address], Actor.of(peer))
             await ctx.commit([("DELETE FROM rituals WHERE user_id = ?", (wallet.user_id,))], entry)
             del self.rituals[wallet.user_id]
-        return p.RemovedResult(True)
+        return wire.RemovedResult(True)
 
-    async def reset_attempts(self, peer: Peer, req: p.ResetAttempts) -> p.RemainingResult:
+    async def reset_attempts(self, peer: Peer, req: wire.ResetAttempts) -> wire.RemainingResult:
         ctx = self.ctx
         ctx.require_admin(peer, "reset_attempts")
         async with ctx.writer:
@@ -136,30 +141,34 @@ class Recovery:
                 entry,
             )
             ritual.attempts, ritual.locked_at = 0, None
-        return p.RemainingResult(ctx.config.max_attempts)
+        return wire.RemainingResult(ctx.config.max_attempts)
 
     # ------------------------------------------------------------------ reading (any peer)
 
-    def has_ritual(self, peer: Peer, req: p.HasRitual) -> p.ExistsResult:
+    def has_ritual(self, peer: Peer, req: wire.HasRitual) -> wire.ExistsResult:
         check_user_id(req.user_id)
-        return p.ExistsResult(req.user_id in self.rituals)
+        return wire.ExistsResult(req.user_id in self.rituals)
 
-    def get_prompts(self, peer: Peer, req: p.GetPrompts) -> p.PromptsResult:
-        return p.PromptsResult([s.prompt for s in self._ritual(req.user_id).steps])
+    def get_prompts(self, peer: Peer, req: wire.GetPrompts) -> wire.PromptsResult:
+        return wire.PromptsResult([s.prompt for s in self._ritual(req.user_id).steps])
 
-    def get_remaining_attempts(self, peer: Peer, req: p.GetRemainingAttempts) -> p.RemainingResult:
-        return p.RemainingResult(self.remaining(self._ritual(req.user_id), self.ctx.now()))
+    def get_remaining_attempts(
+        self, peer: Peer, req: wire.GetRemainingAttempts
+    ) -> wire.RemainingResult:
+        return wire.RemainingResult(self.remaining(self._ritual(req.user_id), self.ctx.now()))
 
-    def is_locked(self, peer: Peer, req: p.IsLocked) -> p.LockedResult:
-        return p.LockedResult(self._locked(self._ritual(req.user_id), self.ctx.now()))
+    def is_locked(self, peer: Peer, req: wire.IsLocked) -> wire.LockedResult:
+        return wire.LockedResult(self._locked(self._ritual(req.user_id), self.ctx.now()))
 
     # ------------------------------------------------------------------ recovery
 
-    async def initiate_recovery(self, peer: Peer, req: p.InitiateRecovery) -> p.RecoveryResult:
+    async def initiate_recovery(
+        self, peer: Peer, req: wire.InitiateRecovery
+    ) -> wire.RecoveryResult:
         ctx = self.ctx
         user_id = check_user_id(req.user_id)
         if user_id not in ctx.book.wallets:
-            return p.RecoveryResult(False)  # as before: unknown user, nothing counted
+            return wire.RecoveryResult(False)  # as before: unknown user, nothing counted
         # A wrong number of responses (any number) is an ordinary failed attempt: it is counted
         # below, and the check's work depends on the stored steps alone, never on the responses.
         actor = Actor.of(peer)
@@ -169,7 +178,7 @@ class Recovery:
             now = ctx.now()
             if self._locked(ritual, now):
                 raise RequestError(
-                    p.ErrorCode.LOCKED,
+                    wire.ErrorCode.LOCKED,
                     f"recovery for user {user_id!r} is locked: too many attempts",
                 )
             attempts = 1 if ritual.attempts >= ctx.config.max_attempts else ritual.attempts + 1
@@ -193,7 +202,7 @@ class Recovery:
         async with ctx.writer:
             wallet = ctx.book.get(user_id)
             if wallet is None or self.rituals.get(user_id) is not ritual:
-                return p.RecoveryResult(False)  # deleted or re-registered meanwhile
+                return wire.RecoveryResult(False)  # deleted or re-registered meanwhile
             if not ok:
                 locked = self._locked(ritual, ctx.now())
                 await ctx.commit(
@@ -206,7 +215,7 @@ class Recovery:
                         outcome="failed",
                     ),
                 )
-                return p.RecoveryResult(False)
+                return wire.RecoveryResult(False)
             reset = (
                 "UPDATE rituals SET attempts = 0, locked_at = NULL WHERE user_id = ?",
                 (user_id,),
@@ -220,10 +229,10 @@ class Recovery:
                 event="recovery_succeeded",
             )
             ritual.attempts, ritual.locked_at = 0, None
-        return p.RecoveryResult(True, address)
+        return wire.RecoveryResult(True, address)
 
 
-def _check_steps(steps: list[p.RitualStep]) -> list[p.RitualStep]:
+def _check_steps(steps: list[wire.RitualStep]) -> list[wire.RitualStep]:
     if not 1 <= len(steps) <= MAX_STEPS:
         raise invalid(f"a ritual has 1 to {MAX_STEPS} steps, got {len(steps)}")
     out = []
@@ -232,5 +241,5 @@ def _check_steps(steps: list[p.RitualStep]) -> list[p.RitualStep]:
         if not 1 <= size <= MAX_PROMPT_BYTES:
             raise invalid(f"prompt {number} must be 1-{MAX_PROMPT_BYTES} bytes of text")
         digest = check_sha256_hex(step.expected_response_hash, f"the hash of step {number}")
-        out.append(p.RitualStep(step.prompt, digest))
+        out.append(wire.RitualStep(step.prompt, digest))
     return out

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from wallet_client import protocol as p
-
-from .audit import COLUMNS, HEAD_KEY, HEAD_TAG_KEY, verify_chain
-from .context import Context
-from .errors import invalid
-from .peer import Peer
-from .validation import check_user_id
+import walletd_wire as wire
+from walletd.errors import invalid
+from walletd.model.audit_chain import COLUMNS, HEAD_KEY, HEAD_TAG_KEY, verify_chain
+from walletd.model.peer import Peer
+from walletd.model.validation import check_user_id
+from walletd.ops.context import Context
 
 MAX_LIMIT = 10_000  # records per answer (a few MB at most); older ones: page with before_seq
 
@@ -36,7 +35,7 @@ class AuditQueries:
         self.ctx = ctx
         self._key = audit_key
 
-    async def audit_log(self, peer: Peer, req: p.AuditLog) -> p.AuditLogResult:
+    async def audit_log(self, peer: Peer, req: wire.AuditLog) -> wire.AuditLogResult:
         """Admins see every record; others only records of wallets they own now."""
         if not 1 <= req.limit <= MAX_LIMIT:
             raise invalid(f"limit must be between 1 and {MAX_LIMIT}")
@@ -58,13 +57,13 @@ class AuditQueries:
             else:
                 owned = [w.user_id for w in self.ctx.book.owned_by(peer.uid)]
             if not owned:
-                return p.AuditLogResult([])
+                return wire.AuditLogResult([])
             rows = await self.ctx.store.query(
                 _OWNED_QUERY, (json.dumps(owned), since, before, req.limit)
             )
-        return p.AuditLogResult([_record(row) for row in reversed(rows)])
+        return wire.AuditLogResult([_record(row) for row in reversed(rows)])
 
-    async def audit_verify(self, peer: Peer, req: p.AuditVerify) -> p.AuditVerifyResult:
+    async def audit_verify(self, peer: Peer, req: wire.AuditVerify) -> wire.AuditVerifyResult:
         self.ctx.require_admin(peer, "audit_verify")
         async with self.ctx.writer:  # a consistent snapshot: no commit lands while we read
             rows = await self.ctx.store.query(f"SELECT {COLUMNS} FROM audit ORDER BY seq")  # noqa: S608
@@ -80,12 +79,12 @@ class AuditQueries:
             None if head is None else bytes(head),
             None if tag is None else bytes(tag),
         )
-        return p.AuditVerifyResult(broken is None, len(rows), broken, problem)
+        return wire.AuditVerifyResult(broken is None, len(rows), broken, problem)
 
 
-def _record(row: tuple[Any, ...]) -> p.AuditRecord:
+def _record(row: tuple[Any, ...]) -> wire.AuditRecord:
     seq, ts, event, user_id, addresses, uid, pid, outcome, detail, prev_hash, hash_ = row
-    return p.AuditRecord(
+    return wire.AuditRecord(
         seq,
         ts,
         event,

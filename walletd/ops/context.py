@@ -8,7 +8,6 @@ raises ``storage_error`` and leaves memory exactly as it was.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,17 +16,16 @@ from typing import Any
 import structlog
 import trio
 
-from wallet_client.protocol import RotationPolicy
-
-from .audit import AuditChain, AuditEntry
-from .config import Config
-from .errors import forbidden, not_found
-from .peer import Peer
-from .ritual import Ritual
-from .sealing import Sealer
-from .store import AsyncStore, Statement
-from .validation import check_user_id
-from .wallets import Wallet, WalletBook
+from walletd.config import Config
+from walletd.errors import forbidden, not_found
+from walletd.model.audit_chain import AuditChain, AuditEntry
+from walletd.model.peer import Actor, Peer
+from walletd.model.ritual import Ritual
+from walletd.model.validation import check_user_id
+from walletd.model.wallets import Wallet, WalletBook
+from walletd.storage.sealing import Sealer
+from walletd.storage.store import AsyncStore, Statement
+from walletd_wire import RotationPolicy
 
 log = structlog.get_logger("walletd")
 
@@ -38,21 +36,6 @@ def default_policy(config: Config) -> RotationPolicy:
         max_signatures=config.rotation_max_signatures,
         auto_rotate=config.rotation_auto_rotate,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who made a change, for the audit log: a peer, or the daemon acting on a policy."""
-
-    uid: int
-    pid: int
-
-    @classmethod
-    def of(cls, peer: Peer) -> Actor:
-        return cls(peer.uid, peer.pid)
-
-
-DAEMON = Actor(os.getuid(), os.getpid())
 
 
 @dataclass(eq=False)

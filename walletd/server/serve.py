@@ -28,17 +28,16 @@ import msgspec
 import structlog
 import trio
 
-from wallet_client.protocol import ErrorCode
-
-from .boot import Daemon
-from .config import RESTART_ONLY, Config, ConfigError
-from .connection import Connection, State, error_frame
-from .context import default_policy
-from .errors import StartupError
-from .listener import BoundSocket, bind_unix_socket, inherited_sockets
-from .logs import configure_logging
-from .peer import Gatekeeper, peer_credentials
-from .sdnotify import Notifier, watchdog_interval
+from walletd.config import RESTART_ONLY, Config, ConfigError
+from walletd.errors import StartupError
+from walletd.logs import configure_logging
+from walletd.ops.context import default_policy
+from walletd.ops.daemon import Daemon
+from walletd.server.connection import Connection, State, error_frame
+from walletd.server.credentials import Gatekeeper, peer_credentials
+from walletd.server.listener import BoundSocket, bind_unix_socket, inherited_sockets
+from walletd.server.sdnotify import Notifier, watchdog_interval
+from walletd_wire import ErrorCode
 
 log = structlog.get_logger("walletd")
 

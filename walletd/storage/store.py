@@ -30,11 +30,10 @@ from typing import Any, TypeVar
 
 import trio
 
-from wallet_client.protocol import ErrorCode
-
-from .errors import RequestError, StartupError
-from .schema import SCHEMA_VERSION, migrate
-from .statedir import StateLock, fsync_dir
+from walletd.errors import RequestError, StartupError
+from walletd.storage.schema import SCHEMA_VERSION, migrate
+from walletd.storage.statedir import StateLock, fsync_dir
+from walletd_wire import ErrorCode
 
 __all__ = ["DB_NAME", "AsyncStore", "Statement", "Store"]
 

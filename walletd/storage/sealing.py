@@ -19,7 +19,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .errors import StartupError
+from walletd.errors import StartupError
 
 __all__ = ["MasterKey", "Sealer", "UnsealError", "load_master_key"]
 

@@ -11,31 +11,20 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
-from wallet_client import protocol as p
-
-from .audit import GENESIS_HASH, HEAD_KEY, AuditChain
-from .audit_queries import AuditQueries
-from .backups import Backups, DirectoryVault, MemoryVault, Vault
-from .config import Config
-from .context import Context, default_policy
-from .dispatch import Dispatcher, Handler
-from .errors import StartupError
-from .recovery import Recovery
-from .ritual import Ritual, check_scrypt_params, decode_steps
-from .rotation import Rotation
-from .schema import SCHEMA_VERSION
-from .sealing import MasterKey, Sealer, UnsealError, load_master_key, wallet_aad
-from .service import WalletService
-from .statedir import StateLock, check_state_dir
-from .store import DB_NAME, AsyncStore, Statement, Store
-from .wallets import PolicyOverride, Wallet, WalletBook, zero
+from walletd.config import Config
+from walletd.errors import StartupError
+from walletd.model.audit_chain import GENESIS_HASH, HEAD_KEY
+from walletd.model.ritual import Ritual, decode_steps
+from walletd.model.wallets import PolicyOverride, Wallet, zero
+from walletd.storage.schema import SCHEMA_VERSION
+from walletd.storage.sealing import MasterKey, Sealer, UnsealError, load_master_key, wallet_aad
+from walletd.storage.statedir import StateLock, check_state_dir
+from walletd.storage.store import DB_NAME, Statement, Store
 
 log = structlog.get_logger("walletd")
 
@@ -49,17 +38,6 @@ SUBKEYS = (AUDIT_KEY, BACKUP_KEY)
 
 def subkey_aad(name: str) -> bytes:
     return b"walletd:subkey:v1\x00" + name.encode()
-
-
-@dataclass
-class Daemon:
-    """Everything a running walletd serves from."""
-
-    ctx: Context
-    dispatcher: Dispatcher
-    rotation: Rotation
-    store: Store
-    master_key: MasterKey
 
 
 @dataclass
@@ -258,113 +236,3 @@ def _unseal_failure(path: Path | None, users: list[str]) -> str:
         f"{what} to unseal (tampered with, or moved from another row); walletd changed "
         "nothing. Restore the database from a backup"
     )
-
-
-def build_daemon(config: Config, *, clock: Callable[[], float] = time.time) -> Daemon:
-    started = time.perf_counter()
-    try:
-        check_scrypt_params(config.scrypt_n, config.scrypt_r, config.scrypt_p)
-    except ValueError as exc:
-        raise StartupError(f"unusable scrypt parameters: {exc}") from None
-    store, master, state = open_store(config)
-    try:
-        return _assemble(config, clock, store, master, state, started)
-    except BaseException:
-        store.close()  # releases the state directory's lock
-        raise
-
-
-def _assemble(
-    config: Config,
-    clock: Callable[[], float],
-    store: Store,
-    master: MasterKey,
-    state: LoadedState,
-    started: float,
-) -> Daemon:
-    sealer = master.sealer()
-    book = WalletBook(default_policy(config))
-    for wallet in state.wallets:
-        book.add(wallet)
-    ctx = Context(
-        config=config,
-        book=book,
-        store=AsyncStore(store),
-        chain=AuditChain(state.subkeys[AUDIT_KEY], *state.chain_head),
-        sealer=sealer,
-        ephemeral=config.ephemeral,
-        clock=clock,
-        rituals=state.rituals,
-    )
-    vault: Vault = MemoryVault() if config.ephemeral else DirectoryVault(config.backups_path)
-    rotation = Rotation(ctx)
-    dispatcher = Dispatcher(
-        handlers(
-            WalletService(ctx, rotation),
-            rotation,
-            Backups(ctx, vault, state.subkeys[BACKUP_KEY]),
-            Recovery(ctx, rotation),
-            AuditQueries(ctx, state.subkeys[AUDIT_KEY]),
-        )
-    )
-    log.info(
-        "state_loaded",
-        wallets=len(book),
-        rituals=len(state.rituals),
-        ephemeral=config.ephemeral,
-        master_key_source=master.source,
-        seconds=round(time.perf_counter() - started, 3),
-    )
-    if config.ephemeral:
-        log.warning("ephemeral_mode", detail="state is in memory only and lost at exit")
-    elif master.generated:
-        log.warning(
-            "master_key_beside_data",
-            source=master.source,
-            detail="the master key sits beside the data it protects; provide it via "
-            "systemd credentials or master_key_file for production",
-        )
-    return Daemon(ctx, dispatcher, rotation, store, master)
-
-
-def handlers(
-    wallets: WalletService,
-    rotation: Rotation,
-    backups: Backups,
-    recovery: Recovery,
-    audit: AuditQueries,
-) -> dict[type[p.Request], Handler]:
-    return {
-        p.Hello: wallets.hello,
-        p.Status: wallets.status,
-        p.CreateWallet: wallets.create_wallet,
-        p.GetWalletAddress: wallets.get_wallet_address,
-        p.HasWallet: wallets.has_wallet,
-        p.ListWallets: wallets.list_wallets,
-        p.DeleteWallet: wallets.delete_wallet,
-        p.SignMessage: wallets.sign_message,
-        p.VerifySignature: wallets.verify_signature,
-        p.SignBatch: wallets.sign_batch,
-        p.VerifyBatch: wallets.verify_batch,
-        p.RotateKeys: rotation.rotate_keys,
-        p.NeedsRotation: rotation.needs_rotation,
-        p.RotationStatus: rotation.rotation_status,
-        p.RotationHistory: rotation.rotation_history,
-        p.GetPolicy: rotation.get_policy,
-        p.SetPolicy: rotation.set_policy,
-        p.BackupWallet: backups.backup_wallet,
-        p.CreateBackup: backups.create_backup,
-        p.ListBackups: backups.list_backups,
-        p.VerifyBackup: backups.verify_backup,
-        p.DeleteBackup: backups.delete_backup,
-        p.AuditLog: audit.audit_log,
-        p.AuditVerify: audit.audit_verify,
-        p.RegisterRitual: recovery.register_ritual,
-        p.UnregisterRitual: recovery.unregister_ritual,
-        p.HasRitual: recovery.has_ritual,
-        p.GetPrompts: recovery.get_prompts,
-        p.GetRemainingAttempts: recovery.get_remaining_attempts,
-        p.IsLocked: recovery.is_locked,
-        p.InitiateRecovery: recovery.initiate_recovery,
-        p.ResetAttempts: recovery.reset_attempts,
-    }

@@ -1,7 +1,8 @@
-"""Who is calling: peer credentials from the kernel, and who counts as an admin.
+"""Peer credentials from the kernel, and the gatekeeper that admits a connection.
 
-The kernel (``SO_PEERCRED``), never the caller, says which uid/gid/pid is on the other end of
-a connection. Admins are uid 0, the daemon's own uid, and members of ``admin_group``.
+``SO_PEERCRED`` gives the pid, uid and gid of the process that connected; the gatekeeper turns
+them into a :class:`~walletd.model.peer.Peer` (admin or not) or keeps the peer out when the
+allow-lists say so.
 """
 
 from __future__ import annotations
@@ -11,21 +12,10 @@ import os
 import pwd
 import socket
 import struct
-from dataclasses import dataclass
+
+from walletd.model.peer import Peer
 
 _UCRED = struct.Struct("3i")  # struct ucred { pid_t pid; uid_t uid; gid_t gid; }
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    uid: int
-    gid: int
-    pid: int
-    is_admin: bool
-
-    def may_use(self, owner_uid: int) -> bool:
-        """Owner or admin: the rule for every operation on a wallet."""
-        return self.uid == owner_uid or self.is_admin
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:

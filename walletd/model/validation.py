@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from .errors import invalid
+from walletd.errors import invalid
 
 MAX_USER_ID_BYTES = 256
 MAX_REASON_CHARS = 256

@@ -9,7 +9,7 @@ import pwd
 import stat
 from pathlib import Path
 
-from .errors import StartupError
+from walletd.errors import StartupError
 
 __all__ = ["StateLock", "check_state_dir", "fsync_dir"]
 

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import msgspec
 
-from wallet_client import protocol as p
-
-from .config import Config
+import walletd_wire as wire
+from walletd.config import Config
 
 SALT_BYTES = 16
 #: CPython's hashlib.scrypt refuses a larger ``maxmem``: parameters needing more cannot run.
@@ -80,7 +79,7 @@ def _scrypt(response_hash: str, salt: bytes, n: int, r: int, p_: int) -> bytes:
     )
 
 
-def hash_steps(steps: list[p.RitualStep], config: Config) -> list[StoredStep]:
+def hash_steps(steps: list[wire.RitualStep], config: Config) -> list[StoredStep]:
     check_scrypt_params(config.scrypt_n, config.scrypt_r, config.scrypt_p)
     out = []
     for step in steps:

@@ -12,9 +12,8 @@ import uuid
 from dataclasses import dataclass
 from hmac import compare_digest
 
-from wallet_client.protocol import RotationPolicy
-
-from .signer import Signer, hmac_sha256_signer
+from walletd.model.signer import Signer, hmac_sha256_signer
+from walletd_wire import RotationPolicy
 
 __all__ = ["NO_LIMIT", "PolicyOverride", "Wallet", "WalletBook", "new_address", "new_key"]
 

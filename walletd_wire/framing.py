@@ -1,7 +1,7 @@
 """Length-prefixed framing, sans-IO.
 
 A frame is a 4-byte unsigned big-endian length ``N`` followed by ``N`` bytes of payload
-(MessagePack, see :mod:`wallet_client.protocol`). This module knows nothing about sockets or
+(MessagePack, see :mod:`walletd_wire.requests`). This module knows nothing about sockets or
 trio: callers feed it the bytes they received and get complete payloads back, in the style of
 h11 and wsproto. The daemon and both clients use this same code.
 
@@ -12,6 +12,8 @@ peer can never make us buffer a payload we are going to refuse.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from typing import Any
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
@@ -19,6 +21,7 @@ __all__ = [
     "FrameDecoder",
     "FrameTooLargeError",
     "encode_frame",
+    "encode_frame_into",
 ]
 
 PREFIX_BYTES = 4
@@ -38,6 +41,21 @@ class FrameTooLargeError(Exception):
 def encode_frame(payload: bytes) -> bytes:
     """Return ``payload`` with its length prefix."""
     return _PREFIX.pack(len(payload)) + payload
+
+
+def encode_frame_into(
+    encode_into: Callable[[Any, bytearray, int], None], message: Any, out: bytearray
+) -> None:
+    """Append ``message``, encoded by ``encode_into`` and framed, to ``out`` without a copy.
+
+    ``encode_into`` is a msgspec encoder's ``encode_into``: the payload is written straight
+    after a placeholder prefix, which is then filled in. The daemon frames every response of a
+    pipelined read into one buffer this way and sends them with one system call.
+    """
+    start = len(out)
+    out += b"\0\0\0\0"
+    encode_into(message, out, start + PREFIX_BYTES)
+    _PREFIX.pack_into(out, start, len(out) - start - PREFIX_BYTES)
 
 
 class FrameDecoder:

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import trio
 
-from .errors import StartupError
-from .peer import resolve_group
+from walletd.errors import StartupError
+from walletd.server.credentials import resolve_group
 
 SD_LISTEN_FDS_START = 3
 #: The name walletd.socket gives its fd (FileDescriptorName=); systemd's default name for an

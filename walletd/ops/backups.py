@@ -22,13 +22,12 @@ from typing import Any, Protocol
 import msgspec
 import trio
 
-from wallet_client import protocol as p
-
-from .context import Actor, Context
-from .errors import RequestError, invalid, not_found
-from .peer import Peer
-from .validation import check_metadata, check_user_id
-from .wallets import key_hash
+import walletd_wire as wire
+from walletd.errors import RequestError, invalid, not_found
+from walletd.model.peer import Actor, Peer
+from walletd.model.validation import check_metadata, check_user_id
+from walletd.model.wallets import key_hash
+from walletd.ops.context import Context
 
 FORMAT = "walletd-backup-v1"
 SUFFIX = ".json"
@@ -129,7 +128,7 @@ class Backups:
     def _tag(self, record: dict[str, Any]) -> str:
         return hmac.new(self._tag_key, _canonical(record), "sha256").hexdigest()
 
-    def _open(self, data: bytes) -> p.BackupRecord:
+    def _open(self, data: bytes) -> wire.BackupRecord:
         """The verified record in ``data``, or TamperedError."""
         try:
             doc = json.loads(data)
@@ -138,7 +137,7 @@ class Backups:
                 raise TamperedError("not a walletd backup record")
             if not hmac.compare_digest(self._tag(record), tag):
                 raise TamperedError("the integrity tag does not match the record")
-            return msgspec.convert(record, p.BackupRecord)
+            return msgspec.convert(record, wire.BackupRecord)
         except (ValueError, KeyError, TypeError, msgspec.ValidationError) as exc:
             raise TamperedError(f"the record is unreadable ({type(exc).__name__})") from exc
 
@@ -147,23 +146,23 @@ class Backups:
             return await trio.to_thread.run_sync(fn, *args)
         except OSError as exc:
             raise RequestError(
-                p.ErrorCode.STORAGE_ERROR, f"backup storage failed: {exc.strerror}"
+                wire.ErrorCode.STORAGE_ERROR, f"backup storage failed: {exc.strerror}"
             ) from exc
 
     # ------------------------------------------------------------------ operations
 
-    def backup_wallet(self, peer: Peer, req: p.BackupWallet) -> p.BackupInfo:
+    def backup_wallet(self, peer: Peer, req: wire.BackupWallet) -> wire.BackupInfo:
         wallet = self.ctx.wallet_for(peer, req.user_id)
-        return p.BackupInfo(
+        return wire.BackupInfo(
             wallet.user_id, wallet.address, key_hash(wallet.key), wallet.created_at, self.ctx.now()
         )
 
-    async def create_backup(self, peer: Peer, req: p.CreateBackup) -> p.BackupRecord:
+    async def create_backup(self, peer: Peer, req: wire.CreateBackup) -> wire.BackupRecord:
         metadata = check_metadata(req.metadata)  # plain JSON only: it must survive the file
         ctx = self.ctx
         async with ctx.writer:
             wallet = ctx.wallet_for(peer, req.user_id)
-            record = p.BackupRecord(
+            record = wire.BackupRecord(
                 uuid.uuid4().hex,
                 wallet.user_id,
                 wallet.address,
@@ -190,22 +189,22 @@ class Backups:
                 raise
         return record
 
-    async def list_backups(self, peer: Peer, req: p.ListBackups) -> p.BackupListResult:
+    async def list_backups(self, peer: Peer, req: wire.ListBackups) -> wire.BackupListResult:
         self._authorize(peer, req.user_id)
         records, problems = await self._run(self._scan, req.user_id, peer.is_admin)
         records.sort(key=lambda r: r.timestamp, reverse=True)
-        return p.BackupListResult(records, problems)
+        return wire.BackupListResult(records, problems)
 
     def _scan(
         self, user_id: str, admin: bool
-    ) -> tuple[list[p.BackupRecord], list[p.BackupProblem]]:
+    ) -> tuple[list[wire.BackupRecord], list[wire.BackupProblem]]:
         """``user_id``'s verified records, and the files that failed to verify.
 
         A problem is shown to admins, and to the user the file claims to belong to; a file that
         claims no one (unreadable, not JSON) is shown to everyone, since it may be anyone's.
         """
-        records: list[p.BackupRecord] = []
-        problems: list[p.BackupProblem] = []
+        records: list[wire.BackupRecord] = []
+        problems: list[wire.BackupProblem] = []
         for backup_id in self.vault.list_ids():
             data: bytes | None = None
             try:
@@ -217,21 +216,21 @@ class Backups:
                 claimed = _claimed_user(data)
                 if admin or claimed is None or claimed == user_id:
                     reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-                    problems.append(p.BackupProblem(backup_id, str(reason)))
+                    problems.append(wire.BackupProblem(backup_id, str(reason)))
                 continue
             if record.backup_id != backup_id:
                 # A verified record under another file name (a copy): it is not the backup the
                 # name promises, and verify/delete by that name would not find it.
                 if admin or record.user_id == user_id:
                     problems.append(
-                        p.BackupProblem(backup_id, "the file name does not match the record")
+                        wire.BackupProblem(backup_id, "the file name does not match the record")
                     )
                 continue
             if record.user_id == user_id:
                 records.append(record)
         return records, problems
 
-    async def _load(self, peer: Peer, user_id: str, backup_id: str) -> p.BackupRecord:
+    async def _load(self, peer: Peer, user_id: str, backup_id: str) -> wire.BackupRecord:
         self._authorize(peer, user_id)
         if not _valid_backup_id(backup_id):
             raise invalid("backup_id must be the 32 hex digits a backup was given")
@@ -242,27 +241,28 @@ class Backups:
             record = self._open(data)
         except TamperedError as exc:
             raise RequestError(
-                p.ErrorCode.INTEGRITY_ERROR, f"backup {backup_id} failed its integrity check: {exc}"
+                wire.ErrorCode.INTEGRITY_ERROR,
+                f"backup {backup_id} failed its integrity check: {exc}",
             ) from exc
         if record.user_id != user_id or record.backup_id != backup_id:
             raise not_found(f"no backup {backup_id} for user {user_id!r}")
         return record
 
-    async def verify_backup(self, peer: Peer, req: p.VerifyBackup) -> p.BackupVerifyResult:
+    async def verify_backup(self, peer: Peer, req: wire.VerifyBackup) -> wire.BackupVerifyResult:
         record = await self._load(peer, req.user_id, req.backup_id)
         wallet = self.ctx.wallet_for(peer, req.user_id)
         current = hmac.compare_digest(record.key_hash, key_hash(wallet.key))
-        return p.BackupVerifyResult(current, "valid" if current else "stale")
+        return wire.BackupVerifyResult(current, "valid" if current else "stale")
 
-    async def delete_backup(self, peer: Peer, req: p.DeleteBackup) -> p.DeletedResult:
+    async def delete_backup(self, peer: Peer, req: wire.DeleteBackup) -> wire.DeletedResult:
         ctx = self.ctx
         self._authorize(peer, req.user_id)  # no wallet is not_found, as for the other ops
         async with ctx.writer:
             try:
                 record = await self._load(peer, req.user_id, req.backup_id)
             except RequestError as exc:
-                if exc.code == p.ErrorCode.NOT_FOUND:
-                    return p.DeletedResult(False)
+                if exc.code == wire.ErrorCode.NOT_FOUND:
+                    return wire.DeletedResult(False)
                 raise
             entry = ctx.audit(
                 "backup_deleted",
@@ -273,7 +273,7 @@ class Backups:
             )
             await ctx.commit([], entry)
             deleted = await self._run(self.vault.delete, record.backup_id)
-        return p.DeletedResult(deleted)
+        return wire.DeletedResult(deleted)
 
     def _authorize(self, peer: Peer, user_id: str) -> None:
         # Backups of a deleted wallet stay readable to admins only.

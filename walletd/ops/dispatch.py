@@ -1,0 +1,184 @@
+"""From one frame's payload to one response: decode, route (the op table), run, map errors.
+
+Handlers are ``handler(peer, request) -> result`` and may return an awaitable when they must
+wait (a commit, scrypt, a rotation); most reads and signing return their result directly, so
+the common path creates no coroutine. Every failure becomes exactly one error response; only a
+broken frame (handled by the connection) closes a connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import CoroutineType
+from typing import Any
+
+import msgspec
+import structlog
+
+import walletd_wire as wire
+from walletd.errors import RequestError
+from walletd.model.peer import Peer
+from walletd.ops.audit import AuditQueries
+from walletd.ops.backups import Backups
+from walletd.ops.recovery import Recovery
+from walletd.ops.rotation import Rotation
+from walletd.ops.signing import Signing
+from walletd.ops.wallets import WalletOps
+from walletd_wire import ErrorCode
+
+log = structlog.get_logger("walletd")
+
+Handler = Callable[[Peer, Any], Any]
+Response = wire.OkResponse | wire.ErrorResponse
+
+_TOO_DEEP = "request is nested too deeply"
+_BAD_UTF8 = "a string is not valid UTF-8"
+
+
+@dataclass(frozen=True)
+class OpFamilies:
+    """One object per operation family (see walletd/ops/): the op table's handlers."""
+
+    wallets: WalletOps
+    signing: Signing
+    rotation: Rotation
+    backups: Backups
+    recovery: Recovery
+    audit: AuditQueries
+
+
+def op_table(f: OpFamilies) -> dict[type[wire.Request], Handler]:
+    """The routing table: every request type to the method that answers it."""
+    return {
+        wire.Hello: f.wallets.hello,
+        wire.Status: f.wallets.status,
+        wire.CreateWallet: f.wallets.create_wallet,
+        wire.GetWalletAddress: f.wallets.get_wallet_address,
+        wire.HasWallet: f.wallets.has_wallet,
+        wire.ListWallets: f.wallets.list_wallets,
+        wire.DeleteWallet: f.wallets.delete_wallet,
+        wire.SignMessage: f.signing.sign_message,
+        wire.VerifySignature: f.signing.verify_signature,
+        wire.SignBatch: f.signing.sign_batch,
+        wire.VerifyBatch: f.signing.verify_batch,
+        wire.RotateKeys: f.rotation.rotate_keys,
+        wire.NeedsRotation: f.rotation.needs_rotation,
+        wire.RotationStatus: f.rotation.rotation_status,
+        wire.RotationHistory: f.rotation.rotation_history,
+        wire.GetPolicy: f.rotation.get_policy,
+        wire.SetPolicy: f.rotation.set_policy,
+        wire.BackupWallet: f.backups.backup_wallet,
+        wire.CreateBackup: f.backups.create_backup,
+        wire.ListBackups: f.backups.list_backups,
+        wire.VerifyBackup: f.backups.verify_backup,
+        wire.DeleteBackup: f.backups.delete_backup,
+        wire.AuditLog: f.audit.audit_log,
+        wire.AuditVerify: f.audit.audit_verify,
+        wire.RegisterRitual: f.recovery.register_ritual,
+        wire.UnregisterRitual: f.recovery.unregister_ritual,
+        wire.HasRitual: f.recovery.has_ritual,
+        wire.GetPrompts: f.recovery.get_prompts,
+        wire.GetRemainingAttempts: f.recovery.get_remaining_attempts,
+        wire.IsLocked: f.recovery.is_locked,
+        wire.InitiateRecovery: f.recovery.initiate_recovery,
+        wire.ResetAttempts: f.recovery.reset_attempts,
+    }
+
+
+class Dispatcher:
+    def __init__(self, handlers: OpFamilies | dict[type[wire.Request], Handler]) -> None:
+        if isinstance(handlers, OpFamilies):
+            handlers = op_table(handlers)
+        missing = set(wire.REQUEST_TYPES) - set(handlers)
+        if missing:
+            raise RuntimeError(f"no handler for {sorted(t.__name__ for t in missing)}")
+        self._handlers = handlers
+        self._decoder = msgspec.msgpack.Decoder(wire.AnyRequest)
+        self._strict_decode = self._decoder.decode
+        self._envelope = msgspec.msgpack.Decoder(wire.Envelope)
+
+    def decode(self, payload: bytes | memoryview) -> wire.Request | wire.ErrorResponse:
+        """The typed request, or the error response that explains why there is none."""
+        if not payload:
+            return wire.error(
+                None, ErrorCode.BAD_REQUEST, "empty frame: expected a MessagePack map"
+            )
+        try:
+            request: wire.Request = self._decoder.decode(payload)
+        except msgspec.ValidationError as exc:
+            return self._explain(payload, str(exc))
+        except msgspec.DecodeError as exc:
+            return wire.error(None, ErrorCode.BAD_REQUEST, f"frame is not valid MessagePack: {exc}")
+        except UnicodeDecodeError:
+            # A MessagePack str that is not UTF-8 raises this, not a MsgspecError.
+            return self._explain(payload, _BAD_UTF8)
+        except RecursionError:
+            # msgspec refuses nesting deeper than the interpreter's recursion limit with a
+            # RecursionError (not a MsgspecError); a 200 KB frame of nested arrays does it.
+            return wire.error(None, ErrorCode.BAD_REQUEST, _TOO_DEEP)
+        return request
+
+    def _explain(self, payload: bytes | memoryview, problem: str) -> wire.ErrorResponse:
+        # The strict decode failed; a lenient look tells us the id to echo and whether the op
+        # is one we do not know (unknown_op) or a known op with bad fields (bad_request).
+        try:
+            envelope = self._envelope.decode(payload)
+        except RecursionError:
+            return wire.error(None, ErrorCode.BAD_REQUEST, _TOO_DEEP)
+        except UnicodeDecodeError:
+            return wire.error(None, ErrorCode.BAD_REQUEST, f"invalid request: {_BAD_UTF8}")
+        except msgspec.MsgspecError:
+            return wire.error(None, ErrorCode.BAD_REQUEST, f"request must be a map: {problem}")
+        request_id = envelope.id if _is_request_id(envelope.id) else None
+        if isinstance(envelope.op, str) and envelope.op not in wire.OPS:
+            return wire.error(
+                request_id,
+                ErrorCode.UNKNOWN_OP,
+                f"unknown op {envelope.op[:64]!r}; 'hello' lists the supported ops",
+            )
+        return wire.error(request_id, ErrorCode.BAD_REQUEST, f"invalid request: {problem}")
+
+    def respond(self, peer: Peer, payload: bytes | memoryview) -> Response | Awaitable[Response]:
+        """The response to one frame's payload: ``decode`` then ``run``.
+
+        The strict decode is tried first; only a frame that fails it pays for ``decode``'s
+        explanation of what is wrong.
+        """
+        try:
+            request: wire.Request = self._strict_decode(payload)
+        except Exception:
+            bad = self.decode(payload)
+            assert isinstance(bad, wire.ErrorResponse)
+            return bad
+        return self.run(peer, request)
+
+    def run(self, peer: Peer, request: wire.Request) -> Response | Awaitable[Response]:
+        """The response to ``request``; an awaitable when the handler has to wait."""
+        try:
+            result = self._handlers[request.__class__](peer, request)
+        except RequestError as exc:
+            return wire.ErrorResponse(request.id, False, wire.ErrorBody(exc.code, exc.message))
+        except Exception:
+            return self._internal(request)
+        if result.__class__ is CoroutineType:
+            return self._finish(request, result)
+        return wire.OkResponse(request.id, True, result)
+
+    async def _finish(self, request: wire.Request, pending: Awaitable[Any]) -> Response:
+        try:
+            return wire.OkResponse(request.id, True, await pending)
+        except RequestError as exc:
+            return wire.ErrorResponse(request.id, False, wire.ErrorBody(exc.code, exc.message))
+        except Exception:
+            return self._internal(request)
+
+    def _internal(self, request: wire.Request) -> wire.ErrorResponse:
+        # The traceback goes to the log (exceptions built by walletd never hold secrets; the
+        # redaction processor still runs); the client gets no detail.
+        log.exception("internal_error", op=type(request).__struct_config__.tag, id=request.id)
+        return wire.error(request.id, ErrorCode.INTERNAL, "internal error; see the walletd log")
+
+
+def _is_request_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63

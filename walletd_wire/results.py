@@ -1,0 +1,215 @@
+"""Results: the ``result`` map of a successful response, one Struct per shape.
+
+Results are encoded by the daemon and decoded by the clients with the type the call expects;
+docs/PROTOCOL.md lists which operation returns which.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from msgspec import Struct
+
+from .envelope import ErrorBody
+
+__all__ = [
+    "AddressResult",
+    "AuditLogResult",
+    "AuditRecord",
+    "AuditVerifyResult",
+    "BackupInfo",
+    "BackupListResult",
+    "BackupProblem",
+    "BackupRecord",
+    "BackupVerifyResult",
+    "DeletedResult",
+    "ExistsResult",
+    "HelloResult",
+    "LockedResult",
+    "NeedsRotationResult",
+    "PromptsResult",
+    "RecoveryResult",
+    "RemainingResult",
+    "RemovedResult",
+    "RitualInfoResult",
+    "RotationHistoryResult",
+    "RotationPolicy",
+    "RotationRecord",
+    "RotationStatusResult",
+    "SignBatchResult",
+    "SignatureResult",
+    "SignedItem",
+    "StatusResult",
+    "ValidResult",
+    "VerifyBatchResult",
+    "WalletsResult",
+]
+
+
+class HelloResult(Struct):
+    protocol: int
+    server: str
+    ops: list[str]
+
+
+class StatusResult(Struct):
+    uptime_s: float
+    wallets: int  # all wallets for an admin, the caller's own otherwise
+    connections: int
+    server: str = ""
+    ephemeral: bool = False
+    requests: int = 0
+
+
+class AddressResult(Struct):
+    address: str | None
+
+
+class ExistsResult(Struct):
+    exists: bool
+
+
+class WalletsResult(Struct):
+    wallets: dict[str, str]  # user_id -> address
+
+
+class DeletedResult(Struct):
+    deleted: bool
+
+
+class SignatureResult(Struct, gc=False):
+    signature: bytes
+    address: str  # the key that made it
+
+
+class ValidResult(Struct):
+    valid: bool
+
+
+class SignedItem(Struct, omit_defaults=True):
+    signature: bytes | None = None
+    address: str | None = None  # which key signed this item (rotation may happen mid-batch)
+    error: ErrorBody | None = None
+
+
+class SignBatchResult(Struct):
+    items: list[SignedItem]
+
+
+class VerifyBatchResult(Struct):
+    valid: list[bool]
+
+
+class NeedsRotationResult(Struct):
+    needs_rotation: bool
+
+
+class RotationPolicy(Struct):
+    max_age_days: int
+    max_signatures: int
+    auto_rotate: bool
+
+
+class RotationStatusResult(Struct):
+    needs_rotation: bool
+    reasons: list[str]  # "max_age", "max_signatures"
+    signature_count: int
+    key_age_days: float
+    policy: RotationPolicy
+    address: str
+
+
+class RotationRecord(Struct):
+    user_id: str
+    old_wallet_id: str
+    new_wallet_id: str
+    timestamp: float
+    reason: str
+    actor_uid: int
+
+
+class RotationHistoryResult(Struct):
+    records: list[RotationRecord]
+
+
+class BackupInfo(Struct):
+    user_id: str
+    wallet_id: str
+    key_hash: str
+    created_at: float
+    backup_ts: float
+
+
+class BackupRecord(Struct):
+    backup_id: str
+    user_id: str
+    wallet_id: str
+    key_hash: str
+    timestamp: float
+    metadata: dict[str, Any] = {}
+
+
+class BackupProblem(Struct):
+    backup_id: str
+    problem: str
+
+
+class BackupListResult(Struct):
+    backups: list[BackupRecord]
+    problems: list[BackupProblem] = []
+
+
+class BackupVerifyResult(Struct):
+    valid: bool
+    status: str  # "valid" or "stale"
+
+
+class AuditRecord(Struct):
+    seq: int
+    timestamp: float
+    event: str
+    user_id: str | None
+    addresses: list[str]
+    actor_uid: int
+    actor_pid: int
+    outcome: str
+    detail: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditLogResult(Struct):
+    records: list[AuditRecord]
+
+
+class AuditVerifyResult(Struct):
+    ok: bool
+    records: int
+    first_broken_seq: int | None = None
+    problem: str | None = None
+
+
+class RitualInfoResult(Struct):
+    steps: int
+    remaining_attempts: int
+
+
+class RemovedResult(Struct):
+    removed: bool
+
+
+class PromptsResult(Struct):
+    prompts: list[str]
+
+
+class RemainingResult(Struct):
+    remaining: int
+
+
+class LockedResult(Struct):
+    locked: bool
+
+
+class RecoveryResult(Struct):
+    recovered: bool
+    address: str | None = None  # the new address on success
