@@ -9,7 +9,8 @@ blocking :mod:`wallet_client.client` by explicit substitutions (``async``/``awai
 ``AsyncWalletClient`` -> ``WalletClient``, ``aclose`` -> ``close``, ``_trio_transport`` ->
 ``_sync_transport``, ...), so write nothing here that only trio can do: what differs between
 the flavours (connecting, sending, receiving, timeouts, closing) belongs in the two transport
-modules, which define the same names.
+modules, which define the same names. Comments and docstrings are copied as they are, so keep
+them true of both flavours (the script refuses output that still names trio or awaiting).
 
 To add a method (usually for a new op in :mod:`wallet_client.protocol`):
 
@@ -18,10 +19,11 @@ To add a method (usually for a new op in :mod:`wallet_client.protocol`):
 2. add ``async def name(...) -> T: return await self._call(calls.name(...))`` below, with the
    docstring both clients will share; give an awaited value a name before using it
    (``result = await ...``, then ``result.field``), which generates as plain code;
-3. run ``python scripts/unasync.py`` to regenerate ``client.py`` (``make lint`` and
-   ``tests/test_client_parity.py`` fail until you do); commit both files;
-4. if the method's name is not the op's, name the op in ``METHOD_FOR_OP`` in
-   ``tests/test_client_parity.py``, with the reason.
+3. run ``make generate`` (``python scripts/unasync.py``) to rewrite ``client.py``; ``make lint``
+   and ``tests/test_client_parity.py`` fail until you do; commit both files;
+4. if the method's name is not the op's, map the op in ``METHOD_FOR_OP`` in
+   ``tests/test_client_parity.py``; a method that is no op goes in ``EXTRA_METHODS`` there;
+   both with the reason.
 """
 
 from __future__ import annotations
