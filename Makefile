@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SOCKET := $(CURDIR)/.walletd/walletd.sock
 
-.PHONY: install run test lint format bench fuzz soak clean
+.PHONY: install run test lint format generate bench fuzz soak clean
 
 install: $(VENV)/.installed
 
@@ -28,10 +28,15 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python scripts/unasync.py --check
 
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# wallet_client/client.py is generated from wallet_client/aio.py; run after editing aio.py.
+generate: install
+	$(BIN)/python scripts/unasync.py
 
 bench: install
 	$(BIN)/python -m bench

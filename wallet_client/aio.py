@@ -1,31 +1,53 @@
 """The trio client: one Unix-socket connection; concurrent callers take turns on it.
 
 All request building and response mapping lives in :mod:`wallet_client.calls`; this module only
-moves bytes over a trio stream. It reconnects lazily after a lost connection.
+moves bytes, through :mod:`wallet_client._trio_transport`. It reconnects lazily after a lost
+connection.
+
+This file is the single source of both clients. ``scripts/unasync.py`` turns it into the
+blocking :mod:`wallet_client.client` by explicit substitutions (``async``/``await`` dropped,
+``AsyncWalletClient`` -> ``WalletClient``, ``aclose`` -> ``close``, ``_trio_transport`` ->
+``_sync_transport``, ...), so write nothing here that only trio can do: what differs between
+the flavours (connecting, sending, receiving, timeouts, closing) belongs in the two transport
+modules, which define the same names. Comments and docstrings are copied as they are, so keep
+them true of both flavours (the script refuses output that still names trio or awaiting).
+
+To add a method (usually for a new op in :mod:`walletd_wire`):
+
+1. describe it once in :mod:`wallet_client.calls`: a function returning a ``Call`` (the
+   request, the result's wire type, the conversion to the return value);
+2. add ``async def name(...) -> T: return await self._call(calls.name(...))`` below, with the
+   docstring both clients will share; give an awaited value a name before using it
+   (``result = await ...``, then ``result.field``), which generates as plain code;
+3. run ``make generate`` (``python scripts/unasync.py``) to rewrite ``client.py``; ``make lint``
+   and ``tests/test_client_parity.py`` fail until you do; commit both files;
+4. if the method's name is not the op's, map the op in ``METHOD_FOR_OP`` in
+   ``tests/test_client_parity.py``; a method that is no op goes in ``EXTRA_METHODS`` there;
+   both with the reason.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-import trio
-
 import walletd_wire as wire
 
+from . import _trio_transport as transport
 from . import calls
+from ._unix import connection_dropped, resolve_socket_path
 from .calls import BackupList, Call, ClientCore
-from .client import connection_dropped, resolve_socket_path
 from .errors import DaemonUnavailableError, WalletError
 
 T = TypeVar("T")
 
 __all__ = ["AsyncWalletClient"]
 
-_RECV_BYTES = 1 << 16
+# Errors a call re-raises as they are, after dropping the connection: whatever answer is still
+# on its way would otherwise be read as the next call's.
+_ABANDONED: tuple[type[BaseException], ...] = (WalletError, *transport.CANCELLED)
 
 
 class AsyncWalletClient:
@@ -40,8 +62,8 @@ class AsyncWalletClient:
         self.socket_path = resolve_socket_path(socket_path)
         self.timeout = timeout
         self._core = ClientCore()
-        self._stream: trio.SocketStream | None = None
-        self._lock = trio.Lock()
+        self._stream: transport.Connection | None = None
+        self._lock = transport.Lock()
 
     async def __aenter__(self) -> AsyncWalletClient:
         return self
@@ -56,71 +78,69 @@ class AsyncWalletClient:
 
     async def aclose(self) -> None:
         self._drop()
-        await trio.lowlevel.checkpoint()
+        await transport.checkpoint()
 
     def _drop(self) -> None:
-        # Closing the socket is synchronous, so this also works while being cancelled.
+        # Synchronous, so it also works while the call that failed is being cancelled.
         if self._stream is not None:
-            self._stream.socket.close()
+            self._stream.close()
             self._stream = None
 
-    async def _connect(self) -> trio.SocketStream:
+    async def _connect(self) -> transport.Connection:
         try:
-            stream = await trio.open_unix_socket(self.socket_path)
+            connection = await transport.Connection.open(self.socket_path, self.timeout)
         except OSError as exc:
             raise DaemonUnavailableError(
                 f"cannot connect to walletd at {self.socket_path}: {exc.strerror or exc}"
             ) from exc
         self._core.reset()
-        return stream
+        return connection
 
     async def _call(self, call: Call[T]) -> T:
         async with self._lock:
-            timeout = math.inf if self.timeout is None else self.timeout
             try:
-                with trio.fail_after(timeout):
-                    if self._stream is not None and connection_dropped(
-                        self._stream.socket.fileno()
-                    ):
-                        # walletd closed this idle connection; nothing was sent on it since.
+                with transport.deadline(self.timeout):
+                    if self._stream is not None and connection_dropped(self._stream.fileno()):
+                        # walletd closed this idle connection (idle timeout, restart). Nothing
+                        # was sent on it since, so a new connection cannot repeat a request.
                         self._drop()
                     if self._stream is None:
                         self._stream = await self._connect()
                     request_id, frame = self._core.encode(call)
                     try:
                         await self._stream.send_all(frame)
-                    except trio.BrokenResourceError:
+                    except transport.SEND_BROKEN:
                         refusal = await self._refusal(self._stream)
                         if refusal is None:
                             raise
                         raise refusal from None
                     while (response := self._core.next_response()) is None:
-                        data = await self._stream.receive_some(_RECV_BYTES)
+                        data = await self._stream.receive_some()
                         if not data:
-                            raise trio.BrokenResourceError("walletd closed the connection")
+                            raise transport.ClosedByPeer("walletd closed the connection")
                         self._core.feed(data)
-            except trio.TooSlowError as exc:
+            except transport.TIMED_OUT as exc:
                 self._drop()  # a late reply would be read as the next request's answer
                 raise DaemonUnavailableError(
                     f"walletd at {self.socket_path} did not answer within {self.timeout}s"
                 ) from exc
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            except transport.LOST as exc:
                 self._drop()
                 raise DaemonUnavailableError(
                     f"lost the connection to walletd at {self.socket_path}: {exc}"
                 ) from exc
-            except (WalletError, trio.Cancelled):
+            except _ABANDONED:
                 self._drop()
                 raise
             return self._core.result(call, request_id, response)
 
-    async def _refusal(self, stream: trio.SocketStream) -> WalletError | None:
+    async def _refusal(self, connection: transport.Connection) -> WalletError | None:
         # The daemon closed while we were sending: read what it said before it did (it will
         # not block, the connection is closed).
         try:
-            while data := await stream.receive_some(_RECV_BYTES):
+            while data := await connection.receive_some():
                 self._core.feed(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except transport.LOST:
             pass
         return self._core.refusal()
 
@@ -248,7 +268,8 @@ class AsyncWalletClient:
 
     async def initiate_recovery(self, user_id: str, responses: Sequence[str]) -> bool:
         """Answer ``user_id``'s ritual; ``responses`` are :func:`hash_response` of each answer."""
-        return (await self._call(calls.initiate_recovery_result(user_id, responses))).recovered
+        result = await self._call(calls.initiate_recovery_result(user_id, responses))
+        return result.recovered
 
     async def recover(self, user_id: str, responses: Sequence[str]) -> str:
         """Like initiate_recovery, but return the new address and raise RitualError on failure."""
