@@ -23,7 +23,7 @@ from bench import servers
 from walletd.config import Config
 from walletd.model.audit_chain import AuditChain
 from walletd.model.wallets import new_address, new_key
-from walletd.ops.wallets import INSERT_WALLET
+from walletd.storage import sql
 from walletd.storage.loader import AUDIT_KEY, open_store
 from walletd.storage.sealing import wallet_aad
 from walletd.storage.store import DB_NAME, Statement
@@ -42,7 +42,7 @@ def seed_state(state_dir: Path, n: int) -> None:
         for i in range(n):
             user, address = f"user{i:07d}", new_address()
             sealed = sealer.seal(bytes(new_key()), wallet_aad(user, address))
-            rows.append((INSERT_WALLET, (user, address, uid, sealed, now, now)))
+            rows.append(sql.insert_wallet(user, address, uid, sealed, now))
             entry = chain.prepare(
                 timestamp=now,
                 event="wallet_created",
@@ -51,8 +51,8 @@ def seed_state(state_dir: Path, n: int) -> None:
                 actor_uid=uid,
                 actor_pid=pid,
             )
-            rows.append(entry.statement())
-        rows.append(chain.head_statement())
+            rows.append(sql.insert_audit(entry))
+        rows.append(sql.put_audit_head(*chain.pending_head()))
         store.write(rows)
     finally:
         store.close()

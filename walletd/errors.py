@@ -1,32 +1,126 @@
-"""The daemon's refusals: an error code from the closed set and a message for people.
+"""The daemon's exceptions, in one tree.
 
-Domain code raises :class:`RequestError`; the dispatcher turns it into one error response. A
-message must never contain key bytes, messages, signatures or ritual answers.
+::
+
+    WalletdError
+    ├── RequestError            a refusal: one error response with ``code`` and ``message``
+    │   ├── BadRequest          bad_request       the frame is not a well-formed request
+    │   ├── UnknownOp           unknown_op        "op" names no operation
+    │   ├── InvalidArgument     invalid_argument  well-typed, unacceptable value
+    │   ├── NotFound            not_found         no such wallet / backup / history
+    │   ├── AlreadyExists       already_exists    the user already has a wallet
+    │   ├── Forbidden           forbidden         ownership, admin-only, allow-lists
+    │   ├── Locked              locked            recovery attempts are exhausted
+    │   ├── NoRitual            no_ritual         the wallet has no recovery ritual
+    │   ├── IntegrityFailure    integrity_error   a record failed its integrity check
+    │   ├── Unavailable         unavailable       at a limit, or shutting down
+    │   └── StorageFailure      storage_error     the change was not made durable
+    └── StartupError            walletd cannot start; nothing was changed
+
+``frame_too_large`` is answered by the connection itself (the stream is lost), and
+``internal`` is what the dispatcher answers for any other exception (a bug): neither is
+raised as a RequestError.
+
+Operations raise; the dispatcher (walletd.ops.dispatch) turns a RequestError into one error
+response. A message must never contain key bytes, messages, signatures or ritual answers.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from walletd_wire import ErrorCode
 
+__all__ = [
+    "AlreadyExists",
+    "BadRequest",
+    "Forbidden",
+    "IntegrityFailure",
+    "InvalidArgument",
+    "Locked",
+    "NoRitual",
+    "NotFound",
+    "RequestError",
+    "StartupError",
+    "StorageFailure",
+    "Unavailable",
+    "UnknownOp",
+    "WalletdError",
+    "forbidden",
+    "invalid",
+    "not_found",
+]
 
-class RequestError(Exception):
+
+class WalletdError(Exception):
+    """The root of every exception walletd raises on purpose."""
+
+
+class RequestError(WalletdError):
+    """A refusal of one request. ``RequestError(code, message)``, or a subclass(message)."""
+
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
 
 
-def not_found(what: str) -> RequestError:
-    return RequestError(ErrorCode.NOT_FOUND, what)
+class _Coded(RequestError):
+    code_of_class: ClassVar[ErrorCode]
+
+    def __init__(self, message: str) -> None:
+        super().__init__(self.code_of_class, message)
 
 
-def forbidden(what: str) -> RequestError:
-    return RequestError(ErrorCode.FORBIDDEN, what)
+class BadRequest(_Coded):
+    code_of_class = ErrorCode.BAD_REQUEST
 
 
-def invalid(what: str) -> RequestError:
-    return RequestError(ErrorCode.INVALID_ARGUMENT, what)
+class UnknownOp(_Coded):
+    code_of_class = ErrorCode.UNKNOWN_OP
 
 
-class StartupError(Exception):
+class InvalidArgument(_Coded):
+    code_of_class = ErrorCode.INVALID_ARGUMENT
+
+
+class NotFound(_Coded):
+    code_of_class = ErrorCode.NOT_FOUND
+
+
+class AlreadyExists(_Coded):
+    code_of_class = ErrorCode.ALREADY_EXISTS
+
+
+class Forbidden(_Coded):
+    code_of_class = ErrorCode.FORBIDDEN
+
+
+class Locked(_Coded):
+    code_of_class = ErrorCode.LOCKED
+
+
+class NoRitual(_Coded):
+    code_of_class = ErrorCode.NO_RITUAL
+
+
+class IntegrityFailure(_Coded):
+    code_of_class = ErrorCode.INTEGRITY_ERROR
+
+
+class Unavailable(_Coded):
+    code_of_class = ErrorCode.UNAVAILABLE
+
+
+class StorageFailure(_Coded):
+    code_of_class = ErrorCode.STORAGE_ERROR
+
+
+# Short spellings for the three refusals most operations raise.
+not_found = NotFound
+forbidden = Forbidden
+invalid = InvalidArgument
+
+
+class StartupError(WalletdError):
     """walletd cannot start; the message says why and how to fix it. Nothing was changed."""

@@ -20,12 +20,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from walletd.storage.store import Statement
-
 __all__ = ["GENESIS_HASH", "AuditChain", "AuditEntry", "verify_chain", "verify_rows"]
 
 GENESIS_HASH = "0" * 64
 
+#: The order of an audit row's columns, as walletd.storage.sql reads and writes them.
 COLUMNS = (
     "seq, timestamp, event, user_id, addresses, actor_uid, actor_pid, outcome, detail, "
     "prev_hash, hash"
@@ -46,23 +45,8 @@ class AuditEntry:
     prev_hash: str = GENESIS_HASH
     hash: str = ""
 
-    def statement(self) -> Statement:
-        return (
-            f"INSERT INTO audit ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-            (
-                self.seq,
-                self.timestamp,
-                self.event,
-                self.user_id,
-                json.dumps(self.addresses),
-                self.actor_uid,
-                self.actor_pid,
-                self.outcome,
-                _canonical(self.detail),
-                self.prev_hash,
-                self.hash,
-            ),
-        )
+    def canonical_detail(self) -> str:
+        return _canonical(self.detail)
 
 
 def _canonical(value: Any) -> str:
@@ -171,13 +155,10 @@ class AuditChain:
         self._pending_seq, self._pending_hash = entry.seq, entry.hash
         return entry
 
-    def head_statement(self) -> Statement:
-        """Records the pending head and its tag; part of every transaction that appends records."""
+    def pending_head(self) -> tuple[bytes, bytes]:
+        """The pending head and its tag, written in every transaction that appends records."""
         head = head_value(self._pending_seq, self._pending_hash)
-        return (
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?), (?, ?)",
-            (HEAD_KEY, head, HEAD_TAG_KEY, head_tag(self._key, head)),
-        )
+        return head, head_tag(self._key, head)
 
     def accept(self) -> None:
         """The pending entries' transaction committed: they are now the head."""

@@ -7,10 +7,11 @@ from typing import Any
 
 import walletd_wire as wire
 from walletd.errors import invalid
-from walletd.model.audit_chain import COLUMNS, HEAD_KEY, HEAD_TAG_KEY, verify_chain
+from walletd.model.audit_chain import HEAD_KEY, HEAD_TAG_KEY, verify_chain
 from walletd.model.peer import Peer
 from walletd.model.validation import check_user_id
 from walletd.ops.context import Context
+from walletd.storage import sql
 
 MAX_LIMIT = 10_000  # records per answer (a few MB at most); older ones: page with before_seq
 
@@ -18,16 +19,6 @@ MAX_LIMIT = 10_000  # records per answer (a few MB at most); older ones: page wi
 # ``wallet_created`` on: a user id that was deleted and created again by another uid keeps the
 # earlier wallet's records to admins. The owned ids travel as one JSON parameter, so no
 # number of wallets runs into SQLite's limit on bound variables.
-_OWNED_QUERY = f"""
-    WITH starts AS (
-        SELECT user_id AS wallet_user, MAX(seq) AS first_seq FROM audit
-        WHERE event = 'wallet_created' AND user_id IN (SELECT value FROM json_each(?))
-        GROUP BY user_id
-    )
-    SELECT {COLUMNS} FROM audit JOIN starts ON audit.user_id = starts.wallet_user
-    WHERE seq >= first_seq AND timestamp >= ? AND seq < ?
-    ORDER BY seq DESC LIMIT ?
-"""  # noqa: S608 - placeholders only
 
 
 class AuditQueries:
@@ -47,10 +38,7 @@ class AuditQueries:
             if req.user_id is not None:
                 where += " AND user_id = ?"
                 params.append(check_user_id(req.user_id))
-            rows = await self.ctx.store.query(
-                f"SELECT {COLUMNS} FROM audit WHERE {where} ORDER BY seq DESC LIMIT ?",  # noqa: S608 - placeholders only
-                [*params, req.limit],
-            )
+            rows = await self.ctx.store.query(sql.select_audit_page(where), [*params, req.limit])
         else:
             if req.user_id is not None:
                 owned = [self.ctx.wallet_for(peer, req.user_id).user_id]
@@ -59,19 +47,15 @@ class AuditQueries:
             if not owned:
                 return wire.AuditLogResult([])
             rows = await self.ctx.store.query(
-                _OWNED_QUERY, (json.dumps(owned), since, before, req.limit)
+                sql.SELECT_OWNED_AUDIT_PAGE, (json.dumps(owned), since, before, req.limit)
             )
         return wire.AuditLogResult([_record(row) for row in reversed(rows)])
 
     async def audit_verify(self, peer: Peer, req: wire.AuditVerify) -> wire.AuditVerifyResult:
         self.ctx.require_admin(peer, "audit_verify")
         async with self.ctx.writer:  # a consistent snapshot: no commit lands while we read
-            rows = await self.ctx.store.query(f"SELECT {COLUMNS} FROM audit ORDER BY seq")  # noqa: S608
-            meta = dict(
-                await self.ctx.store.query(
-                    "SELECT key, value FROM meta WHERE key IN (?, ?)", (HEAD_KEY, HEAD_TAG_KEY)
-                )
-            )
+            rows = await self.ctx.store.query(sql.SELECT_AUDIT)
+            meta = dict(await self.ctx.store.query(sql.SELECT_META_PAIR, (HEAD_KEY, HEAD_TAG_KEY)))
         head, tag = meta.get(HEAD_KEY), meta.get(HEAD_TAG_KEY)
         broken, problem = verify_chain(
             self._key,

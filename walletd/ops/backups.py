@@ -23,7 +23,7 @@ import msgspec
 import trio
 
 import walletd_wire as wire
-from walletd.errors import RequestError, invalid, not_found
+from walletd.errors import IntegrityFailure, RequestError, StorageFailure, invalid, not_found
 from walletd.model.peer import Actor, Peer
 from walletd.model.validation import check_metadata, check_user_id
 from walletd.model.wallets import key_hash
@@ -145,9 +145,7 @@ class Backups:
         try:
             return await trio.to_thread.run_sync(fn, *args)
         except OSError as exc:
-            raise RequestError(
-                wire.ErrorCode.STORAGE_ERROR, f"backup storage failed: {exc.strerror}"
-            ) from exc
+            raise StorageFailure(f"backup storage failed: {exc.strerror}") from exc
 
     # ------------------------------------------------------------------ operations
 
@@ -240,8 +238,7 @@ class Backups:
         try:
             record = self._open(data)
         except TamperedError as exc:
-            raise RequestError(
-                wire.ErrorCode.INTEGRITY_ERROR,
+            raise IntegrityFailure(
                 f"backup {backup_id} failed its integrity check: {exc}",
             ) from exc
         if record.user_id != user_id or record.backup_id != backup_id:

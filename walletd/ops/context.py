@@ -23,6 +23,7 @@ from walletd.model.peer import Actor, Peer
 from walletd.model.ritual import Ritual
 from walletd.model.validation import check_user_id
 from walletd.model.wallets import Wallet, WalletBook
+from walletd.storage import sql
 from walletd.storage.sealing import Sealer
 from walletd.storage.store import AsyncStore, Statement
 from walletd_wire import RotationPolicy
@@ -104,9 +105,9 @@ class Context:
         """
         assert self.writer.locked(), "commit without the writer lock"
         batch = list(statements)
-        batch.extend(entry.statement() for entry in entries)
+        batch.extend(sql.insert_audit(entry) for entry in entries)
         if entries:
-            batch.append(self.chain.head_statement())
+            batch.append(sql.put_audit_head(*self.chain.pending_head()))
         with trio.CancelScope(shield=True):
             try:
                 await self.store.write(batch)
@@ -136,14 +137,10 @@ class Context:
                 return 0
             pending = list(self.book.unflushed)
             rows: list[Statement] = [
-                (
-                    "UPDATE wallets SET signature_count = ? WHERE user_id = ? AND address = ?",
-                    (w.signature_count, w.user_id, w.address),
-                )
-                for w in pending
+                sql.set_signature_count(w.user_id, w.address, w.signature_count) for w in pending
             ]
             if final:
-                rows.append(("UPDATE wallets SET reserved_count = 0 WHERE reserved_count != 0", ()))
+                rows.append(sql.CLEAR_RESERVATIONS)
             self.book.unflushed.clear()
             try:
                 with trio.CancelScope(shield=True):

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import trio
 
 import walletd_wire as wire
-from walletd.errors import RequestError, StartupError, invalid
+from walletd.errors import Locked, NoRitual, StartupError, invalid
 from walletd.model.peer import Actor, Peer
 from walletd.model.ritual import (
     Ritual,
@@ -33,6 +33,7 @@ from walletd.model.ritual import (
 from walletd.model.validation import check_sha256_hex, check_user_id
 from walletd.ops.context import Context
 from walletd.ops.rotation import Rotation
+from walletd.storage import sql
 
 MAX_STEPS = 16
 MAX_PROMPT_BYTES = 1024
@@ -63,7 +64,7 @@ class Recovery:
         ritual = self.rituals.get(user_id)
         if ritual is None:
             check_user_id(user_id)
-            raise RequestError(wire.ErrorCode.NO_RITUAL, f"user {user_id!r} has no recovery ritual")
+            raise NoRitual(f"user {user_id!r} has no recovery ritual")
         return ritual
 
     def _locked(self, ritual: Ritual, now: float) -> bool:
@@ -96,13 +97,7 @@ class Recovery:
                 detail={"steps": len(stored)},
             )
             await ctx.commit(
-                [
-                    (
-                        "INSERT OR REPLACE INTO rituals (user_id, steps, attempts, locked_at)"
-                        " VALUES (?, ?, 0, NULL)",
-                        (wallet.user_id, encode_steps(stored)),
-                    )
-                ],
+                [sql.put_ritual(wallet.user_id, encode_steps(stored))],
                 entry,
             )
             self.rituals[wallet.user_id] = Ritual(stored)
@@ -115,7 +110,7 @@ class Recovery:
             if wallet.user_id not in self.rituals:
                 return wire.RemovedResult(False)
             entry = ctx.audit("ritual_removed", wallet.user_id, [wallet.address], Actor.of(peer))
-            await ctx.commit([("DELETE FROM rituals WHERE user_id = ?", (wallet.user_id,))], entry)
+            await ctx.commit([sql.delete_ritual(wallet.user_id)], entry)
             del self.rituals[wallet.user_id]
         return wire.RemovedResult(True)
 
@@ -132,12 +127,7 @@ class Recovery:
                 detail={"attempts_before": ritual.attempts},
             )
             await ctx.commit(
-                [
-                    (
-                        "UPDATE rituals SET attempts = 0, locked_at = NULL WHERE user_id = ?",
-                        (req.user_id,),
-                    )
-                ],
+                [sql.reset_ritual_attempts(req.user_id)],
                 entry,
             )
             ritual.attempts, ritual.locked_at = 0, None
@@ -177,8 +167,7 @@ class Recovery:
             ritual = self._ritual(user_id)
             now = ctx.now()
             if self._locked(ritual, now):
-                raise RequestError(
-                    wire.ErrorCode.LOCKED,
+                raise Locked(
                     f"recovery for user {user_id!r} is locked: too many attempts",
                 )
             attempts = 1 if ritual.attempts >= ctx.config.max_attempts else ritual.attempts + 1
@@ -187,12 +176,7 @@ class Recovery:
                 "recovery_attempted", user_id, [], actor, detail={"attempt": attempts}
             )
             await ctx.commit(
-                [
-                    (
-                        "UPDATE rituals SET attempts = ?, locked_at = ? WHERE user_id = ?",
-                        (attempts, locked_at, user_id),
-                    )
-                ],
+                [sql.set_ritual_attempts(user_id, attempts, locked_at)],
                 entry,
             )
             ritual.attempts, ritual.locked_at = attempts, locked_at
@@ -216,10 +200,7 @@ class Recovery:
                     ),
                 )
                 return wire.RecoveryResult(False)
-            reset = (
-                "UPDATE rituals SET attempts = 0, locked_at = NULL WHERE user_id = ?",
-                (user_id,),
-            )
+            reset = sql.reset_ritual_attempts(user_id)
             address = await self.rotation.rotate_locked(
                 wallet,
                 "recovery",

@@ -20,11 +20,12 @@ import structlog
 import trio
 
 import walletd_wire as wire
-from walletd.errors import RequestError, invalid, not_found
+from walletd.errors import Forbidden, RequestError, invalid, not_found
 from walletd.model.peer import DAEMON, Actor, Peer
 from walletd.model.validation import check_reason, check_user_id
 from walletd.model.wallets import PolicyOverride, Wallet, new_address, new_key, zero
 from walletd.ops.context import Context
+from walletd.storage import sql
 from walletd.storage.sealing import wallet_aad
 
 log = structlog.get_logger("walletd")
@@ -63,15 +64,9 @@ class Rotation:
         try:
             sealed = ctx.sealer.seal(bytes(key), wallet_aad(wallet.user_id, address))
             statements = [
-                (
-                    "UPDATE wallets SET address = ?, sealed_key = ?, key_created_at = ?,"
-                    " signature_count = 0, reserved_count = 0, owner_uid = ? WHERE user_id = ?",
-                    (address, sealed, now, owner, wallet.user_id),
-                ),
-                (
-                    "INSERT INTO rotations (user_id, old_wallet_id, new_wallet_id, timestamp,"
-                    " reason, actor_uid) VALUES (?, ?, ?, ?, ?, ?)",
-                    (wallet.user_id, wallet.address, address, now, reason, actor.uid),
+                sql.replace_key(wallet.user_id, address, sealed, now, owner),
+                sql.insert_rotation(
+                    wallet.user_id, wallet.address, address, now, reason, actor.uid
                 ),
                 *(extra or []),
             ]
@@ -169,12 +164,7 @@ class Rotation:
             limit = wallet.policy.max_signatures
             reserved = min(limit, wallet.signature_count + max(1, limit // 4))
             await self.ctx.commit(
-                [
-                    (
-                        "UPDATE wallets SET reserved_count = ? WHERE user_id = ? AND address = ?",
-                        (reserved, wallet.user_id, wallet.address),
-                    )
-                ]
+                [sql.set_reserved_count(wallet.user_id, wallet.address, reserved)]
             )
             wallet.reserved = reserved
             wallet.requiet()
@@ -253,18 +243,13 @@ class Rotation:
         wallet = self.book.get(user_id)
         if wallet is not None:
             self.ctx.wallet_for(peer, user_id)
-        rows = await self.ctx.store.query(
-            "SELECT user_id, old_wallet_id, new_wallet_id, timestamp, reason, actor_uid"
-            " FROM rotations WHERE user_id = ? ORDER BY seq",
-            (user_id,),
-        )
+        rows = await self.ctx.store.query(sql.SELECT_ROTATIONS, (user_id,))
         if wallet is None:
             if not rows:
                 raise not_found(f"no wallet and no rotation history for user {user_id!r}")
             # A deleted wallet's history: only an admin or a uid that rotated it may read it.
             if not peer.is_admin and all(row[5] != peer.uid for row in rows):
-                raise RequestError(
-                    wire.ErrorCode.FORBIDDEN,
+                raise Forbidden(
                     f"the history of user {user_id!r} belongs to another uid",
                 )
         if wallet is not None and not peer.is_admin:
@@ -305,10 +290,8 @@ class Rotation:
             )
             await ctx.commit(
                 [
-                    (
-                        "UPDATE wallets SET max_age_days = ?, max_signatures = ?, auto_rotate = ?"
-                        " WHERE user_id = ?",
-                        (new.max_age_days, new.max_signatures, new.auto_rotate, wallet.user_id),
+                    sql.set_rotation_policy(
+                        wallet.user_id, new.max_age_days, new.max_signatures, new.auto_rotate
                     )
                 ],
                 entry,

@@ -11,19 +11,15 @@ import structlog
 
 import walletd_wire as wire
 from walletd import __version__
-from walletd.errors import RequestError
+from walletd.errors import AlreadyExists
 from walletd.model.peer import Actor, Peer
 from walletd.model.validation import check_user_id
 from walletd.model.wallets import Wallet, new_address, new_key, zero
 from walletd.ops.context import Context
+from walletd.storage import sql
 from walletd.storage.sealing import wallet_aad
 
 log = structlog.get_logger("walletd")
-
-INSERT_WALLET = (
-    "INSERT INTO wallets (user_id, address, owner_uid, sealed_key, created_at, key_created_at,"
-    " signature_count) VALUES (?, ?, ?, ?, ?, ?, 0)"
-)
 
 
 class WalletOps:
@@ -38,15 +34,13 @@ class WalletOps:
         ctx = self.ctx
         async with ctx.writer:
             if user_id in self.book.wallets:
-                raise RequestError(
-                    wire.ErrorCode.ALREADY_EXISTS, f"user {user_id!r} already has a wallet"
-                )
+                raise AlreadyExists(f"user {user_id!r} already has a wallet")
             key, address, now = new_key(), new_address(), ctx.now()
             sealed = ctx.sealer.seal(bytes(key), wallet_aad(user_id, address))
             entry = ctx.audit("wallet_created", user_id, [address], Actor.of(peer))
             try:
                 await ctx.commit(
-                    [(INSERT_WALLET, (user_id, address, peer.uid, sealed, now, now))], entry
+                    [sql.insert_wallet(user_id, address, peer.uid, sealed, now)], entry
                 )
             except BaseException:
                 zero(key)  # never stored: do not leave it in memory
@@ -61,8 +55,8 @@ class WalletOps:
             entry = ctx.audit("wallet_deleted", wallet.user_id, [wallet.address], Actor.of(peer))
             await ctx.commit(
                 [
-                    ("DELETE FROM wallets WHERE user_id = ?", (wallet.user_id,)),
-                    ("DELETE FROM rituals WHERE user_id = ?", (wallet.user_id,)),
+                    sql.delete_wallet(wallet.user_id),
+                    sql.delete_ritual(wallet.user_id),
                 ],
                 entry,
             )

@@ -21,6 +21,7 @@ from walletd.errors import StartupError
 from walletd.model.audit_chain import GENESIS_HASH, HEAD_KEY
 from walletd.model.ritual import Ritual, decode_steps
 from walletd.model.wallets import PolicyOverride, Wallet, zero
+from walletd.storage import sql
 from walletd.storage.schema import SCHEMA_VERSION
 from walletd.storage.sealing import MasterKey, Sealer, UnsealError, load_master_key, wallet_aad
 from walletd.storage.statedir import StateLock, check_state_dir
@@ -112,12 +113,9 @@ def _refuse_orphaned_log(db_path: Path) -> None:
 
 
 def initial_rows(sealer: Sealer, subkeys: dict[str, bytes]) -> list[Statement]:
-    rows: list[Statement] = [
-        ("INSERT INTO meta (key, value) VALUES (?, ?)", (CHECK_KEY, sealer.check_value()))
-    ]
+    rows: list[Statement] = [sql.insert_meta(CHECK_KEY, sealer.check_value())]
     rows += [
-        ("INSERT INTO meta (key, value) VALUES (?, ?)", (name, sealer.seal(key, subkey_aad(name))))
-        for name, key in subkeys.items()
+        sql.insert_meta(name, sealer.seal(key, subkey_aad(name))) for name, key in subkeys.items()
     ]
     return rows
 
@@ -154,10 +152,6 @@ def verify_master_key(store: Store, master: MasterKey) -> None:
         )
 
 
-_WALLET_COLUMNS = (
-    "user_id, address, owner_uid, sealed_key, created_at, key_created_at,"
-    " signature_count, max_age_days, max_signatures, auto_rotate, reserved_count"
-)
 _NO_OVERRIDE = PolicyOverride()
 
 
@@ -173,7 +167,7 @@ def load_wallets(store: Store, sealer: Sealer) -> list[Wallet]:
     wallets = []
     failed: list[str] = []
     unseal = sealer.unseal
-    rows = store.rows(f"SELECT {_WALLET_COLUMNS} FROM wallets")  # noqa: S608 - constant
+    rows = store.rows(sql.SELECT_WALLETS)
     for user_id, address, owner, sealed, created, key_created, count, age, sigs, auto, rsv in rows:
         try:
             key = bytearray(unseal(sealed, wallet_aad(user_id, address)))
@@ -197,9 +191,7 @@ def load_wallets(store: Store, sealer: Sealer) -> list[Wallet]:
 def load_rituals(store: Store) -> dict[str, Ritual]:
     return {
         user_id: Ritual(decode_steps(steps), attempts, locked_at)
-        for user_id, steps, attempts, locked_at in store.query(
-            "SELECT user_id, steps, attempts, locked_at FROM rituals"
-        )
+        for user_id, steps, attempts, locked_at in store.query(sql.SELECT_RITUALS)
     }
 
 

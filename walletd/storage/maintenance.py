@@ -20,7 +20,8 @@ from typing import Any
 
 from walletd.config import Config
 from walletd.errors import StartupError
-from walletd.model.audit_chain import COLUMNS, HEAD_KEY, HEAD_TAG_KEY, AuditChain, verify_chain
+from walletd.model.audit_chain import HEAD_KEY, HEAD_TAG_KEY, AuditChain, verify_chain
+from walletd.storage import sql
 from walletd.storage.loader import (
     AUDIT_KEY,
     CHECK_KEY,
@@ -123,7 +124,7 @@ def _inspect(config: Config, store: Store, summary: dict[str, Any], problems: li
 def _inspect_content(
     config: Config, store: Store, summary: dict[str, Any], problems: list[str]
 ) -> None:
-    owners = store.query("SELECT owner_uid, count(*) FROM wallets GROUP BY owner_uid")
+    owners = store.query(sql.COUNT_WALLETS_BY_OWNER)
     summary["wallets"] = sum(count for _, count in owners)
     summary["owners"] = {str(uid): count for uid, count in sorted(owners)}
     rituals = load_rituals(store)
@@ -142,7 +143,7 @@ def _inspect_content(
         summary["keys_unsealed"] = len(load_wallets(store, sealer))
     except StartupError as exc:
         problems.append(str(exc))
-    rows = store.query(f"SELECT {COLUMNS} FROM audit ORDER BY seq")  # noqa: S608 - constant
+    rows = store.query(sql.SELECT_AUDIT)
     summary["audit_records"] = len(rows)
     broken, why = verify_chain(
         subkeys[AUDIT_KEY], rows, store.meta(HEAD_KEY), store.meta(HEAD_TAG_KEY)
@@ -186,17 +187,11 @@ def _reseal(
 ) -> list[Statement]:
     sealer = new.sealer()
     statements: list[Statement] = [
-        ("UPDATE meta SET value = ? WHERE key = ?", (sealer.check_value(), CHECK_KEY)),
+        sql.update_meta(CHECK_KEY, sealer.check_value()),
     ]
+    statements += [sql.update_meta(n, sealer.seal(subkeys[n], subkey_aad(n))) for n in SUBKEYS]
     statements += [
-        ("UPDATE meta SET value = ? WHERE key = ?", (sealer.seal(subkeys[n], subkey_aad(n)), n))
-        for n in SUBKEYS
-    ]
-    statements += [
-        (
-            "UPDATE wallets SET sealed_key = ? WHERE user_id = ?",
-            (sealer.seal(bytes(w.key), wallet_aad(w.user_id, w.address)), w.user_id),
-        )
+        sql.reseal_key(w.user_id, sealer.seal(bytes(w.key), wallet_aad(w.user_id, w.address)))
         for w in wallets
     ]
     chain = AuditChain(subkeys[AUDIT_KEY], *chain_head)
@@ -209,5 +204,5 @@ def _reseal(
         actor_pid=os.getpid(),
         detail={"wallets": len(wallets), "new_source": new.source},
     )
-    statements += [entry.statement(), chain.head_statement()]
+    statements += [sql.insert_audit(entry), sql.put_audit_head(*chain.pending_head())]
     return statements

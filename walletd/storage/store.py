@@ -30,15 +30,15 @@ from typing import Any, TypeVar
 
 import trio
 
-from walletd.errors import RequestError, StartupError
+from walletd.errors import RequestError, StartupError, StorageFailure
+from walletd.storage import sql
 from walletd.storage.schema import SCHEMA_VERSION, migrate
 from walletd.storage.statedir import StateLock, fsync_dir
-from walletd_wire import ErrorCode
 
 __all__ = ["DB_NAME", "AsyncStore", "Statement", "Store"]
 
 T = TypeVar("T")
-Statement = tuple[str, Sequence[Any]]
+Statement = sql.Statement
 
 DB_NAME = "walletd.db"
 # A database is first built under this name and renamed into place once complete, so a crash
@@ -324,7 +324,7 @@ class Store:
         return iter(self._conn.execute(sql, params))
 
     def meta(self, key: str) -> bytes | None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._conn.execute(sql.SELECT_META, (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
     def integrity_check(self, *, quick: bool = False) -> list[str]:
@@ -377,6 +377,4 @@ class AsyncStore:
 def storage_error(exc: sqlite3.Error) -> RequestError:
     # SQLite's message ("database or disk is full", "attempt to write a readonly database",
     # "disk I/O error") names the cause and never contains our data.
-    return RequestError(
-        ErrorCode.STORAGE_ERROR, f"walletd could not save the change ({exc}); nothing was changed"
-    )
+    return StorageFailure(f"walletd could not save the change ({exc}); nothing was changed")

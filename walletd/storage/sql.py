@@ -1,0 +1,204 @@
+"""Every SQL statement walletd runs against its state, in one place.
+
+The table definitions and their migrations are in :mod:`walletd.storage.schema`; the
+connection's own pragmas are in :mod:`walletd.storage.store`. Everything else is here, as
+functions that build a :data:`Statement` (SQL text and its parameters) or as query constants,
+so the rest of the daemon never writes SQL: reading this module tells what walletd can do to
+its database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from walletd.model.audit_chain import COLUMNS, HEAD_KEY, HEAD_TAG_KEY
+
+if TYPE_CHECKING:
+    from walletd.model.audit_chain import AuditEntry
+
+Statement = tuple[str, Sequence[Any]]
+
+# ------------------------------------------------------------------------------- wallets
+
+WALLET_COLUMNS = (
+    "user_id, address, owner_uid, sealed_key, created_at, key_created_at,"
+    " signature_count, max_age_days, max_signatures, auto_rotate, reserved_count"
+)
+SELECT_WALLETS = f"SELECT {WALLET_COLUMNS} FROM wallets"  # noqa: S608 - constant
+COUNT_WALLETS_BY_OWNER = "SELECT owner_uid, count(*) FROM wallets GROUP BY owner_uid"
+
+
+def insert_wallet(
+    user_id: str, address: str, owner_uid: int, sealed_key: bytes, created_at: float
+) -> Statement:
+    return (
+        "INSERT INTO wallets (user_id, address, owner_uid, sealed_key, created_at,"
+        " key_created_at, signature_count) VALUES (?, ?, ?, ?, ?, ?, 0)",
+        (user_id, address, owner_uid, sealed_key, created_at, created_at),
+    )
+
+
+def delete_wallet(user_id: str) -> Statement:
+    return ("DELETE FROM wallets WHERE user_id = ?", (user_id,))
+
+
+def replace_key(
+    user_id: str, address: str, sealed_key: bytes, key_created_at: float, owner_uid: int
+) -> Statement:
+    """A rotation (or a recovery's hand-over): new key, counts back to zero."""
+    return (
+        "UPDATE wallets SET address = ?, sealed_key = ?, key_created_at = ?,"
+        " signature_count = 0, reserved_count = 0, owner_uid = ? WHERE user_id = ?",
+        (address, sealed_key, key_created_at, owner_uid, user_id),
+    )
+
+
+def reseal_key(user_id: str, sealed_key: bytes) -> Statement:
+    return ("UPDATE wallets SET sealed_key = ? WHERE user_id = ?", (sealed_key, user_id))
+
+
+def set_signature_count(user_id: str, address: str, count: int) -> Statement:
+    return (
+        "UPDATE wallets SET signature_count = ? WHERE user_id = ? AND address = ?",
+        (count, user_id, address),
+    )
+
+
+def set_reserved_count(user_id: str, address: str, reserved: int) -> Statement:
+    return (
+        "UPDATE wallets SET reserved_count = ? WHERE user_id = ? AND address = ?",
+        (reserved, user_id, address),
+    )
+
+
+CLEAR_RESERVATIONS: Statement = (
+    "UPDATE wallets SET reserved_count = 0 WHERE reserved_count != 0",
+    (),
+)
+
+
+def set_rotation_policy(
+    user_id: str, max_age_days: int | None, max_signatures: int | None, auto_rotate: bool | None
+) -> Statement:
+    return (
+        "UPDATE wallets SET max_age_days = ?, max_signatures = ?, auto_rotate = ?"
+        " WHERE user_id = ?",
+        (max_age_days, max_signatures, auto_rotate, user_id),
+    )
+
+
+# ----------------------------------------------------------------------------- rotations
+
+SELECT_ROTATIONS = (
+    "SELECT user_id, old_wallet_id, new_wallet_id, timestamp, reason, actor_uid"
+    " FROM rotations WHERE user_id = ? ORDER BY seq"
+)
+
+
+def insert_rotation(
+    user_id: str, old_address: str, new_address: str, timestamp: float, reason: str, actor: int
+) -> Statement:
+    return (
+        "INSERT INTO rotations (user_id, old_wallet_id, new_wallet_id, timestamp, reason,"
+        " actor_uid) VALUES (?, ?, ?, ?, ?, ?)",
+        (user_id, old_address, new_address, timestamp, reason, actor),
+    )
+
+
+# ------------------------------------------------------------------------------- rituals
+
+SELECT_RITUALS = "SELECT user_id, steps, attempts, locked_at FROM rituals"
+
+
+def put_ritual(user_id: str, steps: bytes) -> Statement:
+    return (
+        "INSERT OR REPLACE INTO rituals (user_id, steps, attempts, locked_at)"
+        " VALUES (?, ?, 0, NULL)",
+        (user_id, steps),
+    )
+
+
+def delete_ritual(user_id: str) -> Statement:
+    return ("DELETE FROM rituals WHERE user_id = ?", (user_id,))
+
+
+def set_ritual_attempts(user_id: str, attempts: int, locked_at: float | None) -> Statement:
+    return (
+        "UPDATE rituals SET attempts = ?, locked_at = ? WHERE user_id = ?",
+        (attempts, locked_at, user_id),
+    )
+
+
+def reset_ritual_attempts(user_id: str) -> Statement:
+    return ("UPDATE rituals SET attempts = 0, locked_at = NULL WHERE user_id = ?", (user_id,))
+
+
+# --------------------------------------------------------------------------------- audit
+
+AUDIT_COLUMNS = COLUMNS
+SELECT_AUDIT = f"SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"  # noqa: S608 - constant
+
+
+def select_audit_page(where: str) -> str:
+    """Newest first, ``where`` built only from fixed conditions with ``?`` placeholders."""
+    return f"SELECT {AUDIT_COLUMNS} FROM audit WHERE {where} ORDER BY seq DESC LIMIT ?"  # noqa: S608
+
+
+#: A non-admin's page: records of the wallets the caller owns, from each one's creation on
+#: (a user id deleted and created again by another uid starts a new history).
+SELECT_OWNED_AUDIT_PAGE = f"""
+    WITH starts AS (
+        SELECT user_id AS wallet_user, MAX(seq) AS first_seq FROM audit
+        WHERE event = 'wallet_created' AND user_id IN (SELECT value FROM json_each(?))
+        GROUP BY user_id
+    )
+    SELECT {AUDIT_COLUMNS} FROM audit JOIN starts ON audit.user_id = starts.wallet_user
+    WHERE seq >= first_seq AND timestamp >= ? AND seq < ?
+    ORDER BY seq DESC LIMIT ?
+"""  # noqa: S608 - constant
+
+
+def insert_audit(entry: AuditEntry) -> Statement:
+    return (
+        f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+        (
+            entry.seq,
+            entry.timestamp,
+            entry.event,
+            entry.user_id,
+            json.dumps(entry.addresses),
+            entry.actor_uid,
+            entry.actor_pid,
+            entry.outcome,
+            entry.canonical_detail(),
+            entry.prev_hash,
+            entry.hash,
+        ),
+    )
+
+
+def put_audit_head(head: bytes, tag: bytes) -> Statement:
+    return put_meta_pair(HEAD_KEY, head, HEAD_TAG_KEY, tag)
+
+
+# ---------------------------------------------------------------------------------- meta
+
+SELECT_META = "SELECT value FROM meta WHERE key = ?"
+SELECT_META_PAIR = "SELECT key, value FROM meta WHERE key IN (?, ?)"
+
+
+def insert_meta(key: str, value: str | bytes) -> Statement:
+    return ("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+def update_meta(key: str, value: str | bytes) -> Statement:
+    return ("UPDATE meta SET value = ? WHERE key = ?", (value, key))
+
+
+def put_meta_pair(key1: str, value1: bytes, key2: str, value2: bytes) -> Statement:
+    return (
+        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?), (?, ?)",
+        (key1, value1, key2, value2),
+    )
