@@ -25,6 +25,7 @@ from .errors import (
     WalletNotFoundError,
 )
 from .protocol import RitualStep, RotationPolicy, RotationRecord, SignedItem
+from .verify import verify
 from .wallet import Wallet
 
 __version__ = "0.1.0"
@@ -51,4 +52,5 @@ __all__ = [
     "WalletKeyError",
     "WalletNotFoundError",
     "hash_response",
+    "verify",
 ]

@@ -1,0 +1,1 @@
+"""The wire contract shared by walletd and its clients (placeholder until the restructure lands)."""
