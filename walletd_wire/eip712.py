@@ -17,8 +17,12 @@ be ints, decimal strings or ``0x`` hex strings, as EIP-712 tooling writes them; 
 
 Bounded cost: every container's size is checked before it is iterated, and every string before
 it is scanned, so refusal is O(1) in the size of the offending part. Measured on this machine
-(2 shared cores): a 5 MB string field is refused in ~2 µs, a million-element array in ~3 µs,
-and the largest accepted document (MAX_VALUES values) parses and hashes in ~40 ms.
+(2 shared cores, CPython 3.11): the spec's Mail example parses and hashes in ~240 µs (16
+keccak calls at ~6 µs each through pycryptodome's cffi binding are most of it); the same
+document with a 5 MB string, 5 MB of hex bytes or a million-element array added is refused in
+~250-280 µs, i.e. the oversized part costs nothing; a 1024 x 1024 array of arrays is refused
+after MAX_VALUES values, in ~9 ms; the largest accepted document (just under MAX_VALUES values)
+parses in ~8 ms and hashes in ~11 ms more.
 """
 
 from __future__ import annotations
