@@ -263,7 +263,6 @@ REFUSALS: list[tuple[str, Callable[[Doc], None], str]] = [
     ("address not a string", _set("message.to.wallet", 5), "expected an address"),
     ("bytes32 too short", _add_field("Mail", "n", "bytes32", SECRET), "exactly 32 bytes"),
     ("odd hex", _add_field("Mail", "n", "bytes", "0xabc"), "even number of hex digits"),
-    ("bad field name", _field_type("Person", 0, "string"), ""),  # control: valid
     ("duplicate field", _add_field("Person", "name", "string", "x"), "declared twice"),
     ("chainId retyped", _field_type("EIP712Domain", 2, "string"), "chainId must have type"),
     ("primaryType unknown", _set("primaryType", "Letter"), "primaryType 'Letter' is not"),
@@ -292,7 +291,7 @@ REFUSALS: list[tuple[str, Callable[[Doc], None], str]] = [
 
 @pytest.mark.parametrize(
     ("mutate", "expected"),
-    [pytest.param(m, e, id=name) for name, m, e in REFUSALS if e],
+    [pytest.param(m, e, id=name) for name, m, e in REFUSALS],
 )
 def test_refusals_name_the_problem(mutate: Callable[[Doc], None], expected: str) -> None:
     doc = mail()
@@ -397,7 +396,8 @@ def test_digest_matches_eth_account(make: Callable[[], Doc]) -> None:
 
 
 # Generated documents: a random set of struct types, each referring only to earlier ones (so
-# no cycles) and always to the one before it, and a value for every field. Domains keep EIP-712's field order, as wallets do.
+# no cycles) and always to the one before it, and a value for every field. Domains keep
+# EIP-712's field order, as wallets do.
 
 ATOMIC_TYPES = ["uint8", "uint256", "int8", "int128", "bool", "address", "string", "bytes"]
 ATOMIC_TYPES += ["bytes1", "bytes20", "bytes32"]
@@ -457,7 +457,9 @@ def documents(draw: st.DrawFn) -> Doc:
         "chainId": st.integers(0, 2**64),
         "verifyingContract": _atomic_value("address"),
     }
-    domain = draw(st.fixed_dictionaries({f["name"]: domain_values[f["name"]] for f in domain_fields}))
+    domain = draw(
+        st.fixed_dictionaries({f["name"]: domain_values[f["name"]] for f in domain_fields})
+    )
     message = draw(_value(primary, structs))
     return {
         "types": {"EIP712Domain": domain_fields, **structs},
