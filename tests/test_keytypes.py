@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import pickle
+import subprocess
+import sys
 
 import pytest
 from eth_account import Account
@@ -470,3 +472,28 @@ def test_bad_private_keys_are_refused_without_showing_them(
         signer_for(key_type, private)
     for form in _secret_forms(private):
         assert form not in str(caught.value)
+
+
+# --- import direction -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("module", "forbidden"),
+    [
+        ("walletd_wire.schemes", ("trio", "walletd", "wallet_client")),
+        ("walletd.model.keys", ("trio", "sqlite3", "socket", "wallet_client")),
+        ("wallet_client.verify", ("walletd",)),
+    ],
+)
+def test_import_direction(module: str, forbidden: tuple[str, ...]) -> None:
+    """A fresh interpreter imports the module and loads none of the forbidden packages."""
+    check = (
+        "import importlib, sys\n"
+        f"importlib.import_module({module!r})\n"
+        "loaded = {name.split('.')[0] for name in sys.modules}\n"
+        f"print(sorted(loaded & set({forbidden!r})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
