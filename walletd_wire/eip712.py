@@ -36,6 +36,10 @@ from typing import Any
 from .eip712_types import (
     DOMAIN_TYPE,
     MAX_ARRAY_LENGTH,
+    MAX_DEPTH,
+    MAX_FIELDS_PER_TYPE,
+    MAX_NAME_CHARS,
+    MAX_TYPES,
     Array,
     Atomic,
     FieldType,
@@ -47,9 +51,15 @@ from .eip712_types import (
 )
 from .ethereum import checksum_address, keccak256
 
+# Every limit, in one namespace: the type-table ones are defined beside the code that checks them.
 __all__ = [
+    "MAX_ARRAY_LENGTH",
+    "MAX_DEPTH",
+    "MAX_FIELDS_PER_TYPE",
+    "MAX_NAME_CHARS",
     "MAX_PAYLOAD_BYTES",
     "MAX_STRING_BYTES",
+    "MAX_TYPES",
     "MAX_VALUES",
     "TypedData",
     "TypedDataError",
