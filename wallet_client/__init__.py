@@ -26,6 +26,7 @@ from .errors import (
     WalletKeyError,
     WalletNotFoundError,
 )
+from .verify import verify
 from .wallet import Wallet
 
 __version__ = "0.1.0"
@@ -52,4 +53,5 @@ __all__ = [
     "WalletKeyError",
     "WalletNotFoundError",
     "hash_response",
+    "verify",
 ]

@@ -11,6 +11,12 @@ to httpcore. docs/PROTOCOL.md is the prose version; keep the two in agreement.
 # results.py      the result shapes
 # envelope.py     {"id", "ok", "result" | "error"} and the lenient view of a bad request
 # error_codes.py  the closed set of error codes
+# schemes.py      key types and what "a valid signature" means for each; offline verification
+# ethereum.py     keccak-256, EIP-191 digests, EIP-55 addresses
+# eip712.py       EIP-712 typed data: validation, bounds, hashing (types in eip712_types.py)
+#
+# The last four are imported on their own (``from walletd_wire import schemes``): they need
+# the crypto libraries, which the framing and message types do not.
 
 Most code uses the package namespace: ``import walletd_wire as wire`` then ``wire.SignMessage``,
 ``wire.ErrorCode.NOT_FOUND``, ``wire.encode_frame(...)``.

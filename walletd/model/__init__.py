@@ -1,0 +1,1 @@
+"""Pure model code: key types and signers (placeholder until the restructure lands)."""
