@@ -238,8 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         failed = [r for r in gate_rows if not r.passed]
         for row in failed:
-            progress(f"REGRESSED {row.scenario} vs {row.versus}: {row.now} < {row.floor:.3f}")
-        progress("bench-check: " + ("FAILED" if failed else "passed"))
+            now = "not measured" if row.now is None else f"{row.now:.3f}"
+            progress(f"REGRESSED {row.scenario} vs {row.versus}: {now} (floor {row.floor:.3f})")
+        wall = time.perf_counter() - t0
+        progress(f"bench-check: {'FAILED' if failed else 'passed'} in {wall:.0f} s")
         return EXIT_MISSED if failed else EXIT_OK
     for miss in missed:
         progress(f"MISSED {miss}")

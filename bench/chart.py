@@ -2,7 +2,7 @@
 
 One horizontal bar per headline: the median ratio walletd/anchor, green when it meets its
 target and red when not; a whisker across the per-repetition ratios (the spread shows how far
-to trust the bar); a dashed line at the target; a grey diamond at the committed baseline; a
+to trust the bar); a blue dashed line at the target; a grey diamond at the committed baseline; a
 solid line at parity (1.0). The SVG is plain elements with ``class`` names, so a test can
 read it back with ElementTree.
 """
@@ -24,6 +24,7 @@ ROW_H = 46
 TOP = 64
 BAR_H = 16
 MET, MISSED, INK, GRID = "#2e7d32", "#c62828", "#222222", "#dddddd"
+TARGET = "#1565c0"  # blue: stands out over a green or red bar
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def render_svg(rows: list[ChartRow], title: str, subtitle: str = "") -> str:
         parts += _row(row, TOP + ROW_H * i, x)
     legend = (
         "bar: median of per-repetition ratios, green met, red missed; whisker: min to max",
-        "dashed: target; grey diamond: committed baseline; solid line: parity (1.0)",
+        "blue dashed: target; grey diamond: committed baseline; solid line: parity (1.0)",
     )
     for i, line in enumerate(legend):
         parts.append(_text(12, bottom + 36 + 14 * i, line, "legend", size=10))
@@ -150,7 +151,7 @@ def _row(row: ChartRow, y0: float, x: Callable[[float], float]) -> list[str]:
     tx = x(row.limit)
     parts.append(
         f'<line class="target" x1="{tx:.1f}" y1="{mid - 14:.1f}" x2="{tx:.1f}" '
-        f'y2="{mid + 14:.1f}" stroke="{INK}" stroke-width="2" stroke-dasharray="4 3"/>'
+        f'y2="{mid + 14:.1f}" stroke="{TARGET}" stroke-width="2" stroke-dasharray="4 3"/>'
     )
     if row.baseline is not None:
         bx = x(row.baseline)

@@ -104,8 +104,9 @@ def _ratio_cell(result: ScenarioResult, server: str) -> str:
         return ""
     if server in result.unavailable:
         return "n/a"
-    text = _num(result.median_ratio(server), 2)
-    return f"**{text}**" if server == result.anchor else text
+    value = result.median_ratio(server)
+    text = _num(value, 2)
+    return f"**{text}**" if server == result.anchor and value is not None else text
 
 
 def _pair(result: ScenarioResult, pick: Callable[[Measurement], float], digits: int = 0) -> str:
