@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SOCKET := $(CURDIR)/.walletd/walletd.sock
 
-.PHONY: install run test lint format generate bench fuzz soak clean
+.PHONY: install run test lint format generate bench bench-check bench-baseline fuzz soak clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,15 @@ generate: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# The regression gate: a short run (<= 60 s) of the headline ratios against bench/baseline.json.
+# Timings never run under `make test`; run this before a release.
+bench-check: install
+	$(BIN)/python -m bench --check
+
+# Rewrite bench/baseline.json from the same short run; commit it saying why the figure moved.
+bench-baseline: install
+	$(BIN)/python -m bench --write-baseline
 
 fuzz: install
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,lint,fuzz]'

@@ -1,8 +1,13 @@
-"""walletd benchmarks, run by ``make bench`` (``python -m bench``).
+"""walletd benchmarks, run by ``make bench`` (``python -m bench``); ``make bench-check`` gates.
 
-Modules: ``reference_server`` (the ceiling: bare trio + msgspec + HMAC), ``wire`` (pre-encoded
-request frames for walletd's protocol and ssh-agent's), ``client`` (the load generator, in
-forked worker processes on blocking sockets), ``servers`` (start/probe/stop, /proc CPU),
-``harness`` (one measurement), ``report`` (medians, targets, table), ``startup`` (startup to
-ready with many wallets) and ``__main__`` (the interleaved run).
+Read in this order: ``scenarios`` (the registry: servers, and rows with their subject, anchor,
+other legs and goals; add a row here), ``run`` (start the lineup, interleave every leg of every
+scenario per repetition), ``harness`` (one measurement), ``client`` (the load generator, in
+forked worker processes on blocking sockets), ``wire`` (pre-encoded request frames for
+walletd's protocol and ssh-agent's, answer checks), ``servers`` (start/probe/stop, /proc CPU),
+``references`` (the independent servers of ``../shared/bench-references``),
+``reference_server`` (our own ceiling: walletd's I/O design, bare), ``results`` (paired
+per-repetition ratios, medians), ``report`` (target checks, the table), ``chart`` (the SVG of
+headline ratios), ``gate`` (the baseline and the regression check), ``startup`` (startup to
+ready with many wallets) and ``__main__`` (the command line, JSON, notes).
 """

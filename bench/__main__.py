@@ -1,12 +1,19 @@
-"""``python -m bench`` (``make bench``): walletd against the reference server, interleaved.
+"""``python -m bench`` (``make bench``): walletd against independent references, interleaved.
 
-Starts the reference server, walletd (``--ephemeral``) and, when installed, a private
-ssh-agent; then for each repetition runs every scenario against the reference and walletd back
-to back (A B A B ...), so slow drift and noise from other processes hit both alike. Prints a
-markdown table of medians on stdout, progress on stderr, writes every repetition to
-``bench/results/<UTC timestamp>.json`` and exits non-zero naming each missed target.
+Starts every server the selected scenarios need (walletd ``--ephemeral``, our own reference,
+the shared references of ``../shared/bench-references/``, a private ssh-agent), then for each
+repetition measures every leg of every scenario back to back (``bench.run``), so slow drift
+and noise from other processes hit all of them alike. Prints a markdown table of medians on
+stdout (headline: walletd against the scenario's anchor, in bold), progress on stderr, and
+writes every repetition to ``bench/results/<UTC timestamp>.json`` and a chart of the headline
+ratios against their targets to ``<same>.svg``.
 
-Exit codes: 0 every target met; 1 a target missed or could not be measured; 2 usage error.
+``--check`` (``make bench-check``) runs the short gated configuration and compares the
+headline ratios with ``bench/baseline.json`` (``bench.gate``); ``--write-baseline``
+(``make bench-baseline``) runs the same configuration and rewrites that file.
+
+Exit codes: 0 every target met (``--check``: the gate passed); 1 a target missed or not
+measured (``--check``: a ratio regressed or could not be measured); 2 usage or baseline error.
 """
 
 from __future__ import annotations
@@ -24,19 +31,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import servers
-from bench.harness import SCENARIOS, Measurement, measure
-from bench.report import (
-    REFERENCE,
-    SSH_AGENT,
-    STARTUP_WALLETS,
-    WALLETD,
-    ScenarioResult,
-    build_checks,
-    render_table,
-)
+from bench import gate
+from bench.chart import chart_rows, render_svg
+from bench.references import references_dir
+from bench.report import STARTUP_WALLETS, build_checks, render_table
+from bench.results import PICK, ScenarioResult
+from bench.run import run_all
+from bench.scenarios import SCENARIOS, SERVERS, SSH_AGENT, WALLETD, StartContext
 from bench.startup import run_startup_bench
-from bench.wire import BenchError
 
 EXIT_OK = 0
 EXIT_MISSED = 1
@@ -50,96 +52,64 @@ def _env_quick() -> bool:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    quick = _env_quick()
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmark walletd against a bare trio+msgspec reference server.",
+        description="Benchmark walletd against independent reference servers, interleaved.",
         epilog="WALLETD_BENCH_QUICK=1 gives a smoke run: 1 repetition of 0.5 s, startup n=1000.",
     )
-    parser.add_argument("--reps", type=int, default=1 if quick else 5, help="repetitions (5)")
-    parser.add_argument(
-        "--duration", type=float, default=0.5 if quick else 2.0, help="seconds per measurement (2)"
-    )
+    parser.add_argument("--reps", type=int, help="repetitions (5)")
+    parser.add_argument("--duration", type=float, help="seconds per measurement (2; gate 1)")
     parser.add_argument(
         "--scenarios",
-        default=",".join(SCENARIOS),
-        help=f"comma-separated subset of: {', '.join(SCENARIOS)}",
+        help=f"comma-separated subset of: {', '.join(SCENARIOS)} (default all; gate: baseline's)",
     )
     parser.add_argument(
         "--startup-wallets",
         type=int,
-        default=1000 if quick else STARTUP_WALLETS,
         help=f"wallets for the startup bench ({STARTUP_WALLETS:,}); below that it is not checked",
     )
     parser.add_argument("--skip-startup", action="store_true", help="do not run the startup bench")
-    parser.add_argument("--no-walletd", action="store_true", help="measure the reference only")
+    parser.add_argument("--no-walletd", action="store_true", help="measure the references only")
+    parser.add_argument(
+        "--headline-only", action="store_true", help="run each scenario's subject and anchor only"
+    )
+    parser.add_argument(
+        "--references", type=Path, help="the shared references' folder (../shared/bench-references)"
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where JSON goes")
-    parser.add_argument("--no-json", action="store_true", help="do not write the JSON file")
+    parser.add_argument("--no-json", action="store_true", help="write neither JSON nor chart")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="gate headline ratios on the baseline")
+    mode.add_argument("--write-baseline", action="store_true", help="rewrite the baseline")
+    parser.add_argument("--baseline", type=Path, default=gate.BASELINE_PATH, help="its path")
+    parser.add_argument("--baseline-note", default="", help="a note stored in a new baseline")
     args = parser.parse_args(argv)
-    args.scenario_keys = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = [s for s in args.scenario_keys if s not in SCENARIOS]
-    if unknown:
-        parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+    args.gated = args.check or args.write_baseline
+    quick = _env_quick()
+    if args.gated:  # the short configuration: headline legs only, no startup
+        args.headline_only = args.skip_startup = True
+    if args.reps is None:
+        args.reps = gate.CHECK_REPS if args.gated else 1 if quick else 5
+    if args.duration is None:
+        args.duration = gate.CHECK_DURATION_S if args.gated else 0.5 if quick else 2.0
+    if args.startup_wallets is None:
+        args.startup_wallets = 1000 if quick else STARTUP_WALLETS
     if args.reps < 1 or args.duration <= 0:
         parser.error("--reps must be >= 1 and --duration > 0")
+    if args.scenarios is not None:
+        args.scenario_keys = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+        unknown = [s for s in args.scenario_keys if s not in SCENARIOS]
+        if unknown:
+            parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+    elif args.write_baseline:
+        args.scenario_keys = [k for k, s in SCENARIOS.items() if s.headline is not None]
+    else:
+        args.scenario_keys = None if args.check else list(SCENARIOS)  # check: the baseline's
     return args
 
 
 def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def start_servers(
-    workdir: Path, args: argparse.Namespace
-) -> tuple[dict[str, servers.Server], str | None, str | None]:
-    """Reference always; walletd and ssh-agent when possible. Returns (servers, why-not x2)."""
-    started = {REFERENCE: servers.start_reference(workdir)}
-    walletd_note: str | None = "disabled by --no-walletd" if args.no_walletd else None
-    if walletd_note is None:
-        walletd_note = servers.walletd_unavailable_reason()
-    if walletd_note is None:
-        try:
-            started[WALLETD] = servers.start_walletd(workdir)
-        except (BenchError, OSError) as exc:
-            walletd_note = f"failed to start: {exc}"
-    ssh_note: str | None = None
-    if "ssh" in args.scenario_keys:
-        if not Path("/usr/bin/ssh-agent").exists():
-            ssh_note = "skipped: /usr/bin/ssh-agent not found"
-        else:
-            try:
-                started[SSH_AGENT] = servers.start_ssh_agent(workdir)
-            except (BenchError, OSError) as exc:
-                ssh_note = f"skipped: {exc}"
-    return started, walletd_note, ssh_note
-
-
-def run_scenarios(
-    running: dict[str, servers.Server], args: argparse.Namespace
-) -> dict[str, ScenarioResult]:
-    results = {key: ScenarioResult(SCENARIOS[key]) for key in args.scenario_keys}
-    for rep in range(args.reps):
-        for key, result in results.items():
-            targets = [SSH_AGENT] if key == "ssh" else [REFERENCE, WALLETD]
-            for target in targets:
-                if target not in running:
-                    continue
-                try:
-                    m = measure(running[target], result.scenario, args.duration)
-                except BenchError as exc:
-                    result.add(target, None, str(exc))
-                    progress(f"rep {rep + 1}/{args.reps} {key:10s} {target:9s} ERROR {exc}")
-                    continue
-                result.add(target, m, None)
-                progress(
-                    f"rep {rep + 1}/{args.reps} {key:10s} {target:9s} "
-                    f"{m.rate:>11,.0f} {result.scenario.unit:5s} p50 {m.p50_us:7.0f} us "
-                    f"p99 {m.p99_us:7.0f} us  cpu client {m.client_cpu_pct:3.0f}% "
-                    f"server {m.server_cpu_pct:3.0f}% machine {m.machine_cpu_pct:3.0f}%"
-                )
-    if "ssh" in results and SSH_AGENT not in running:
-        del results["ssh"]
-    return results
 
 
 def run_startup(args: argparse.Namespace) -> tuple[dict[str, Any] | None, str]:
@@ -154,41 +124,82 @@ def run_startup(args: argparse.Namespace) -> tuple[dict[str, Any] | None, str]:
         return None, f"error: {type(exc).__name__}: {exc}"
 
 
-def write_json(path: Path, document: dict[str, Any]) -> None:
+def write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    path.write_text(text)
+
+
+def _baseline_ratios(path: Path) -> dict[str, float] | None:
+    """The committed baseline's ratios for the chart's markers; None when there is none."""
+    try:
+        entries, _ = gate.load_baseline(path)
+    except gate.BaselineError:
+        return None
+    return {key: entry.ratio for key, entry in entries.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    baseline: dict[str, gate.BaselineEntry] = {}
+    baseline_config: dict[str, Any] = {}
+    if args.check:
+        try:
+            baseline, baseline_config = gate.load_baseline(args.baseline)
+        except gate.BaselineError as exc:
+            progress(f"bench-check: {exc}")
+            return EXIT_USAGE
+        if args.scenario_keys is None:
+            args.scenario_keys = [k for k in baseline if k in SCENARIOS]
     started_at = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="walletd-bench-"))
-    running: dict[str, servers.Server] = {}
+    excluded = {WALLETD: "disabled by --no-walletd"} if args.no_walletd else {}
+    ctx = StartContext(workdir, references_dir(args.references))
+    scenarios = [SCENARIOS[k] for k in args.scenario_keys]
     try:
-        running, walletd_note, ssh_note = start_servers(workdir, args)
-        if walletd_note:
-            progress(f"walletd not available: {walletd_note}")
-        results = run_scenarios(running, args)
+        results = run_all(
+            scenarios, ctx, args.reps, args.duration, progress, args.headline_only, excluded
+        )
     finally:
-        for server in running.values():
-            server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     startup, startup_note = run_startup(args)
     checks = build_checks(results, startup, args.startup_wallets)
-    print(render_table(results, checks, startup, startup_note, args.startup_wallets, walletd_note))
-    notes = _notes(results, walletd_note, ssh_note, startup_note, args)
+    print(render_table(results, checks, startup, startup_note, args.startup_wallets))
+    notes = _notes(results, startup_note, args)
     for note in notes:
         print(f"\n{note}")
     missed = [c.describe() for c in checks if c.met is False or (c.met is None and c.enforced)]
     missed += [
-        f"{key} / {target}: {len(errors)} run(s) failed: {errors[-1].splitlines()[0]}"
+        f"{key} / {server}: {len(errors)} run(s) failed: {errors[-1].splitlines()[0]}"
         for key, result in results.items()
-        for target, errors in result.errors.items()
+        for server, errors in result.errors.items()
     ]
     if missed:
-        print("\n**Missed:**\n" + "\n".join(f"- {m}" for m in missed))
+        print("\nMissed (not gating with --check):" if args.gated else "\n**Missed:**")
+        print("\n".join(f"- {m}" for m in missed))
+    config = {
+        "reps": args.reps,
+        "duration_s": args.duration,
+        "scenarios": args.scenario_keys,
+        "headline_only": args.headline_only,
+        "startup_wallets": None if args.skip_startup else args.startup_wallets,
+    }
+    gate_rows = gate.compare(baseline, results) if args.check else []
+    if gate_rows:
+        print("\n**Regression gate** (headline ratio against bench/baseline.json):\n")
+        print(gate.render_gate(gate_rows))
+        drift = gate.config_drift(baseline_config, config)
+        if drift:
+            print(f"\n{drift}")
+    stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
     if not args.no_json:
+        svg = render_svg(
+            chart_rows(results, _baseline_ratios(args.baseline)),
+            "walletd: headline ratios against their targets",
+            f"{started_at:%Y-%m-%d %H:%M} UTC · medians of {args.reps} x {args.duration:g} s, "
+            f"interleaved · {platform.node()} ({os.cpu_count()} CPUs)",
+        )
+        write_text(args.results_dir / f"{stamp}.svg", svg)
         document = {
             "started_at": started_at.isoformat(),
             "wall_s": round(time.perf_counter() - t0, 2),
@@ -197,14 +208,9 @@ def main(argv: list[str] | None = None) -> int:
                 "platform": platform.platform(),
                 "python": sys.version.split()[0],
             },
-            "config": {
-                "reps": args.reps,
-                "duration_s": args.duration,
-                "scenarios": args.scenario_keys,
-                "startup_wallets": args.startup_wallets,
-            },
-            "walletd_unavailable": walletd_note,
-            "ssh_agent_note": ssh_note,
+            "config": config,
+            "servers": {name: spec.title for name, spec in SERVERS.items()},
+            "references_dir": str(ctx.references),
             "scenarios": {key: result.to_json() for key, result in results.items()},
             "startup": startup,
             "startup_note": startup_note,
@@ -212,11 +218,31 @@ def main(argv: list[str] | None = None) -> int:
                 {"name": c.name, "value": c.value, "limit": c.limit, "met": c.met} for c in checks
             ],
             "missed": missed,
+            "gate": [
+                {
+                    "scenario": r.scenario,
+                    "versus": r.versus,
+                    "baseline": r.baseline,
+                    "now": r.now,
+                    "passed": r.passed,
+                    "reason": r.reason,
+                }
+                for r in gate_rows
+            ],
             "notes": notes,
         }
-        out = args.results_dir / f"{started_at.strftime('%Y%m%dT%H%M%SZ')}.json"
-        write_json(out, document)
-        progress(f"results written to {out}")
+        write_text(args.results_dir / f"{stamp}.json", json.dumps(document, indent=2) + "\n")
+        progress(f"results written to {args.results_dir / stamp}.json and .svg")
+    if args.write_baseline:
+        return _write_baseline(args, results, config, started_at)
+    if args.check:
+        failed = [r for r in gate_rows if not r.passed]
+        for row in failed:
+            now = "not measured" if row.now is None else f"{row.now:.3f}"
+            progress(f"REGRESSED {row.scenario} vs {row.versus}: {now} (floor {row.floor:.3f})")
+        wall = time.perf_counter() - t0
+        progress(f"bench-check: {'FAILED' if failed else 'passed'} in {wall:.0f} s")
+        return EXIT_MISSED if failed else EXIT_OK
     for miss in missed:
         progress(f"MISSED {miss}")
     if missed:
@@ -225,54 +251,52 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
-def cost(m: Measurement) -> float:
-    return m.server_cpu_us_per_request
-
-
-def _num(value: float | None) -> str:
-    return "—" if value is None else f"{value:,.1f}"
+def _write_baseline(
+    args: argparse.Namespace,
+    results: dict[str, ScenarioResult],
+    config: dict[str, Any],
+    started_at: dt.datetime,
+) -> int:
+    document = gate.baseline_document(
+        results, config, started_at.isoformat(), args.baseline_note or "make bench-baseline"
+    )
+    unmeasured = [
+        k for k, r in results.items() if r.scenario.headline and k not in document["ratios"]
+    ]
+    if unmeasured:
+        progress(f"baseline NOT written: no headline ratio for {', '.join(unmeasured)}")
+        return EXIT_MISSED
+    gate.write_baseline(args.baseline, document)
+    progress(f"baseline written to {args.baseline}")
+    return EXIT_OK
 
 
 def _notes(
-    results: dict[str, ScenarioResult],
-    walletd_note: str | None,
-    ssh_note: str | None,
-    startup_note: str,
-    args: argparse.Namespace,
+    results: dict[str, ScenarioResult], startup_note: str, args: argparse.Namespace
 ) -> list[str]:
+    used = {server for r in results.values() for server in r.legs}
     notes = [
-        f"Medians of {args.reps} repetition(s) x {args.duration:g} s, reference and walletd "
-        "interleaved; cells with two figures are reference / walletd. CPU % is of one core "
-        f"(this machine has {os.cpu_count()}); client CPU is all client processes together."
+        f"Medians of {args.reps} repetition(s) x {args.duration:g} s, every leg interleaved. "
+        "Ratio columns are subject/that server, median of per-repetition ratios; the anchor's "
+        "(the headline) is in bold. Cells with two figures are subject / anchor. CPU % is of "
+        f"one core (this machine has {os.cpu_count()}); client CPU is all client processes.",
+        "Servers: " + "; ".join(f"{n} = {s.title}" for n, s in SERVERS.items() if n in used) + ".",
     ]
-    if walletd_note:
-        notes.append(f"walletd not available: {walletd_note}")
-    if ssh_note:
-        notes.append(f"ssh-agent: {ssh_note}")
+    unavailable = {s: why for r in results.values() for s, why in r.unavailable.items()}
+    notes += [f"{server} not available: {why}" for server, why in unavailable.items()]
     if startup_note:
         notes.append(f"startup: {startup_note}")
     machine = [
         m.machine_cpu_pct for r in results.values() for runs in r.runs.values() for m in runs if m
     ]
     if machine:
-        busy = statistics.median(machine)
         notes.append(
-            f"Whole-machine CPU during measurements: median {busy:.0f}% of "
+            f"Whole-machine CPU during measurements: median {statistics.median(machine):.0f}% of "
             f"{100 * (os.cpu_count() or 1)}% (client + server + anything else running)."
-        )
-    per_request = [
-        f"{r.scenario.key} {_num(r.median(REFERENCE, cost))} / {_num(r.median(WALLETD, cost))}"
-        for r in results.values()
-        if r.scenario.key != "ssh"
-    ]
-    if per_request:
-        notes.append(
-            "Server CPU µs per request, reference / walletd (less sensitive to noise than "
-            "req/s): " + "; ".join(per_request) + "."
         )
     seq, ssh = results.get("sequential"), results.get("ssh")
     if seq and ssh:
-        wd, agent = seq.median(WALLETD, lambda m: m.rate), ssh.median(SSH_AGENT, lambda m: m.rate)
+        wd, agent = seq.median(WALLETD, PICK["rate"]), ssh.median(SSH_AGENT, PICK["rate"])
         if wd and agent:
             notes.append(f"walletd sequential sign is {wd / agent:.1f}x ssh-agent's ed25519 sign.")
     return notes

@@ -26,7 +26,13 @@ from typing import Any
 
 import msgspec
 
-from bench.wire import SSH_AGENT_SIGN_RESPONSE, BenchError, Workload, check_response, check_result
+from bench.wire import (
+    SSH_AGENT_SIGN_RESPONSE,
+    BenchError,
+    Workload,
+    check_first_answer,
+    check_response,
+)
 from walletd_wire import Response
 
 RECV_BYTES = 1 << 18
@@ -115,12 +121,8 @@ def _connect(path: str) -> socket.socket:
 
 def _warm_up(conn: _Conn) -> None:
     """One request, answer checked in full (signature size, address), before the clock starts."""
-    workload = conn.workload
-    conn.sock.sendall(workload.frames[0])
-    payload = _recv_frame(conn.sock)
-    check_response(workload.protocol, payload, workload.ids[0] if workload.ids else None)
-    if workload.protocol == "walletd":
-        check_result(payload, workload.items_per_request)
+    conn.sock.sendall(conn.workload.frames[0])
+    check_first_answer(conn.workload, _recv_frame(conn.sock))
     conn.next_send = conn.next_recv = 1
 
 

@@ -1,4 +1,4 @@
-"""One measurement: a scenario's client processes against one server, for one repetition.
+"""One measurement: a scenario's client processes against one server (one leg, one repetition).
 
 The coordinator (this process) forks the client workers, meets them at a barrier once every
 connection is open and has had one answer checked, then samples the server's CPU time over the
@@ -19,33 +19,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.client import WorkerResult, WorkerSpec, worker_main
-from bench.servers import BENCH_USER, Server, cpu_seconds, machine_busy
-from bench.wire import BenchError, Workload, batch_workload, sign_workload, ssh_sign_workload
+from bench.scenarios import Shape
+from bench.servers import Server, cpu_seconds, machine_busy
+from bench.wire import BenchError, Workload
 
 _WORKER_TIMEOUT = 120.0
-
-
-@dataclass(frozen=True)
-class Scenario:
-    key: str
-    title: str
-    processes: int
-    connections: int  # per client process
-    depth: int  # requests in flight per connection
-    batch: int = 1  # messages per request; > 1 means sign_batch
-    unit: str = "req/s"
-
-
-SCENARIOS: dict[str, Scenario] = {
-    s.key: s
-    for s in (
-        Scenario("sequential", "(a) sign, 1 conn, sequential", 1, 1, 1),
-        Scenario("conn16", "(b) sign, 16 conns / 4 client procs", 4, 4, 1),
-        Scenario("pipelined", "(c) sign, 1 conn, pipelined x64", 1, 1, 64),
-        Scenario("batch", "(d) sign_batch 256 x 64 B, 1 conn", 1, 1, 1, batch=256, unit="sig/s"),
-        Scenario("ssh", "(e) ssh-agent ed25519 sign, 1 conn, seq.", 1, 1, 1),
-    )
-}
 
 
 @dataclass
@@ -76,38 +54,16 @@ def percentile(sorted_values: list[int] | array[int], q: float) -> int:
     return int(sorted_values[rank - 1])
 
 
-_workloads: dict[tuple[str, str], Workload] = {}
-
-
-def workload_for(server: Server, scenario: Scenario) -> Workload:
-    """The pre-encoded requests for this scenario on this server (built once per run)."""
-    key = (server.name, scenario.key)
-    if key not in _workloads:
-        if server.protocol == "ssh":
-            _workloads[key] = ssh_sign_workload(server.ssh_key_blob)
-        elif scenario.batch > 1:
-            _workloads[key] = batch_workload(BENCH_USER, scenario.batch)
-        else:
-            _workloads[key] = sign_workload(BENCH_USER)
-    return _workloads[key]
-
-
-def measure(server: Server, scenario: Scenario, duration: float) -> Measurement:
-    """Run ``scenario`` against ``server`` for ``duration`` seconds; raise BenchError on failure."""
+def measure(server: Server, shape: Shape, workload: Workload, duration: float) -> Measurement:
+    """Run ``shape`` x ``workload`` against ``server`` for ``duration`` s; BenchError on failure."""
     if server.process.poll() is not None:
         raise BenchError(f"{server.name} is not running (exit status {server.process.returncode})")
     ctx = multiprocessing.get_context("fork")  # the coordinator runs no threads: fork is safe
-    barrier: threading.Barrier = ctx.Barrier(scenario.processes + 1)
-    spec = WorkerSpec(
-        server.socket_path,
-        scenario.connections,
-        scenario.depth,
-        duration,
-        workload_for(server, scenario),
-    )
+    barrier: threading.Barrier = ctx.Barrier(shape.processes + 1)
+    spec = WorkerSpec(server.socket_path, shape.connections, shape.depth, duration, workload)
     pipes = []
     workers = []
-    for _ in range(scenario.processes):
+    for _ in range(shape.processes):
         receiver, sender = ctx.Pipe(duplex=False)
         worker = ctx.Process(target=worker_main, args=(spec, barrier, sender), daemon=True)
         worker.start()
@@ -142,14 +98,15 @@ def measure(server: Server, scenario: Scenario, duration: float) -> Measurement:
     errors = sorted((r.error for r in results if r.error), key=lambda e: "BrokenBarrier" in e)
     if errors:
         raise BenchError(errors[0])
-    measurement = _summarise(server.name, scenario, results, cpu1 - cpu0, t1 - t0)
+    items = workload.items_per_request
+    measurement = _summarise(server.name, items, results, cpu1 - cpu0, t1 - t0)
     busy, total = busy1[0] - busy0[0], busy1[1] - busy0[1]
     measurement.machine_cpu_pct = 100 * (os.cpu_count() or 1) * busy / total if total else 0.0
     return measurement
 
 
 def _summarise(
-    name: str, scenario: Scenario, results: list[WorkerResult], server_cpu: float, window: float
+    name: str, items: int, results: list[WorkerResult], server_cpu: float, window: float
 ) -> Measurement:
     latencies: array[int] = array("q")
     for result in results:
@@ -158,7 +115,7 @@ def _summarise(
     requests = len(ordered)
     if not requests:
         raise BenchError("no request completed in the measurement window")
-    rate = sum(r.completed / r.elapsed for r in results if r.elapsed > 0) * scenario.batch
+    rate = sum(r.completed / r.elapsed for r in results if r.elapsed > 0) * items
     elapsed = max(r.elapsed for r in results)
     client_cpu = sum(r.cpu for r in results)
     return Measurement(

@@ -1,76 +1,23 @@
-"""Medians, target checks and the markdown table.
+"""Target checks and the markdown table.
 
-Every figure in the table is a median over repetitions; the ratio is the median of the
-per-repetition ratios walletd/reference (each measured back to back, so both saw similar noise).
-Cells with two figures read "reference / walletd".
+One row per scenario: the subject's rate, the anchor's, the headline ratio (subject/anchor, in
+bold in its column) and the ratio against every other leg in its own column, then latency and
+CPU as "subject / anchor". Every figure is a median over repetitions (``bench.results``).
 """
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from bench.harness import Measurement, Scenario
+from bench.harness import Measurement
+from bench.results import PICK, ScenarioResult
+from bench.scenarios import SERVERS, Goal
 
-REFERENCE = "reference"
-WALLETD = "walletd"
-SSH_AGENT = "ssh-agent"
-
-RATIO_MIN = 0.9
-BATCH_MIN_SIGS = 300_000
-CONN16_P99_MAX_US = 1000.0
 STARTUP_WALLETS = 100_000
 STARTUP_MAX_S = 3.0
 STARTUP_MAX_RSS_MB = 200.0
-
-
-@dataclass
-class ScenarioResult:
-    scenario: Scenario
-    runs: dict[str, list[Measurement | None]] = field(default_factory=dict)  # per rep
-    errors: dict[str, list[str]] = field(default_factory=dict)
-
-    def add(self, target: str, measurement: Measurement | None, error: str | None) -> None:
-        self.runs.setdefault(target, []).append(measurement)
-        if error:
-            self.errors.setdefault(target, []).append(error)
-
-    def ok_runs(self, target: str) -> list[Measurement]:
-        return [m for m in self.runs.get(target, []) if m is not None]
-
-    def median(self, target: str, pick: Callable[[Measurement], float]) -> float | None:
-        values = [pick(m) for m in self.ok_runs(target)]
-        return statistics.median(values) if values else None
-
-    def ratios(self) -> list[float]:
-        pairs = zip(self.runs.get(REFERENCE, []), self.runs.get(WALLETD, []), strict=False)
-        return [w.rate / r.rate for r, w in pairs if r is not None and w is not None and r.rate]
-
-    def median_ratio(self) -> float | None:
-        ratios = self.ratios()
-        return statistics.median(ratios) if ratios else None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "title": self.scenario.title,
-            "unit": self.scenario.unit,
-            "config": {
-                "client_processes": self.scenario.processes,
-                "connections_per_process": self.scenario.connections,
-                "depth": self.scenario.depth,
-                "messages_per_request": self.scenario.batch,
-            },
-            "repetitions": {
-                target: [m.to_json() if m else None for m in runs]
-                for target, runs in self.runs.items()
-            },
-            "errors": self.errors,
-            "ratios": self.ratios(),
-            "median_ratio": self.median_ratio(),
-            "median_rate": {t: self.median(t, lambda m: m.rate) for t in self.runs},
-        }
 
 
 @dataclass
@@ -82,6 +29,8 @@ class Check:
     at_least: bool  # True: value >= limit passes; False: value <= limit passes
     unit: str = ""
     enforced: bool = True  # False: "not measured" is reported but does not fail the run
+    label: str = ""  # the target as the table writes it
+    headline: bool = False
 
     @property
     def met(self) -> bool | None:
@@ -95,23 +44,32 @@ class Check:
         return f"{self.name}: {got} (target {op} {self.limit:,g}{self.unit})"
 
 
+def goal_check(result: ScenarioResult, goal: Goal) -> Check:
+    subject = result.subject
+    if goal.versus is None:
+        name = f"{result.scenario.key} {subject} {goal.metric}"
+        unit = " us" if goal.metric != "rate" else ""
+    else:
+        name = f"{result.scenario.key} {subject}/{goal.versus} {goal.metric} ratio"
+        unit = ""
+    return Check(
+        name,
+        result.scenario.key,
+        result.goal_value(goal),
+        goal.limit,
+        goal.at_least,
+        unit,
+        label=goal.describe(),
+        headline=goal.headline,
+    )
+
+
 def build_checks(
     results: dict[str, ScenarioResult], startup: dict[str, Any] | None, startup_n: int
 ) -> list[Check]:
-    checks: list[Check] = []
-    for key in ("sequential", "conn16", "pipelined"):
-        if key in results:
-            value = results[key].median_ratio()
-            checks.append(Check(f"{key} walletd/reference ratio", key, value, RATIO_MIN, True))
-    if "conn16" in results:
-        p99 = results["conn16"].median(WALLETD, lambda m: m.p99_us)
-        checks.append(Check("conn16 walletd p99", "conn16", p99, CONN16_P99_MAX_US, False, " us"))
-    if "batch" in results:
-        rate = results["batch"].median(WALLETD, lambda m: m.rate)
-        checks.append(Check("batch walletd signatures/s", "batch", rate, BATCH_MIN_SIGS, True))
+    checks = [goal_check(r, goal) for r in results.values() for goal in r.goals()]
     # The startup figures only mean something at full size; a stub is reported, not failed.
-    full = startup_n >= STARTUP_WALLETS
-    enforced = startup is not None and full
+    enforced = startup is not None and startup_n >= STARTUP_WALLETS
     ready = startup.get("ready_s") if startup else None
     rss = startup.get("rss_mb") if startup else None
     checks.append(Check("startup ready", "startup", ready, STARTUP_MAX_S, False, " s", enforced))
@@ -123,33 +81,59 @@ def _num(value: float | None, digits: int = 0) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
-def _one(result: ScenarioResult, target: str, pick: Callable[[Measurement], float]) -> str:
-    return _num(result.median(target, pick))
-
-
-def _pair(result: ScenarioResult, pick: Callable[[Measurement], float]) -> str:
-    return f"{_one(result, REFERENCE, pick)} / {_one(result, WALLETD, pick)}"
-
-
 def _met(checks: list[Check]) -> str:
     if not checks:
         return "—"
     states = [c.met for c in checks]
     if all(s is True for s in states):
         return "yes"
-    failed = [c.name.split()[-1] for c in checks if c.met is False]
+    failed = [c.label or c.name for c in checks if c.met is False]
     if failed:
-        return "**NO** (" + ", ".join(failed) + ")"
+        return "**NO** (" + "; ".join(failed) + ")"
     return "not measured"
 
 
-_TARGET_TEXT = {
-    "sequential": f"ratio ≥ {RATIO_MIN}",
-    "conn16": f"ratio ≥ {RATIO_MIN}, p99 ≤ {CONN16_P99_MAX_US / 1000:g} ms",
-    "pipelined": f"ratio ≥ {RATIO_MIN}",
-    "batch": f"≥ {BATCH_MIN_SIGS:,} sig/s",
-    "ssh": "none (comparison; ssh-agent in the reference column)",
-}
+def comparison_columns(results: dict[str, ScenarioResult]) -> list[str]:
+    """Every server some row is compared with, in registry order: one ratio column each."""
+    used = {server for r in results.values() for server in r.legs if server != r.subject}
+    return [name for name in SERVERS if name in used]
+
+
+def _ratio_cell(result: ScenarioResult, server: str) -> str:
+    if server not in result.legs:
+        return ""
+    if server in result.unavailable:
+        return "n/a"
+    value = result.median_ratio(server)
+    text = _num(value, 2)
+    return f"**{text}**" if server == result.anchor and value is not None else text
+
+
+def _pair(result: ScenarioResult, pick: Callable[[Measurement], float], digits: int = 0) -> str:
+    subject = _num(result.median(result.subject, pick), digits)
+    if result.anchor is None:
+        return subject
+    return f"{subject} / {_num(result.median(result.anchor, pick), digits)}"
+
+
+def _subject_cell(result: ScenarioResult) -> str:
+    rate = result.median(result.subject, PICK["rate"])
+    if rate is not None:
+        return _num(rate)
+    why = result.unavailable.get(result.subject)
+    if why:
+        return f"not available ({why[:80]})"
+    errors = result.errors.get(result.subject)
+    return f"error: {errors[-1].splitlines()[0][:80]}" if errors else "—"
+
+
+def _anchor_cell(result: ScenarioResult) -> str:
+    anchor = result.anchor
+    if anchor is None:
+        return "—"
+    if anchor in result.unavailable:
+        return f"{anchor}: not available"
+    return f"{_num(result.median(anchor, PICK['rate']))} ({anchor})"
 
 
 def render_table(
@@ -158,55 +142,38 @@ def render_table(
     startup: dict[str, Any] | None,
     startup_note: str,
     startup_n: int,
-    walletd_note: str | None,
 ) -> str:
+    columns = comparison_columns(results)
     header = (
         "scenario",
         "target",
-        "reference req/s",
-        "walletd req/s",
-        "ratio (median)",
+        "subject rate",
+        "anchor rate",
+        *(f"vs {name}" for name in columns),
         "p50 µs",
         "p99 µs",
-        "client CPU %",
-        "server CPU %",
+        "server µs/req",
+        "CPU % client/server",
         "met?",
     )
     rows: list[tuple[str, ...]] = []
     for key, result in results.items():
-        scenario = result.scenario
         row_checks = [c for c in checks if c.scenario == key]
-        if key == "ssh":
-            rows.append(
-                (
-                    scenario.title,
-                    _TARGET_TEXT[key],
-                    _one(result, SSH_AGENT, lambda m: m.rate),
-                    "—",
-                    "—",
-                    _one(result, SSH_AGENT, lambda m: m.p50_us),
-                    _one(result, SSH_AGENT, lambda m: m.p99_us),
-                    _one(result, SSH_AGENT, lambda m: m.client_cpu_pct),
-                    _one(result, SSH_AGENT, lambda m: m.server_cpu_pct),
-                    "—",
-                )
-            )
-            continue
-        unit = "" if scenario.unit == "req/s" else f" {scenario.unit}"
-        wd_rate = result.median(WALLETD, lambda m: m.rate)
+        subject_cpu = (
+            f"{_num(result.median(result.subject, lambda m: m.client_cpu_pct))}"
+            f" / {_num(result.median(result.subject, lambda m: m.server_cpu_pct))}"
+        )
         rows.append(
             (
-                scenario.title,
-                _TARGET_TEXT.get(key, "—"),
-                _num(result.median(REFERENCE, lambda m: m.rate)) + unit,
-                (_num(wd_rate) + unit)
-                if wd_rate is not None
-                else _walletd_missing(result, walletd_note),
-                _num(result.median_ratio(), 2),
+                result.scenario.title,
+                "; ".join(c.label for c in row_checks) or "—",
+                _subject_cell(result) + ("" if result.scenario.unit == "req/s" else " sig/s"),
+                _anchor_cell(result),
+                *(_ratio_cell(result, name) for name in columns),
                 _pair(result, lambda m: m.p50_us),
                 _pair(result, lambda m: m.p99_us),
-                _pair(result, lambda m: m.client_cpu_pct),
-                _pair(result, lambda m: m.server_cpu_pct),
+                _pair(result, lambda m: m.server_cpu_us_per_request, 1),
+                subject_cpu,
                 _met(row_checks),
             )
         )
@@ -220,23 +187,11 @@ def render_table(
         (
             f"startup to ready, {startup_n:,} wallets",
             f"≤ {STARTUP_MAX_S:g} s, RSS ≤ {STARTUP_MAX_RSS_MB:g} MiB",
-            "—",
             measured,
-            "—",
-            "—",
-            "—",
-            "—",
-            "—",
+            *("—" for _ in range(len(header) - 4)),
             met,
         )
     )
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def _walletd_missing(result: ScenarioResult, walletd_note: str | None) -> str:
-    if walletd_note:
-        return f"walletd not available ({walletd_note})"
-    errors = result.errors.get(WALLETD)
-    return f"error: {errors[-1].splitlines()[0][:80]}" if errors else "—"

@@ -31,6 +31,7 @@ class Server:
     process: subprocess.Popen[bytes]
     log: IO[bytes]
     ssh_key_blob: bytes = b""
+    reference_key: bytes | None = None  # the shared references' fixed HMAC key
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -98,7 +99,11 @@ def wait_ready(
 
 
 def _spawn(
-    name: str, argv: list[str], workdir: Path, env: dict[str, str] | None = None
+    name: str,
+    argv: list[str],
+    workdir: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path = PROJECT_ROOT,
 ) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
     log = open(workdir / f"{name}.log", "w+b")  # noqa: SIM115 -- closed by Server.stop
     process = subprocess.Popen(
@@ -106,7 +111,7 @@ def _spawn(
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
-        cwd=PROJECT_ROOT,
+        cwd=cwd,
         env=env,
     )
     return process, log

@@ -8,6 +8,7 @@ socket and not on encoding.
 
 from __future__ import annotations
 
+import hmac
 import os
 import socket
 import struct
@@ -46,16 +47,21 @@ class Workload:
     frames: list[bytes]
     ids: list[int] | None  # expected response id per frame (walletd); None for ssh-agent
     items_per_request: int  # signatures per request: 1, or the batch size
+    # A server whose HMAC key we know (the shared references' fixed key): the warm-up answer's
+    # signature is recomputed from the first frame's message instead of only shape-checked.
+    reference_key: bytes | None = None
+    first_message: bytes = b""
 
 
-def sign_workload(user_id: str) -> Workload:
+def sign_workload(user_id: str, reference_key: bytes | None = None) -> Workload:
+    messages = [os.urandom(MESSAGE_BYTES) for _ in range(FRAME_CYCLE)]
     frames = [
-        encode_frame(
-            _encoder.encode(SignMessage(id=i, user_id=user_id, message=os.urandom(MESSAGE_BYTES)))
-        )
-        for i in range(FRAME_CYCLE)
+        encode_frame(_encoder.encode(SignMessage(id=i, user_id=user_id, message=message)))
+        for i, message in enumerate(messages)
     ]
-    return Workload("walletd", frames, list(range(FRAME_CYCLE)), 1)
+    return Workload(
+        "walletd", frames, list(range(FRAME_CYCLE)), 1, reference_key, first_message=messages[0]
+    )
 
 
 def batch_workload(user_id: str, batch: int, cycle: int = 16) -> Workload:
@@ -109,6 +115,21 @@ def check_result(payload: bytes | bytearray, items: int) -> None:
     for item in signed:
         if len(item.get("signature") or b"") != 32 or not item.get("address"):
             raise BenchError(f"malformed signature result: {item!r}")
+
+
+def check_first_answer(workload: Workload, payload: bytes) -> None:
+    """The warm-up check, in full: success and id always; then the result's content."""
+    check_response(workload.protocol, payload, workload.ids[0] if workload.ids else None)
+    if workload.protocol != "walletd":
+        return
+    if workload.reference_key is None:
+        check_result(payload, workload.items_per_request)
+        return
+    # The shared references answer {"signature": HMAC(REF_KEY, message)} and no address.
+    result = msgspec.msgpack.decode(_response_decoder.decode(payload).result)
+    expected = hmac.digest(workload.reference_key, workload.first_message, "sha256")
+    if not isinstance(result, dict) or result.get("signature") != expected:
+        raise BenchError("the reference's signature does not match HMAC-SHA256 under its key")
 
 
 def recv_frame(sock: socket.socket) -> bytes:
