@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -19,6 +20,16 @@ from walletd.ops.daemon import build_daemon
 from walletd.server.serve import Server
 
 from .support import DaemonProcess, daemon_process
+
+# eth-account (a test-only oracle) imports py_ecc, which raises the interpreter's recursion
+# limit to 100,000 at import time. The daemon's refusal of deeply nested frames relies on
+# the default limit (msgspec raises RecursionError at it); at 100,000 a 200 KB frame of
+# nested arrays overflows the C stack and kills the test process. Import the oracle once
+# here and put the limit back, so every test runs with the limit the daemon has.
+_recursion_limit = sys.getrecursionlimit()
+import eth_account  # noqa: E402, F401
+
+sys.setrecursionlimit(_recursion_limit)
 
 # Fast scrypt for tests; the production default (n=2**14) is exercised in test_ritual.
 FAST_SCRYPT = {"scrypt_n": 2**10}

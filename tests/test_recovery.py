@@ -36,8 +36,9 @@ from .test_ritual_store import ScryptSpy
 
 ANSWERS = ["Rex", "Elm Street", "teal"]
 PROMPTS = ["Your first pet?", "The street you grew up on?", "Favourite colour?"]
-RIGHT = [hash_response(a) for a in ANSWERS]
-WRONG = [hash_response("nope")] * len(ANSWERS)
+# The clients take the answers as typed and send only their hashes.
+RIGHT = list(ANSWERS)
+WRONG = ["nope"] * len(ANSWERS)
 OTHER_UID = 65533  # not in /etc/passwd; any unused uid will do
 
 
@@ -47,7 +48,7 @@ def ritual(prompts: list[str] = PROMPTS, answers: list[str] = ANSWERS) -> list[R
 
 def one_wrong(index: int) -> list[str]:
     responses = list(RIGHT)
-    responses[index] = hash_response("wrong")
+    responses[index] = "wrong"
     return responses
 
 
@@ -154,7 +155,7 @@ async def test_reregistering_replaces_and_resets(client: AsyncWalletClient, alic
     assert await client.get_prompts("alice") == ["Only question?"]
     assert await client.get_remaining_attempts("alice") == 5
     assert not await client.initiate_recovery("alice", RIGHT)  # the old answers are gone
-    assert await client.initiate_recovery("alice", [hash_response("only answer")])
+    assert await client.initiate_recovery("alice", ["only answer"])
 
 
 async def test_unregister_and_delete_remove_the_ritual(
@@ -218,8 +219,8 @@ async def test_failure_is_counted_and_says_nothing(client: AsyncWalletClient, al
 
 @pytest.mark.parametrize(
     "responses",
-    [[], RIGHT[:2], [*RIGHT, RIGHT[0]], RIGHT * 6, ANSWERS],
-    ids=["none", "too_few", "one_extra", "eighteen", "plain_answers"],
+    [[], RIGHT[:2], [*RIGHT, RIGHT[0]], RIGHT * 6, [hash_response(a) for a in ANSWERS]],
+    ids=["none", "too_few", "one_extra", "eighteen", "hashes_as_answers"],
 )
 async def test_wrong_count_is_a_failed_attempt(
     client: AsyncWalletClient, alice: str, responses: list[str]
@@ -316,7 +317,11 @@ async def test_failures_are_indistinguishable(start_server, make_config) -> None
             with structlog.testing.capture_logs() as captured:
                 reply = await raw_call(
                     server.config.socket,
-                    wire.InitiateRecovery(id=1, user_id="alice", responses=one_wrong(index)),
+                    wire.InitiateRecovery(
+                        id=1,
+                        user_id="alice",
+                        responses=[hash_response(a) for a in one_wrong(index)],
+                    ),
                 )
             replies.append(reply)
             logs.append(captured)
@@ -341,7 +346,7 @@ async def test_failures_are_indistinguishable(start_server, make_config) -> None
         assert "step" not in text
         assert "index" not in text
         assert "prompt" not in text
-        for secret in (*ANSWERS, *RIGHT, *PROMPTS):
+        for secret in (*ANSWERS, *(hash_response(a) for a in ANSWERS), *PROMPTS):
             assert secret.lower() not in text
     # The audit trail says the same: attempted, failed; nothing about which step.
     assert [r.event for r in records] == ["recovery_attempted", "recovery_failed"] * 3
@@ -369,7 +374,7 @@ def test_ownership_rules_and_transfer(daemon, open_tmp: Path) -> None:
         "    try:\n        f(); return 'ok'\n"
         "    except errors.WalletError as e:\n        return e.code\n"
         "steps = [RitualStep(q, hash_response(a)) for q, a in zip(ARGS[1:4], ARGS[4:7])]\n"
-        "right = [hash_response(a) for a in ARGS[4:7]]\n"
+        "right = list(ARGS[4:7])\n"
         "result = {\n"
         "  'prompts': c.get_prompts('alice'),\n"
         "  'has': c.has_ritual('alice'),\n"
@@ -407,8 +412,8 @@ def test_ownership_rules_and_transfer(daemon, open_tmp: Path) -> None:
         "    try:\n        f(); return 'ok'\n"
         "    except errors.WalletError as e:\n        return e.code\n"
         "result = {'sign_before': code(lambda: c.sign_message('bob', b'x'))}\n"
-        "result['failed'] = c.initiate_recovery('bob', [hash_response('no')] * 3)\n"
-        "result['address'] = c.recover('bob', [hash_response(a) for a in ARGS[1:]])\n"
+        "result['failed'] = c.initiate_recovery('bob', ['no'] * 3)\n"
+        "result['address'] = c.recover('bob', list(ARGS[1:]))\n"
         "sig = c.sign_message('bob', b'mine now')\n"
         "result['valid'] = c.verify_signature('bob', b'mine now', sig)\n"
         "result['signed_with'] = c.sign_batch('bob', [b'y'])[0].address\n"

@@ -27,8 +27,8 @@ pytestmark = pytest.mark.slow
 
 ANSWERS = ["zebra-crossing 7f3a", "Überlingen 1999", "kumquat!"]
 PROMPTS = ["Where did you learn to swim?", "Your first concert?", "Least favourite fruit?"]
-RIGHT = [hash_response(a) for a in ANSWERS]
-WRONG = [hash_response("no")] * len(ANSWERS)
+RIGHT = list(ANSWERS)  # as typed: the client hashes them
+WRONG = ["no"] * len(ANSWERS)
 
 
 def steps(count: int = len(ANSWERS)) -> list[RitualStep]:
@@ -163,7 +163,7 @@ def test_no_answer_or_hash_on_disk_or_in_the_log(daemon, open_tmp: Path) -> None
         c.register_ritual("alice", steps())
         for wrong in range(3):
             responses = list(RIGHT)
-            responses[wrong] = hash_response("wrong")
+            responses[wrong] = "wrong"
             assert not c.initiate_recovery("alice", responses)
         assert not c.initiate_recovery("alice", RIGHT[:2])
         c.recover("alice", RIGHT)

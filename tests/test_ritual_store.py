@@ -201,4 +201,4 @@ async def test_daemon_stores_default_parameters(start_server, make_config) -> No
             assert bytes.fromhex(answer_hash) not in blob
         # And the daemon's in-memory copy is the same stored form, which still checks out.
         assert server.ctx.rituals["alice"].steps == stored
-        assert await c.initiate_recovery("alice", HASHES)
+        assert await c.initiate_recovery("alice", ANSWERS)

@@ -235,7 +235,7 @@ def test_register_from_a_file_never_takes_answers(ctl, sock, tmp_path) -> None:
     )
     with WalletClient(sock) as client:
         assert client.get_prompts("alice") == ["Pet?"]
-        assert client.initiate_recovery("alice", [hash_response(PET)])
+        assert client.initiate_recovery("alice", [PET])
 
     # An answer in the file is refused, and not repeated back.
     steps.write_text(json.dumps([{"prompt": "Pet?", "answer": PET}]))

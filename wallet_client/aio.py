@@ -267,7 +267,7 @@ class AsyncWalletClient:
         return await self._call(calls.reset_attempts(user_id))
 
     async def initiate_recovery(self, user_id: str, responses: Sequence[str]) -> bool:
-        """Answer ``user_id``'s ritual; ``responses`` are :func:`hash_response` of each answer."""
+        """Answer ``user_id``'s ritual with the answers as typed (only their hashes are sent)."""
         result = await self._call(calls.initiate_recovery_result(user_id, responses))
         return result.recovered
 

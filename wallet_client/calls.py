@@ -264,11 +264,35 @@ def is_locked(user_id: str) -> Call[bool]:
     return _call(wire.IsLocked(id=0, user_id=user_id), wire.LockedResult, lambda r: r.locked)
 
 
-def initiate_recovery_result(
-    user_id: str, response_hashes: Sequence[str]
-) -> Call[wire.RecoveryResult]:
-    request = wire.InitiateRecovery(id=0, user_id=user_id, responses=list(response_hashes))
-    return _call(request, wire.RecoveryResult, _same)
+def initiate_recovery_result(user_id: str, answers: Sequence[str]) -> Call[wire.RecoveryResult]:
+    """Answer a ritual with the answers as typed; only their :func:`hash_response` is sent.
+
+    The daemon counts every attempt, so anything that is not a list of strings is refused
+    here, before a request exists: a hash-shaped mistake must not burn an attempt silently.
+    """
+    return _call(
+        wire.InitiateRecovery(id=0, user_id=user_id, responses=hash_answers(answers)),
+        wire.RecoveryResult,
+        _same,
+    )
+
+
+def hash_answers(answers: Sequence[str]) -> list[str]:
+    """:func:`hash_response` of each answer; InvalidArgumentError for a non-string item.
+
+    A bare string is refused too: it is a sequence of one-character answers, never meant.
+    """
+    if isinstance(answers, str | bytes | bytearray) or not isinstance(answers, Iterable):
+        raise InvalidArgumentError("the answers must be a list of strings, one per prompt")
+    hashed = []
+    for number, answer in enumerate(answers, 1):
+        if not isinstance(answer, str):
+            # The type only: the value may be a secret.
+            raise InvalidArgumentError(
+                f"answer {number} must be a string, not {type(answer).__name__}"
+            )
+        hashed.append(hash_response(answer))
+    return hashed
 
 
 def reset_attempts(user_id: str) -> Call[int]:

@@ -60,7 +60,7 @@ def cmd_backup_verify(client: WalletClient, args: argparse.Namespace, out: Outpu
 
 def cmd_backup_delete(client: WalletClient, args: argparse.Namespace, out: Output) -> int:
     if not client.delete_backup(args.user, args.backup_id):
-        raise WalletNotFoundError(f"no backup {args.backup_id} for user {args.user!r}")
+        raise WalletNotFoundError(message=f"no backup {args.backup_id} for user {args.user!r}")
     out.result({"user_id": args.user, "backup_id": args.backup_id, "deleted": True}, "deleted")
     return ExitCode.OK
 

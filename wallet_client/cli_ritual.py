@@ -61,7 +61,7 @@ def cmd_register(client: WalletClient, args: argparse.Namespace, out: Output) ->
     else:
         # Fail before the person types anything, not after.
         if not client.has_wallet(args.user):
-            raise WalletNotFoundError(f"no wallet for user {args.user!r}")
+            raise WalletNotFoundError(message=f"no wallet for user {args.user!r}")
         term = Terminal()
         if client.has_ritual(args.user):
             term.say(f"{printable(args.user)} has a ritual: this replaces it and its attempts.")
@@ -168,12 +168,13 @@ def cmd_recover(client: WalletClient, args: argparse.Namespace, out: Output) -> 
         )
     term = Terminal()
     term.say(f"Recovering the wallet of {printable(user)}: {len(prompts)} question(s).")
-    hashes = [
-        hash_response(term.secret(f"[{n}/{len(prompts)}] {printable(prompt)} "))
+    # The client hashes each answer before it leaves this process.
+    answers = [
+        term.secret(f"[{n}/{len(prompts)}] {printable(prompt)} ")
         for n, prompt in enumerate(prompts, 1)
     ]
     try:
-        address = client.recover(user, hashes)
+        address = client.recover(user, answers)
     except RitualLockedError:
         raise
     except RitualError as exc:

@@ -14,9 +14,19 @@
     └── DaemonUnavailableError       socket missing/refused, timeout, unavailable, connection lost
 
 Wire errors are data; :func:`error_from_wire` turns them into these classes at the boundary.
+
+The constructors also take the forms of the library walletd replaces (Codomyrmex's
+``codomyrmex.wallet.exceptions``): no-argument construction with a default message, ``code``
+and ``details`` after the message, ``WalletNotFoundError(user_id, message=...)``,
+``WalletKeyError(message, key_type=...)`` and ``RitualError(message, ritual_step=...)``, and
+the ``error_dict`` view. ``code`` stays walletd's wire code unless one is given, so programs
+keep matching on one closed set; :func:`error_from_wire` builds every error by keyword.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from walletd_wire import ErrorCode
 
@@ -41,16 +51,51 @@ class WalletError(Exception):
     """Base of every error the client raises."""
 
     code: str = ErrorCode.INTERNAL
+    #: The message of a no-argument construction.
+    default_message: ClassVar[str] = ""
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        if message is None:
+            message = self.default_message
         super().__init__(message)
         self.message = message
-        if code is not None:
+        # An empty code (Codomyrmex's default) keeps the class's wire code: "" matches nothing.
+        if code:
             self.code = code
+        self.details: dict[str, Any] = dict(details) if details else {}
+
+    @property
+    def error_dict(self) -> dict[str, Any]:
+        """A plain-data view for logs and tool results: type, code, message and details."""
+        return {
+            "error_type": type(self).__name__,
+            "code": self.code,
+            "message": str(self),
+            "details": dict(self.details),
+        }
 
 
 class WalletNotFoundError(WalletError):
+    """No such wallet, backup or history. ``user_id`` comes first, as in Codomyrmex."""
+
     code = ErrorCode.NOT_FOUND
+
+    def __init__(
+        self,
+        user_id: str = "",
+        message: str = "Wallet not found",
+        *,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.user_id = user_id
+        text = f"{message}: {user_id}" if user_id else message
+        super().__init__(text, code, {"user_id": user_id, **(details or {})})
 
 
 class WalletExistsError(WalletError):
@@ -66,7 +111,20 @@ class InvalidArgumentError(WalletError):
 
 
 class WalletKeyError(WalletError):
-    pass
+    """The daemon could not store or use a key; ``key_type`` as in Codomyrmex."""
+
+    default_message = "Key operation failed"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        key_type: str = "",
+        *,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.key_type = key_type
+        super().__init__(message, code, {"key_type": key_type, **(details or {})})
 
 
 class StorageError(WalletKeyError):
@@ -78,7 +136,21 @@ class BackupIntegrityError(WalletError):
 
 
 class RitualError(WalletError):
+    """A ritual problem; ``ritual_step`` as in Codomyrmex (walletd never says which step)."""
+
     code = ErrorCode.NO_RITUAL
+    default_message = "Ritual failed"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        ritual_step: str = "",
+        *,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.ritual_step = ritual_step
+        super().__init__(message, code, {"ritual_step": ritual_step, **(details or {})})
 
 
 class RitualLockedError(RitualError):
@@ -111,4 +183,5 @@ _BY_CODE: dict[str, type[WalletError]] = {
 
 def error_from_wire(code: str, message: str) -> WalletError:
     """The exception for a wire error; unknown codes (a newer daemon) become WalletError."""
-    return _BY_CODE.get(code, WalletError)(message, code=code)
+    # By keyword: WalletNotFoundError's first positional parameter is a user id.
+    return _BY_CODE.get(code, WalletError)(message=message, code=code)

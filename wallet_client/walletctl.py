@@ -79,7 +79,7 @@ def cmd_address(client: WalletClient, args: argparse.Namespace, out: Output) -> 
     address = client.get_wallet_address(args.user)
     if address is None:
         # The library answers None; on a command line "no such wallet" is a refusal.
-        raise WalletNotFoundError(f"no wallet for user {args.user!r}")
+        raise WalletNotFoundError(message=f"no wallet for user {args.user!r}")
     out.result({"user_id": args.user, "address": address}, address)
     return ExitCode.OK
 

@@ -59,6 +59,7 @@ class StatusResult(Struct):
     server: str = ""
     ephemeral: bool = False
     requests: int = 0
+    max_attempts: int = 0  # recovery attempts before lockout; 0: an older daemon, unknown
 
 
 class AddressResult(Struct):
@@ -105,9 +106,11 @@ class NeedsRotationResult(Struct):
 
 
 class RotationPolicy(Struct):
-    max_age_days: int
-    max_signatures: int
-    auto_rotate: bool
+    # The defaults are those of the library walletd replaces (and of the daemon's own
+    # defaults); they only matter when a caller builds a policy, never on the wire.
+    max_age_days: int = 90
+    max_signatures: int = 10000
+    auto_rotate: bool = False
 
 
 class RotationStatusResult(Struct):
@@ -124,8 +127,10 @@ class RotationRecord(Struct):
     old_wallet_id: str
     new_wallet_id: str
     timestamp: float
-    reason: str
-    actor_uid: int
+    # Defaults so a record can be built the library's way, (user, old, new, timestamp); the
+    # daemon always sends both fields. -1 is no uid: the record did not come from a daemon.
+    reason: str = "scheduled"
+    actor_uid: int = -1
 
 
 class RotationHistoryResult(Struct):

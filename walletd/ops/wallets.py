@@ -101,4 +101,5 @@ class WalletOps:
             server=f"walletd {__version__}",
             ephemeral=ctx.ephemeral,
             requests=ctx.requests if peer.is_admin else 0,
+            max_attempts=ctx.config.max_attempts,
         )
