@@ -182,7 +182,7 @@ def test_charge_goes_no_further_than_durable_reservations() -> None:
     d = decide(owner, msg(b"x"), admin=admin, windows=windows)
     with pytest.raises(ReservationNeeded):
         charge(d, windows, NOW)
-    assert windows.admin["a"].used(NOW) == 0 and "o" not in windows.owner
+    assert windows.admin["a"].used(NOW) == 0 and windows.owner["o"].used(NOW) == 0
     due = reservations(d, windows, NOW)
     assert [(layer_, rule_id) for layer_, rule_id, _ in due] == [(ADMIN, "a"), (OWNER, "o")]
     records = {(lay, rid): w.reserve(NOW) for lay, rid, w in due}  # the daemon commits these
@@ -378,6 +378,59 @@ def test_reprs_hold_no_message_content() -> None:
     request = SigningRequest("sign_message", "ed25519", b"secret order 12345")
     facts = TypedFacts(chain_id=1, fields={"value": 123456789})
     assert "secret" not in repr(request) and "123456789" not in repr(facts)
+
+
+def test_the_operator_policy_of_the_issue() -> None:
+    """Messages starting with ``order:`` under 4 KiB, at most 100 an hour, weekdays 08-20;
+    EIP-712 only for chain 1 and one contract with value <= 1 ETH; nothing else. The agent's
+    own layer cannot loosen it."""
+    admin = layer(
+        {
+            "id": "orders",
+            "action": "allow",
+            "match": {"ops": ["sign_message", "sign_batch"], "prefix": "order:", "max_bytes": 4095},
+            "limit": {"count": 100, "window_s": 3600},
+            "when": {"weekly": [WEEKDAYS]},
+        },
+        {
+            "id": "eip712",
+            "action": "allow",
+            "match": {
+                "ops": "sign_typed_data",
+                "chain_id": 1,
+                "verifying_contract": CONTRACT,
+                "fields": {"value": {"le": str(10**18)}},
+            },
+        },
+        {"id": "rest", "action": "deny", "reason": "not in the operator's policy"},
+    )
+    agent = layer({"id": "everything", "action": "allow"})
+    monday_noon = at("2030-10-28T11:00")
+    windows = Windows(durable=False)
+
+    def says(request: SigningRequest, now: float = monday_noon) -> tuple[Action, str | None]:
+        d = evaluate(admin, agent, DENY, request, now, windows)
+        return d.action, d.rule_id
+
+    assert says(msg(b"order:buy:1")) == (ALLOW, "orders")
+    assert says(msg(b"order:" + b"x" * 4090)) == (DENY, "rest")
+    assert says(msg(b"transfer:all")) == (DENY, "rest")
+    assert says(msg(b"order:buy:1"), at("2030-10-26T11:00")) == (DENY, "rest")  # Saturday
+    ok = typed(chain_id=1, verifying_contract=CONTRACT.lower(), fields={"value": 10**18})
+    assert says(ok) == (ALLOW, "eip712")
+    too_much = typed(chain_id=1, verifying_contract=CONTRACT, fields={"value": 10**18 + 1})
+    assert says(too_much) == (DENY, "rest")
+    assert says(typed(chain_id=5, verifying_contract=CONTRACT, fields={"value": 1})) == (
+        DENY,
+        "rest",
+    )
+    for _ in range(100):
+        charge(
+            evaluate(admin, agent, DENY, msg(b"order:x"), monday_noon, windows),
+            windows,
+            monday_noon,
+        )
+    assert says(msg(b"order:buy:1")) == (DENY, "rest")
 
 
 # ---------------------------------------------------------------------- properties

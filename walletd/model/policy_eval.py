@@ -128,7 +128,7 @@ class Decision:
         self.admin = admin
         self.owner = owner
         self.limits = limits
-        a, o = admin.action.severity, owner.action.severity
+        a, o = admin.severity, owner.severity
         # On a tie the layer whose rule decided is named (the admin's if both had one).
         if o > a or (o == a and admin.rule_id is None and owner.rule_id is not None):
             self.action, self.layer = owner.action, OWNER
@@ -168,11 +168,20 @@ def _decide(
     table: dict[str, RateWindow],
     layer: str,
     request: SigningRequest,
+    size: int,
     now: float,
     default: Verdict,
     seen: list[LimitState] | None,
 ) -> tuple[Verdict, list[LimitState] | None]:
+    # The hot loop: prefix and max_bytes are checked inline (no call), the rest by closures.
+    message = request.message
     for rule in rules:
+        prefix = rule.prefix
+        if prefix is not None and (message is None or not message.startswith(prefix)):
+            continue
+        max_bytes = rule.max_bytes
+        if max_bytes is not None and not 0 <= size <= max_bytes:
+            continue
         active = rule.active
         if active is not None and not active(now):
             continue
@@ -202,22 +211,38 @@ def evaluate(
     windows: Windows,
 ) -> Decision:
     """Decide ``request`` at ``now`` (Unix seconds, wall clock); consumes nothing."""
-    fallback = DEFAULT_VERDICTS[default]
     op, key_type = request.op, request.key_type
-    a, seen = _decide(
-        admin.candidates(op, key_type), windows.admin, ADMIN, request, now, fallback, None
-    )
-    o, seen = _decide(
-        owner.candidates(op, key_type), windows.owner, OWNER, request, now, fallback, seen
-    )
+    try:
+        admin_rules = admin.index[op][key_type]
+        owner_rules = owner.index[op][key_type]
+    except KeyError:  # an op or key type no rule names: only unconstrained rules apply
+        admin_rules = admin.candidates(op, key_type)
+        owner_rules = owner.candidates(op, key_type)
+    if not admin_rules and not owner_rules:
+        return _PLAIN[default]
+    fallback = DEFAULT_VERDICTS[default]
+    message = request.message
+    size = -1 if message is None else len(message)
+    seen = None
+    a = o = fallback
+    if admin_rules:
+        a, seen = _decide(admin_rules, windows.admin, ADMIN, request, size, now, fallback, seen)
+    if owner_rules:
+        o, seen = _decide(owner_rules, windows.owner, OWNER, request, size, now, fallback, seen)
     return Decision(a, o, _NO_LIMITS if seen is None else tuple(seen))
 
 
-def _charged(decision: Decision) -> list[tuple[str, Verdict, Limit]]:
+# No rule can match: the same immutable decision every time, nothing allocated.
+_PLAIN = {a: Decision(DEFAULT_VERDICTS[a], DEFAULT_VERDICTS[a]) for a in Action}
+
+
+def _charged(decision: Decision, windows: Windows) -> list[tuple[str, str, RateWindow]]:
+    """``(layer, rule_id, window)`` of each layer's deciding rule that has a limit."""
     out = []
     for layer, verdict in ((ADMIN, decision.admin), (OWNER, decision.owner)):
-        if verdict.limit is not None and verdict.rule_id is not None:
-            out.append((layer, verdict, verdict.limit))
+        limit, rule_id = verdict.limit, verdict.rule_id
+        if limit is not None and rule_id is not None:
+            out.append((layer, rule_id, windows.window(layer, rule_id, limit)))
     return out
 
 
@@ -226,13 +251,9 @@ def reservations(
 ) -> list[tuple[str, str, RateWindow]]:
     """The windows ``charge(decision, ...)`` would use that need a reservation first, as
     ``(layer, rule_id, window)``; the daemon commits ``window.reserve(now, uses)`` for each."""
-    out = []
-    for layer, verdict, limit in _charged(decision):
-        assert verdict.rule_id is not None
-        w = windows.window(layer, verdict.rule_id, limit)
-        if w.needs_reservation(now, uses):
-            out.append((layer, verdict.rule_id, w))
-    return out
+    if decision.admin.limit is None and decision.owner.limit is None:
+        return []
+    return [c for c in _charged(decision, windows) if c[2].needs_reservation(now, uses)]
 
 
 def charge(decision: Decision, windows: Windows, now: float) -> list[tuple[str, str]]:
@@ -243,19 +264,15 @@ def charge(decision: Decision, windows: Windows, now: float) -> list[tuple[str, 
     All or nothing: every window is checked before any is charged, so a ``ReservationNeeded``
     leaves all of them as they were.
     """
-    charged = _charged(decision)
-    if not charged:
+    if decision.admin.limit is None and decision.owner.limit is None:
         return []
-    targets = []
-    for layer, verdict, limit in charged:
-        assert verdict.rule_id is not None
-        w = windows.window(layer, verdict.rule_id, limit)
-        if w.remaining(now) < 1 or w.needs_reservation(now):
+    charged = _charged(decision, windows)
+    for _, _, w in charged:
+        if not w.can_use(now):
             w.use(now)  # raises ReservationNeeded with the reason
-        targets.append((w, layer, verdict.rule_id))
-    for w, _, _ in targets:
+    for _, _, w in charged:
         w.use(now)
-    return [(layer, rule_id) for _, layer, rule_id in targets]
+    return [(layer, rule_id) for layer, rule_id, _ in charged]
 
 
 def is_allowed(decision: Decision) -> bool:

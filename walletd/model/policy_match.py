@@ -72,35 +72,47 @@ def field(where: str, what: str, parse: Callable[[], T]) -> T:
         raise PolicyError(f"{where}: {what}{sep}{exc}") from None
 
 
-def compile_match(
-    where: str, match: Any
-) -> tuple[frozenset[str] | None, frozenset[str] | None, tuple[Predicate, ...], dict[str, Any]]:
+class Match:
+    """A compiled ``match``: what the evaluator checks inline (``max_bytes``, ``prefix``: no
+    call per check, they are the most common conditions) and the other ``tests``; ``ops``
+    and ``key_types`` are used by the layer's index. ``normal`` is the normalised form."""
+
+    __slots__ = ("key_types", "max_bytes", "normal", "ops", "prefix", "tests")
+
+    def __init__(self) -> None:
+        self.ops: frozenset[str] | None = None
+        self.key_types: frozenset[str] | None = None
+        self.max_bytes: int | None = None
+        self.prefix: bytes | None = None
+        self.tests: tuple[Predicate, ...] = ()
+        self.normal: dict[str, Any] = {}
+
+
+def compile_match(where: str, match: Any) -> Match:
     if not isinstance(match, dict):
         raise PolicyError(f"{where}: match must be a map")
     unknown = sorted(str(k)[:64] for k in set(match) - set(_MATCH_FIELDS))
     if unknown:
         raise PolicyError(f"{where}: match has unknown field {unknown[0]!r}")
-    normal: dict[str, Any] = {}
-    ops = key_types = None
+    out = Match()
+    normal = out.normal
     if "ops" in match:
         normal["ops"] = _names(where, "match.ops", match["ops"], OPS)
-        ops = frozenset(normal["ops"])
+        out.ops = frozenset(normal["ops"])
     if "key_types" in match:
         normal["key_types"] = _names(where, "match.key_types", match["key_types"], KEY_TYPES)
-        key_types = frozenset(normal["key_types"])
+        out.key_types = frozenset(normal["key_types"])
     # Cheapest tests first; the pattern (an RE2 call) last.
     tests: list[Predicate] = []
     if "max_bytes" in match:
         size = field(where, "match.max_bytes", lambda: parse_int(match["max_bytes"], minimum=0))
         if size > MAX_MESSAGE_BYTES:
             raise PolicyError(f"{where}: match.max_bytes must be at most {MAX_MESSAGE_BYTES}")
-        normal["max_bytes"] = size
-        tests.append(lambda r: r.message is not None and len(r.message) <= size)
+        normal["max_bytes"] = out.max_bytes = size
     if "prefix" in match:
-        prefix, normal["prefix"] = field(
+        out.prefix, normal["prefix"] = field(
             where, "match.prefix", lambda: parse_prefix(match["prefix"])
         )
-        tests.append(lambda r: r.message is not None and r.message.startswith(prefix))
     tests.extend(_compile_typed(where, match, normal))
     if "pattern" in match:
         pattern = match["pattern"]
@@ -113,7 +125,8 @@ def compile_match(
             return r.message is not None and r.utf8() and bool(full(r.message))
 
         tests.append(pattern_test)
-    return ops, key_types, tuple(tests), normal
+    out.tests = tuple(tests)
+    return out
 
 
 def _compile_typed(where: str, match: dict[str, Any], normal: dict[str, Any]) -> list[Predicate]:

@@ -34,7 +34,7 @@ from enum import StrEnum
 from functools import partial
 from typing import Any
 
-from .policy_match import PolicyError, Predicate, compile_match, field
+from .policy_match import Match, PolicyError, Predicate, compile_match, field
 from .policy_request import KEY_TYPES, OPS
 from .policy_time import (
     LocalClock,
@@ -45,6 +45,18 @@ from .policy_time import (
     when_check,
 )
 from .rate_window import MAX_COUNT
+
+__all__ = [
+    "DEFAULT_VERDICTS",
+    "MAX_RULES",
+    "Action",
+    "Layer",
+    "Limit",
+    "PolicyError",
+    "Rule",
+    "Verdict",
+    "compile_layer",
+]
 
 MAX_RULES = 64
 MAX_ID_CHARS = 64
@@ -96,12 +108,13 @@ class Verdict:
     """What one layer said: the action, the deciding rule (``None``: the default) and its
     reason and limit. Built once per rule at compile time, so a decision allocates none."""
 
-    __slots__ = ("action", "limit", "reason", "rule_id")
+    __slots__ = ("action", "limit", "reason", "rule_id", "severity")
 
     def __init__(
         self, action: Action, rule_id: str | None, reason: str | None, limit: Limit | None
     ) -> None:
         self.action = action
+        self.severity = action.severity
         self.rule_id = rule_id
         self.reason = reason
         self.limit = limit
@@ -114,25 +127,33 @@ DEFAULT_VERDICTS = {a: Verdict(a, None, None, None) for a in Action}
 
 
 class Rule:
-    """One compiled rule. ``tests`` all hold for a match; ``active(now)`` is its ``when``."""
+    """One compiled rule: it matches when ``active(now)`` (its ``when``), the message fits
+    ``max_bytes`` and starts with ``prefix`` (each when given) and all ``tests`` hold."""
 
-    __slots__ = ("active", "id", "key_types", "limit", "ops", "tests", "verdict")
+    __slots__ = (
+        "active",
+        "id",
+        "key_types",
+        "limit",
+        "max_bytes",
+        "ops",
+        "prefix",
+        "tests",
+        "verdict",
+    )
 
     def __init__(
-        self,
-        verdict: Verdict,
-        ops: frozenset[str] | None,
-        key_types: frozenset[str] | None,
-        tests: tuple[Predicate, ...],
-        active: Callable[[float], bool] | None,
+        self, verdict: Verdict, match: Match, active: Callable[[float], bool] | None
     ) -> None:
         assert verdict.rule_id is not None
         self.id: str = verdict.rule_id
         self.verdict = verdict
         self.limit = verdict.limit
-        self.ops = ops
-        self.key_types = key_types
-        self.tests = tests
+        self.ops = match.ops
+        self.key_types = match.key_types
+        self.max_bytes = match.max_bytes
+        self.prefix = match.prefix
+        self.tests: tuple[Predicate, ...] = match.tests
         self.active = active
 
     def __repr__(self) -> str:
@@ -143,13 +164,14 @@ class Layer:
     """An ordered, compiled list of rules. ``candidates(op, key_type)`` is the sub-list that
     can match a request of that op and key type (precomputed for the known ones)."""
 
-    __slots__ = ("_document", "_index", "clock", "rules")
+    __slots__ = ("_document", "clock", "index", "rules")
 
     def __init__(self, rules: tuple[Rule, ...], document: list[dict[str, Any]], clock: LocalClock):
         self.rules = rules
         self.clock = clock
         self._document = document
-        self._index = {op: {kt: self._filter(op, kt) for kt in KEY_TYPES} for op in OPS}
+        # op -> key type -> the rules that can match such a request, in order.
+        self.index = {op: {kt: self._filter(op, kt) for kt in KEY_TYPES} for op in OPS}
 
     def _filter(self, op: str, key_type: str) -> tuple[Rule, ...]:
         return tuple(
@@ -159,7 +181,7 @@ class Layer:
         )
 
     def candidates(self, op: str, key_type: str) -> tuple[Rule, ...]:
-        by_type = self._index.get(op)
+        by_type = self.index.get(op)
         found = None if by_type is None else by_type.get(key_type)
         return self._filter(op, key_type) if found is None else found
 
@@ -229,9 +251,9 @@ def _compile_rule(index: int, raw: Any, clock: LocalClock) -> tuple[Rule, dict[s
         if _CONTROL.search(reason):
             raise PolicyError(f"{where}: reason must not contain control characters")
         normal["reason"] = reason
-    ops, key_types, tests, match = compile_match(where, raw.get("match", {}))
-    if match:
-        normal["match"] = match
+    match = compile_match(where, raw.get("match", {}))
+    if match.normal:
+        normal["match"] = match.normal
     limit = None
     if "limit" in raw:
         if action is Action.DENY:
@@ -241,7 +263,7 @@ def _compile_rule(index: int, raw: Any, clock: LocalClock) -> tuple[Rule, dict[s
     if "when" in raw:
         active, normal["when"] = _compile_when(where, raw["when"], clock)
     verdict = Verdict(action, rule_id, reason, limit)
-    return Rule(verdict, ops, key_types, tests, active), normal
+    return Rule(verdict, match, active), normal
 
 
 def _compile_limit(where: str, limit: Any) -> tuple[Limit, dict[str, int]]:

@@ -132,6 +132,13 @@ class RateWindow:
         self._bucket(now)
         return self._total
 
+    def can_use(self, now: float, uses: int = 1) -> bool:
+        """Whether ``use(now, uses)`` would succeed (room in the window, and reserved)."""
+        b = self._bucket(now)
+        if self._total + uses > self.count:
+            return False
+        return not self.durable or (b <= self._res_end and self._res_left >= uses)
+
     def use(self, now: float, uses: int = 1) -> None:
         """Record ``uses`` uses at ``now``; raises ``ReservationNeeded`` if not allowed."""
         b = self._bucket(now)
