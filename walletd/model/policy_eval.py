@@ -264,8 +264,19 @@ def charge(decision: Decision, windows: Windows, now: float) -> list[tuple[str, 
     All or nothing: every window is checked before any is charged, so a ``ReservationNeeded``
     leaves all of them as they were.
     """
-    if decision.admin.limit is None and decision.owner.limit is None:
-        return []
+    admin, owner = decision.admin, decision.owner
+    if admin.limit is None or owner.limit is None:
+        # At most one window (the common case): ``use`` checks before it changes anything.
+        verdict, layer = (owner, OWNER) if admin.limit is None else (admin, ADMIN)
+        limit, rule_id = verdict.limit, verdict.rule_id
+        if limit is None or rule_id is None:
+            return []
+        table = windows.admin if layer == ADMIN else windows.owner
+        w = table.get(rule_id)
+        if w is None:
+            w = windows.window(layer, rule_id, limit)
+        w.use(now)
+        return [(layer, rule_id)]
     charged = _charged(decision, windows)
     for _, _, w in charged:
         if not w.can_use(now):
