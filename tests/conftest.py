@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +18,10 @@ from walletd.logs import configure_logging
 from walletd.ops.daemon import build_daemon
 from walletd.server.serve import Server
 
-from .support import DaemonProcess, daemon_process
+from .support import Clock, DaemonFactory, DaemonProcess, MakeConfig, StartServer, daemon_process
 
 # Fast scrypt for tests; the production default (n=2**14) is exercised in test_ritual.
 FAST_SCRYPT = {"scrypt_n": 2**10}
-
-
-class Clock:
-    """An injectable wall clock, so age-based policy is tested without sleeping."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -43,7 +30,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def make_config(tmp_path: Path) -> Callable[..., Config]:
+def make_config(tmp_path: Path) -> MakeConfig:
     def make(**overrides: Any) -> Config:
         values: dict[str, Any] = {
             "socket": str(tmp_path / "run" / "walletd.sock"),
@@ -58,7 +45,7 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
 
 
 @pytest.fixture
-async def start_server(nursery: trio.Nursery, clock: Clock) -> Callable[..., Any]:
+async def start_server(nursery: trio.Nursery, clock: Clock) -> StartServer:
     """``await start_server(config)`` -> a running in-process Server."""
 
     async def start(config: Config, **kwargs: Any) -> Server:
@@ -72,7 +59,7 @@ async def start_server(nursery: trio.Nursery, clock: Clock) -> Callable[..., Any
 
 
 @pytest.fixture
-async def server(start_server: Callable[..., Any], make_config: Callable[..., Config]) -> Server:
+async def server(start_server: StartServer, make_config: MakeConfig) -> Server:
     started: Server = await start_server(make_config(ephemeral=True))
     return started
 
@@ -84,7 +71,7 @@ async def client(server: Server) -> AsyncIterator[AsyncWalletClient]:
 
 
 @pytest.fixture
-def open_tmp() -> Any:
+def open_tmp() -> Iterator[Path]:
     """A temporary directory other uids can traverse (pytest's tmp_path is under a 0700 dir),
     for sockets that a child running as nobody must reach."""
     path = Path(tempfile.mkdtemp(prefix="walletd-test-"))
@@ -94,7 +81,7 @@ def open_tmp() -> Any:
 
 
 @pytest.fixture
-def daemon(open_tmp: Path) -> Any:
+def daemon(open_tmp: Path) -> Iterator[DaemonFactory]:
     """Factory for real walletd processes; every one started is stopped at teardown."""
     started: list[DaemonProcess] = []
 

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +23,34 @@ import trio
 
 from walletd.config import Config
 from walletd.logs import configure_logging
+from walletd.model.wallets import Wallet
 from walletd.ops.daemon import build_daemon
 from walletd.server.serve import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 NOBODY = pwd.getpwnam("nobody")
 RUN_AS = Path(__file__).resolve().parent / "run_as.py"
+
+# The fixtures' types, named once so that every test module annotates them the same way.
+MakeConfig = Callable[..., Config]
+"""``make_config(**overrides)``: a Config under the test's tmp_path (conftest.py)."""
+StartServer = Callable[..., Awaitable[Server]]
+"""``await start_server(config, **server_kwargs)``: a running in-process Server."""
+Ctl = Callable[..., tuple[int, str, str]]
+"""``ctl(*argv)``: walletctl's main() on a daemon: (exit code, stdout, stderr)."""
+
+
+class Clock:
+    """An injectable wall clock, so age-based policy is tested without sleeping."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def wait_for_socket(
@@ -99,6 +121,15 @@ class DaemonProcess:
         if self.proc.stdout:
             self.proc.stdout.close()
 
+    def send_signal(self, signum: int) -> None:
+        assert self.proc is not None, "the daemon was never started"
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 20.0) -> int:
+        """The exit status, once the process has exited on its own (or been signalled)."""
+        assert self.proc is not None, "the daemon was never started"
+        return self.proc.wait(timeout)
+
     def restart(self) -> DaemonProcess:
         self.stop()
         return self.start()
@@ -144,6 +175,17 @@ def daemon_process(
     if ephemeral:
         args.append("--ephemeral")
     return DaemonProcess(sock, state, args, tmp / "walletd.log", env=env or {})
+
+
+DaemonFactory = Callable[..., DaemonProcess]
+"""``daemon(*flags, **daemon_process_options)``: a real walletd, not started (conftest.py)."""
+
+
+def wallet_in(server: Server, user_id: str) -> Wallet:
+    """The in-memory wallet an in-process daemon holds for ``user_id`` (which must exist)."""
+    wallet = server.daemon.ctx.book.get(user_id)
+    assert wallet is not None, "no such wallet in the daemon's book"
+    return wallet
 
 
 def run_as(

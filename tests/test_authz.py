@@ -7,13 +7,14 @@ operation in a child process under its own uid (see tests/run_as.py).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from wallet_client import WalletClient
 
-from .support import NOBODY, run_as
+from .support import NOBODY, DaemonFactory, DaemonProcess, run_as
 
 OTHER_UID = 65533
 GROUP_ADMIN_UID, ADMIN_GID = 65532, 65532
@@ -90,7 +91,7 @@ def _expected(role: str) -> dict[str, object]:
 
 
 @pytest.fixture
-def served(daemon):
+def served(daemon: DaemonFactory) -> Iterator[Served]:
     proc = daemon("--admin-group", str(ADMIN_GID)).start()
     targets = ["w-owner", "w-other", "w-root", "w-group"]
     backups = run_as(
@@ -100,18 +101,22 @@ def served(daemon):
     assert proc.stop() == 0
 
 
+# The daemon and, for each target wallet, the id of the backup made as its owner.
+Served = tuple[DaemonProcess, dict[str, str]]
+
+
 def _run_matrix(sock: Path, uid: int, gid: int, target: str, backup_id: str) -> dict[str, object]:
     result: dict[str, object] = run_as(uid, gid, MATRIX_CODE, args=[str(sock), target, backup_id])
     return result
 
 
-def test_owner_may_do_everything_but_admin_ops(served) -> None:
+def test_owner_may_do_everything_but_admin_ops(served: Served) -> None:
     proc, backups = served
     got = _run_matrix(proc.socket_path, NOBODY.pw_uid, NOBODY.pw_gid, "w-owner", backups["w-owner"])
     assert got == _expected("owner")
 
 
-def test_other_uid_is_refused_everything_but_recovery(served) -> None:
+def test_other_uid_is_refused_everything_but_recovery(served: Served) -> None:
     proc, backups = served
     got = _run_matrix(proc.socket_path, OTHER_UID, OTHER_UID, "w-other", backups["w-other"])
     assert got == _expected("other")
@@ -123,19 +128,19 @@ def test_other_uid_is_refused_everything_but_recovery(served) -> None:
         assert root.rotation_history("w-other") == []
 
 
-def test_root_is_admin(served) -> None:
+def test_root_is_admin(served: Served) -> None:
     proc, backups = served
     got = _run_matrix(proc.socket_path, 0, 0, "w-root", backups["w-root"])
     assert got == _expected("admin")
 
 
-def test_admin_group_member_is_admin(served) -> None:
+def test_admin_group_member_is_admin(served: Served) -> None:
     proc, backups = served
     got = _run_matrix(proc.socket_path, GROUP_ADMIN_UID, ADMIN_GID, "w-group", backups["w-group"])
     assert got == _expected("admin")
 
 
-def test_list_and_status_show_only_own_wallets(served) -> None:
+def test_list_and_status_show_only_own_wallets(served: Served) -> None:
     proc, _ = served
     with WalletClient(proc.socket_path) as root:
         root.create_wallet("root-own")
@@ -146,7 +151,9 @@ def test_list_and_status_show_only_own_wallets(served) -> None:
     assert run_as(OTHER_UID, OTHER_UID, code, args=[str(proc.socket_path)]) == [[], 0]
 
 
-def test_uid_outside_allowed_uids_is_refused_at_accept(daemon, open_tmp: Path) -> None:
+def test_uid_outside_allowed_uids_is_refused_at_accept(
+    daemon: DaemonFactory, open_tmp: Path
+) -> None:
     config = open_tmp / "walletd.toml"
     config.write_text(f"allowed_uids = [{NOBODY.pw_uid}]\n")
     proc = daemon("--config", str(config)).start()
@@ -165,7 +172,7 @@ def test_uid_outside_allowed_uids_is_refused_at_accept(daemon, open_tmp: Path) -
     assert proc.stop() == 0
 
 
-def test_socket_mode_keeps_other_users_out(daemon) -> None:
+def test_socket_mode_keeps_other_users_out(daemon: DaemonFactory) -> None:
     proc = daemon(socket_mode="0600").start()
     assert proc.socket_path.stat().st_mode & 0o777 == 0o600
     probe = (

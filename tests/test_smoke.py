@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from wallet_client import AsyncWalletClient, PermissionDeniedError, WalletClient
 
-from .support import run_as_nobody
+from .support import DaemonFactory, run_as_nobody
 
 
 async def test_create_sign_verify_in_process(client: AsyncWalletClient) -> None:
@@ -12,7 +12,7 @@ async def test_create_sign_verify_in_process(client: AsyncWalletClient) -> None:
     assert await client.verify_signature("alice", b"hello", signature)
 
 
-def test_other_uid_is_refused(daemon) -> None:
+def test_other_uid_is_refused(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
         c.create_wallet("alice")

@@ -36,7 +36,7 @@ from walletd.storage.sealing import load_master_key
 from walletd.storage.statedir import StateLock, check_state_dir
 from walletd.storage.store import DB_NAME, AsyncStore, Store
 
-from .support import ROOT, wait_for_socket
+from .support import ROOT, DaemonFactory, MakeConfig, StartServer, wait_for_socket
 
 # ---------------------------------------------------------------------- shared helpers
 
@@ -99,7 +99,9 @@ def mode(path: Path) -> int:
 # ---------------------------------------------------------------------- modes and pragmas
 
 
-async def test_live_connection_pragmas_and_file_modes(start_server, make_config) -> None:
+async def test_live_connection_pragmas_and_file_modes(
+    start_server: StartServer, make_config: MakeConfig
+) -> None:
     config = make_config()
     server = await start_server(config)
     state = Path(config.state_dir)
@@ -246,7 +248,7 @@ def test_read_only_open_after_a_clean_stop_changes_nothing(tmp_path: Path) -> No
     assert snapshot(state) == before
 
 
-def test_read_only_open_after_a_crash_changes_nothing(daemon) -> None:
+def test_read_only_open_after_a_crash_changes_nothing(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
         addresses = {u: c.create_wallet(u) for u in ("alice", "bob")}
@@ -266,7 +268,7 @@ def test_read_only_open_after_a_crash_changes_nothing(daemon) -> None:
     assert snapshot(state) == before
 
 
-def test_read_only_open_beside_a_running_daemon(daemon) -> None:
+def test_read_only_open_beside_a_running_daemon(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
         c.create_wallet("alice")
@@ -408,7 +410,7 @@ def _downgrade_to_v1(db: Path) -> None:
     conn.close()
 
 
-def test_an_older_database_is_migrated_only_after_every_check(daemon) -> None:
+def test_an_older_database_is_migrated_only_after_every_check(daemon: DaemonFactory) -> None:
     assert SCHEMA_VERSION == 2
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:

@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 from wallet_client import InvalidArgumentError, RitualStep, WalletClient, WalletError
 from walletd.config import Config
 from walletd.model.validation import MAX_USER_ID_BYTES
-from walletd.ops.daemon import build_daemon, open_store
+from walletd.ops.daemon import build_daemon
+from walletd.storage.loader import open_store
 from walletd_wire.framing import encode_frame
 
 from ..support import DaemonProcess
@@ -148,13 +149,14 @@ def test_hostile_user_ids_metadata_and_backup_ids(edge_daemon: DaemonProcess) ->
             refused += 2
     # Control characters and path-like text in metadata are data: stored escaped in the JSON.
     client.create_backup(PATH_LIKE[0], {"k\x00/../": "v\x00\n", "../../etc/passwd": "/"})
-    for metadata in [
+    refused_metadata: list[dict[str, Any]] = [
         {"k": "x" * 20_000},
         dict.fromkeys((f"k{i}" for i in range(3000)), 1),
         {"deep": _nested(40)},
         {"nan": float("nan")},
         {"bin": b"\x00"},
-    ]:
+    ]
+    for metadata in refused_metadata:
         with pytest.raises(InvalidArgumentError):
             client.create_backup(PATH_LIKE[0], metadata)
         refused += 1
