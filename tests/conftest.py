@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from walletd.logs import configure_logging
 from walletd.ops.daemon import build_daemon
 from walletd.server.serve import Server
 
+from . import markers
 from .support import Clock, DaemonFactory, DaemonProcess, MakeConfig, StartServer, daemon_process
 
 # Fast scrypt for tests; the production default (n=2**14) is exercised in test_ritual.
@@ -92,9 +93,25 @@ def daemon(open_tmp: Path) -> Iterator[DaemonFactory]:
 
     yield make
     for proc in started:
-        if proc.proc is not None and proc.proc.poll() is None:
-            proc.kill()
+        proc.kill_if_running()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("WALLETD_TEST", "1")
+    markers.install()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    markers.skip_root_tests_unless_root(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    # Setup, call and teardown all count: fixtures start daemons too.
+    markers.set_current(item)
+    try:
+        return (yield)
+    finally:
+        markers.set_current(None)

@@ -22,7 +22,7 @@ import pytest
 
 from wallet_client import WalletClient
 
-from .support import ROOT, DaemonFactory, wait_for_socket
+from .support import ROOT, DaemonFactory, json_lines, wait_for_socket, walletd_argv
 
 
 @pytest.fixture
@@ -33,16 +33,7 @@ def socket_activate() -> str:
     return path
 
 
-def log_lines(path: Path) -> list[dict[str, Any]]:
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass
-    return out
-
-
+@pytest.mark.slow
 def test_daemon_serves_the_inherited_socket_and_leaves_the_file(
     open_tmp: Path, socket_activate: str
 ) -> None:
@@ -61,17 +52,7 @@ def test_daemon_serves_the_inherited_socket_and_leaves_the_file(
         f"--listen={sock}",
         "--fdname=walletd",
         *passed,
-        sys.executable,
-        "-m",
-        "walletd",
-        "--socket",
-        str(configured),
-        "--socket-mode",
-        "0600",
-        "--state-dir",
-        str(state),
-        "--log-level",
-        "debug",
+        *walletd_argv(configured, state),
     ]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, stderr=log, stdout=subprocess.DEVNULL, cwd=ROOT)
@@ -92,7 +73,7 @@ def test_daemon_serves_the_inherited_socket_and_leaves_the_file(
             proc.wait(20)
 
     # systemd-socket-activate execs walletd: the activated process is the one we started.
-    events = log_lines(log_path)
+    events = json_lines(log_path)
     activation = [e for e in events if e["event"] == "socket_activation"]
     assert activation and activation[0]["fds"] == 1
     ready = next(e for e in events if e["event"] == "ready")
@@ -105,6 +86,7 @@ def test_daemon_serves_the_inherited_socket_and_leaves_the_file(
     assert not configured.parent.exists()
 
 
+@pytest.mark.slow
 def test_without_activation_walletd_binds_as_usual(daemon: DaemonFactory) -> None:
     # LISTEN_PID names another process (say, a wrapper that forked us): not for us.
     proc = daemon(ephemeral=True, env={"LISTEN_PID": "1", "LISTEN_FDS": "1"}).start()

@@ -145,6 +145,7 @@ async def test_audit_log_filters(client: AsyncWalletClient, clock: Clock) -> Non
         await client.audit_log(limit=0)
 
 
+@pytest.mark.root
 async def test_others_see_only_records_of_their_own_wallets(
     start_server: StartServer, make_config: MakeConfig, open_tmp: Path
 ) -> None:

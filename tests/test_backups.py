@@ -279,6 +279,7 @@ async def test_damaged_files_are_reported_not_skipped(disk: Server) -> None:
         assert await c.verify_backup("alice", good["backup_id"])
 
 
+@pytest.mark.root
 async def test_others_see_only_problems_that_may_be_theirs(
     start_server: StartServer, make_config: MakeConfig, open_tmp: Path
 ) -> None:
@@ -315,6 +316,8 @@ async def test_others_see_only_problems_that_may_be_theirs(
 # --------------------------------------------------------------------------- who may
 
 
+@pytest.mark.root
+@pytest.mark.slow
 def test_other_uids_are_refused_on_every_family(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
@@ -360,6 +363,8 @@ def test_other_uids_are_refused_on_every_family(daemon: DaemonFactory) -> None:
     assert proc.stop() == 0
 
 
+@pytest.mark.root
+@pytest.mark.slow
 def test_backup_ops_on_a_user_without_a_wallet_are_not_found(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     code = (

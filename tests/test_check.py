@@ -23,6 +23,8 @@ from .support import NOBODY, DaemonFactory, DaemonProcess, run_as_nobody
 from .test_sealing import _forms
 from .test_store import flip, load_keys, snapshot, walletd_cli
 
+pytestmark = [pytest.mark.slow, pytest.mark.root]
+
 EXIT_PROBLEMS = 1
 
 

@@ -29,6 +29,8 @@ from wallet_client import StorageError, WalletClient
 from .support import DaemonFactory, DaemonProcess
 from .test_store import snapshot
 
+pytestmark = [pytest.mark.slow, pytest.mark.root]
+
 USERS = ["alice", "bob", "carol"]
 EXT4_IOC_SHUTDOWN = 0x8004587D  # _IOR('X', 125, __u32)
 EXT4_GOING_FLAGS_NOLOGFLUSH = 2

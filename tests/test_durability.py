@@ -14,10 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from wallet_client import RitualStep, WalletClient, hash_response
 from walletd.storage.store import DB_NAME, Store
 
 from .support import NOBODY, DaemonFactory, DaemonProcess, run_as
+
+pytestmark = pytest.mark.slow
 
 # Two unprivileged uids, so that "cannot touch each other's wallets" means something (root is
 # an admin and may touch every wallet).
@@ -82,6 +86,7 @@ def _observe(c: WalletClient, users: list[str]) -> dict[str, Any]:
     return out
 
 
+@pytest.mark.root
 def test_restart_keeps_everything(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     root_users = ["alice", "bob", "carol"]
@@ -123,6 +128,7 @@ def test_restart_keeps_everything(daemon: DaemonFactory) -> None:
     assert proc.stop() == 0
 
 
+@pytest.mark.root
 def test_every_acknowledged_change_survives_kill9(daemon: DaemonFactory) -> None:
     """Each kind of change is committed before its answer: kill -9 right after the answer."""
     proc = daemon().start()

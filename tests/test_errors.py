@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,65 +17,13 @@ import trio
 
 import walletd_wire as wire
 from wallet_client import errors as e
-from walletd.config import Config
 from walletd.model.peer import Peer
 from walletd.ops.dispatch import Dispatcher
 from walletd.server.serve import Server
-from walletd_wire.framing import FrameDecoder, encode_frame
+from walletd_wire.framing import encode_frame
 
-from .support import run_as_nobody
-
-StartServer = Callable[..., Any]
-MakeConfig = Callable[..., Config]
-
-
-class Wire:
-    """A raw client: frames whatever it is given and decodes responses as plain maps."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.frames = FrameDecoder(1 << 30)
-
-    @classmethod
-    async def open(cls, path: str) -> Wire:
-        return cls(await trio.open_unix_socket(path))
-
-    async def send(self, message: Any) -> None:
-        payload = message if isinstance(message, bytes) else msgspec.msgpack.encode(message)
-        await self.stream.send_all(encode_frame(payload))
-
-    async def receive(self) -> dict[str, Any] | None:
-        """The next response, or None once the daemon has closed the connection."""
-        with trio.fail_after(10):
-            while (frame := self.frames.next_frame()) is None:
-                try:
-                    data = await self.stream.receive_some(1 << 16)
-                except trio.BrokenResourceError:
-                    data = b""
-                if not data:
-                    return None
-                self.frames.feed(data)
-        response: dict[str, Any] = msgspec.msgpack.decode(frame)
-        return response
-
-    async def call(self, message: Any) -> dict[str, Any]:
-        await self.send(message)
-        response = await self.receive()
-        assert response is not None, "the daemon closed the connection"
-        return response
-
-    async def error(self, message: Any) -> dict[str, Any]:
-        """Send ``message``, expect an error response, and check the connection still works."""
-        response = await self.call(message)
-        assert response["ok"] is False, response
-        assert set(response) == {"id", "ok", "error"}
-        assert set(response["error"]) == {"code", "message"}
-        hello = await self.call({"op": "hello", "id": 4242})
-        assert hello["ok"] is True and hello["id"] == 4242
-        return response
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()
+from . import children
+from .support import MakeConfig, StartServer, Wire, call_as_nobody
 
 
 async def open_wire(server: Server) -> Wire:
@@ -169,21 +116,13 @@ async def shared_server(
     return started
 
 
+@pytest.mark.root
 async def test_forbidden_for_another_uid(shared_server: Server) -> None:
     conn = await open_wire(shared_server)
     assert (await conn.call({"op": "create_wallet", "id": 1, "user_id": "root-owned"}))["ok"]
-    code = (
-        "c = WalletClient(ARGS[0])\n"
-        "out = []\n"
-        "for call in (lambda: c.sign_message('root-owned', b'x'),\n"
-        "             lambda: c.reset_attempts('root-owned')):\n"
-        "    try:\n        call(); out.append('ok')\n"
-        "    except errors.WalletError as exc:\n        out.append([exc.code, exc.message])\n"
-        "out.append(c.hello().protocol)\n"
-        "result = out\n"
-    )
+    socket_path = shared_server.config.socket
     result = await trio.to_thread.run_sync(
-        lambda: run_as_nobody(code, args=[shared_server.config.socket])
+        lambda: call_as_nobody(children.refused_on_root_owned, socket_path, "root-owned")
     )
     (sign_code, sign_message), (reset_code, _), protocol = result
     assert sign_code == reset_code == "forbidden"
@@ -191,6 +130,7 @@ async def test_forbidden_for_another_uid(shared_server: Server) -> None:
     assert protocol == 1  # the same connection goes on after the refusal
 
 
+@pytest.mark.root
 async def test_forbidden_at_the_door(
     start_server: StartServer, make_config: MakeConfig, open_tmp: Path
 ) -> None:
@@ -200,12 +140,9 @@ async def test_forbidden_at_the_door(
         ephemeral=True, socket=str(run / "walletd.sock"), socket_mode=0o666, allowed_uids=[0]
     )
     server: Server = await start_server(config)
-    code = (
-        "c = WalletClient(ARGS[0])\n"
-        "try:\n    c.hello(); result = 'ok'\n"
-        "except errors.WalletError as exc:\n    result = [type(exc).__name__, exc.code]\n"
+    result = await trio.to_thread.run_sync(
+        lambda: call_as_nobody(children.hello_or_refusal, config.socket)
     )
-    result = await trio.to_thread.run_sync(lambda: run_as_nobody(code, args=[config.socket]))
     assert result == ["PermissionDeniedError", "forbidden"]
     assert not server.connections
 

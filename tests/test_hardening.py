@@ -18,6 +18,8 @@ import pytest
 
 from .support import NOBODY, run_as_nobody, wait_for_socket
 
+pytestmark = [pytest.mark.slow, pytest.mark.root]
+
 LAUNCHER = Path(__file__).resolve().parent / "run_daemon_as.py"
 
 PTRACE_CODE = """

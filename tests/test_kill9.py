@@ -14,10 +14,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import pytest
+
 from wallet_client import DaemonUnavailableError, WalletClient
 from walletd.storage.store import DB_NAME, Store
 
 from .support import DaemonFactory, DaemonProcess
+
+pytestmark = pytest.mark.slow
 
 ROUNDS = 24
 CLIENTS = 2

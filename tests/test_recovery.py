@@ -371,6 +371,7 @@ async def test_failures_are_indistinguishable(
 # --------------------------------------------------------------------------- ownership
 
 
+@pytest.mark.root
 @pytest.mark.slow
 def test_ownership_rules_and_transfer(daemon: DaemonFactory, open_tmp: Path) -> None:
     """Readers may be anyone; management is the owner's or an admin's; success hands over."""

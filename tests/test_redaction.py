@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 import structlog
 
 from wallet_client import RitualStep, WalletClient, hash_response
@@ -17,6 +18,8 @@ from walletd.logs import REDACTED, configure_logging, redact_secrets
 from walletd.storage.loader import open_store
 
 from .support import DaemonFactory, run_as_nobody
+
+pytestmark = pytest.mark.slow
 
 
 def test_processor_replaces_bytes_and_secret_fields() -> None:
@@ -59,6 +62,7 @@ def _forms(secret: bytes) -> list[bytes]:
     return forms
 
 
+@pytest.mark.root
 def test_no_secret_in_a_real_daemon_log(daemon: DaemonFactory) -> None:
     """A whole scenario at debug level, then every line the daemon wrote is scanned."""
     proc = daemon().start()

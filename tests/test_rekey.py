@@ -11,12 +11,16 @@ import os
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from wallet_client import RitualStep, WalletClient, hash_response
 from walletd.storage.sealing import GENERATED_KEY_NAME
 from walletd.storage.store import DB_NAME
 
 from .support import DaemonFactory, run_as_nobody
 from .test_store import snapshot, walletd_cli
+
+pytestmark = pytest.mark.slow
 
 MESSAGES = [b"one", b"two"]
 
@@ -37,6 +41,7 @@ def _key_file(path: Path) -> Path:
     return path
 
 
+@pytest.mark.root
 def test_rekey_reseals_everything(daemon: DaemonFactory, tmp_path: Path) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:

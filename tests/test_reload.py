@@ -23,6 +23,8 @@ from walletd_wire.framing import FrameDecoder, encode_frame
 from .support import DaemonFactory, DaemonProcess
 from .test_sdnotify import NotifyReceiver
 
+pytestmark = pytest.mark.slow
+
 
 class RawConnection:
     """One connection for the whole test (the library clients reconnect; this one must not)."""

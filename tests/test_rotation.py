@@ -377,6 +377,7 @@ async def test_counts_and_ages_survive_a_restart(make_config: MakeConfig, clock:
         assert Counter(i.address for i in auto_items + items)[first] == 5
 
 
+@pytest.mark.root
 async def test_new_owner_of_a_reused_user_id_sees_only_its_own_rotations(
     start_server: StartServer, make_config: MakeConfig, open_tmp: Path
 ) -> None:
@@ -405,6 +406,7 @@ async def test_new_owner_of_a_reused_user_id_sees_only_its_own_rotations(
     assert second[0][1] == current
 
 
+@pytest.mark.slow
 def test_signature_limit_holds_across_a_crash(daemon: DaemonFactory, open_tmp: Path) -> None:
     # Signature counts are written by the periodic flush, so a crash forgets the signatures
     # since the last one; auto-rotate keys therefore reserve counts durably before using them.
@@ -424,6 +426,7 @@ def test_signature_limit_holds_across_a_crash(daemon: DaemonFactory, open_tmp: P
     assert max(per_key.values()) <= 5, per_key
 
 
+@pytest.mark.slow
 def test_clean_restart_keeps_exact_counts_and_a_crash_takes_reservations_as_used(
     daemon: DaemonFactory, open_tmp: Path
 ) -> None:

@@ -167,6 +167,7 @@ def test_abstract_address_maps_the_at_sign_to_a_nul() -> None:
 # ---------------------------------------------------------------------------- a real daemon
 
 
+@pytest.mark.slow
 def test_daemon_lifecycle_over_notify_socket(
     daemon: DaemonFactory, receiver: NotifyReceiver, open_tmp: Path
 ) -> None:
@@ -213,6 +214,7 @@ def test_daemon_lifecycle_over_notify_socket(
     assert "reloaded" in events and "stopped" in events
 
 
+@pytest.mark.slow
 def test_no_watchdog_pings_unless_asked(daemon: DaemonFactory, open_tmp: Path) -> None:
     receiver = NotifyReceiver(str(open_tmp / "notify.sock"))
     try:

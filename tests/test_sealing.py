@@ -32,6 +32,8 @@ from walletd.storage.store import DB_NAME
 from .support import DaemonFactory, run_as_nobody
 from .test_store import load_keys, snapshot
 
+pytestmark = pytest.mark.slow
+
 
 def _forms(secret: bytes) -> list[bytes]:
     return [
@@ -62,6 +64,7 @@ def _assert_absent(secrets: dict[str, bytes], files: dict[str, bytes]) -> None:
                 assert form not in data, f"{name} appears in {path}"
 
 
+@pytest.mark.root
 def test_no_raw_key_anywhere_on_disk(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:

@@ -21,6 +21,8 @@ from walletd.storage.store import DB_NAME
 from .support import NOBODY, DaemonFactory, DaemonProcess, daemon_process
 from .test_store import flip, snapshot
 
+pytestmark = pytest.mark.slow
+
 EXIT_REFUSED = 3
 EXIT_USAGE = 2
 USERS = [f"user{i:02d}" for i in range(40)]

@@ -123,6 +123,7 @@ async def test_live_connection_pragmas_and_file_modes(
         assert [mode(f) for f in backups.iterdir()] == [0o600]
 
 
+@pytest.mark.slow
 def test_modes_do_not_depend_on_the_umask(open_tmp: Path) -> None:
     """With umask 000 anything created with a default mode would come out world-writable."""
     state = open_tmp / "state"
@@ -160,6 +161,7 @@ _RENAME = re.compile(
 _CHMOD = re.compile(r"\b(f?chmod(?:at)?)\((.*)")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
 def test_files_are_created_with_their_final_mode(open_tmp: Path) -> None:
     """Trace the real daemon: every file and directory in the state directory is created with
@@ -248,6 +250,7 @@ def test_read_only_open_after_a_clean_stop_changes_nothing(tmp_path: Path) -> No
     assert snapshot(state) == before
 
 
+@pytest.mark.slow
 def test_read_only_open_after_a_crash_changes_nothing(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
@@ -268,6 +271,7 @@ def test_read_only_open_after_a_crash_changes_nothing(daemon: DaemonFactory) -> 
     assert snapshot(state) == before
 
 
+@pytest.mark.slow
 def test_read_only_open_beside_a_running_daemon(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
@@ -410,6 +414,7 @@ def _downgrade_to_v1(db: Path) -> None:
     conn.close()
 
 
+@pytest.mark.slow
 def test_an_older_database_is_migrated_only_after_every_check(daemon: DaemonFactory) -> None:
     assert SCHEMA_VERSION == 2
     proc = daemon().start()

@@ -25,6 +25,8 @@ from wallet_client.walletctl import build_parser, main
 
 from .support import NOBODY, ROOT, Ctl, DaemonFactory
 
+pytestmark = pytest.mark.slow
+
 WALLETCTL = Path(sys.executable).parent / "walletctl"
 
 

@@ -27,6 +27,8 @@ from wallet_client.walletctl import main
 
 from .support import ROOT, Ctl, DaemonFactory
 
+pytestmark = pytest.mark.slow
+
 WALLETCTL = Path(sys.executable).parent / "walletctl"
 
 PET, CITY = "Rex the 3rd", "Zürich, old town"  # the answers; they must never be shown

@@ -30,14 +30,12 @@ from walletd.ops.daemon import build_daemon
 from walletd.storage.loader import open_store
 from walletd_wire.framing import encode_frame
 
-from ..support import DaemonProcess
+from ..support import HELLO, DaemonProcess, request_frame
 from . import figures
 from .harness import (
-    HELLO,
     configured_daemon,
     raw_connect,
     read_responses,
-    request_frame,
     running_daemon,
     tracebacks,
 )
@@ -70,6 +68,7 @@ def edge_daemon() -> Iterator[DaemonProcess]:
 
 # One case over a real socket; every field that can hold a string is in the dispatcher's
 # table (tests/test_dispatch_errors.py::test_invalid_utf8_is_bad_request).
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "doc",
     [{"op": "create_backup", "user_id": "x", "metadata": {"k": [BAD_UTF8_MARK]}}],
@@ -250,6 +249,7 @@ def state_files(daemon: DaemonProcess) -> dict[str, bytes]:
     return files
 
 
+@pytest.mark.slow
 def test_no_secret_in_responses_backups_database_wal_or_log(make_daemon: Any) -> None:
     daemon = make_daemon(log_level="debug").start()
     secret = Secrets()
@@ -316,6 +316,7 @@ def test_no_secret_in_responses_backups_database_wal_or_log(make_daemon: Any) ->
     assert os.path.getsize(daemon.log_path) > 0
 
 
+@pytest.mark.slow
 def test_keys_at_rest_helper_sees_the_keys(open_tmp: Path) -> None:
     """The scan above is only as good as keys_at_rest: it must return the real keys (a sign
     made with them matches the daemon's signature)."""
