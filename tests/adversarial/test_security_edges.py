@@ -41,7 +41,7 @@ from .harness import (
 )
 from .wire import BAD_UTF8_BYTES, BAD_UTF8_MARK
 
-pytestmark = [pytest.mark.fuzz]
+pytestmark = [pytest.mark.fuzz, pytest.mark.slow]
 
 PATH_LIKE = ["../", "/", "..", ".", "../../etc/passwd", "a/b", "/tmp/x", "~root", "\\..\\x"]
 CONTROL = ["a\x00b", "\x00", "tab\there", "new\nline", "esc\x1b[31m", "del\x7f", "c1\x85"]
@@ -68,7 +68,6 @@ def edge_daemon() -> Iterator[DaemonProcess]:
 
 # One case over a real socket; every field that can hold a string is in the dispatcher's
 # table (tests/test_dispatch_errors.py::test_invalid_utf8_is_bad_request).
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "doc",
     [{"op": "create_backup", "user_id": "x", "metadata": {"k": [BAD_UTF8_MARK]}}],
@@ -249,7 +248,6 @@ def state_files(daemon: DaemonProcess) -> dict[str, bytes]:
     return files
 
 
-@pytest.mark.slow
 def test_no_secret_in_responses_backups_database_wal_or_log(make_daemon: Any) -> None:
     daemon = make_daemon(log_level="debug").start()
     secret = Secrets()
@@ -316,7 +314,6 @@ def test_no_secret_in_responses_backups_database_wal_or_log(make_daemon: Any) ->
     assert os.path.getsize(daemon.log_path) > 0
 
 
-@pytest.mark.slow
 def test_keys_at_rest_helper_sees_the_keys(open_tmp: Path) -> None:
     """The scan above is only as good as keys_at_rest: it must return the real keys (a sign
     made with them matches the daemon's signature)."""
