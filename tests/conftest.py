@@ -6,7 +6,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ from walletd.logs import configure_logging
 from walletd.ops.daemon import build_daemon
 from walletd.server.serve import Server
 
-from .support import DaemonProcess, daemon_process
+from . import markers
+from .support import Clock, DaemonFactory, DaemonProcess, MakeConfig, StartServer, daemon_process
 
 # eth-account (a test-only oracle) imports py_ecc, which raises the interpreter's recursion
 # limit to 100,000 at import time. The daemon's refusal of deeply nested frames relies on
@@ -35,26 +36,13 @@ sys.setrecursionlimit(_recursion_limit)
 FAST_SCRYPT = {"scrypt_n": 2**10}
 
 
-class Clock:
-    """An injectable wall clock, so age-based policy is tested without sleeping."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
 @pytest.fixture
-def make_config(tmp_path: Path) -> Callable[..., Config]:
+def make_config(tmp_path: Path) -> MakeConfig:
     def make(**overrides: Any) -> Config:
         values: dict[str, Any] = {
             "socket": str(tmp_path / "run" / "walletd.sock"),
@@ -69,7 +57,7 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
 
 
 @pytest.fixture
-async def start_server(nursery: trio.Nursery, clock: Clock) -> Callable[..., Any]:
+async def start_server(nursery: trio.Nursery, clock: Clock) -> StartServer:
     """``await start_server(config)`` -> a running in-process Server."""
 
     async def start(config: Config, **kwargs: Any) -> Server:
@@ -83,7 +71,7 @@ async def start_server(nursery: trio.Nursery, clock: Clock) -> Callable[..., Any
 
 
 @pytest.fixture
-async def server(start_server: Callable[..., Any], make_config: Callable[..., Config]) -> Server:
+async def server(start_server: StartServer, make_config: MakeConfig) -> Server:
     started: Server = await start_server(make_config(ephemeral=True))
     return started
 
@@ -95,7 +83,7 @@ async def client(server: Server) -> AsyncIterator[AsyncWalletClient]:
 
 
 @pytest.fixture
-def open_tmp() -> Any:
+def open_tmp() -> Iterator[Path]:
     """A temporary directory other uids can traverse (pytest's tmp_path is under a 0700 dir),
     for sockets that a child running as nobody must reach."""
     path = Path(tempfile.mkdtemp(prefix="walletd-test-"))
@@ -105,7 +93,7 @@ def open_tmp() -> Any:
 
 
 @pytest.fixture
-def daemon(open_tmp: Path) -> Any:
+def daemon(open_tmp: Path) -> Iterator[DaemonFactory]:
     """Factory for real walletd processes; every one started is stopped at teardown."""
     started: list[DaemonProcess] = []
 
@@ -116,9 +104,25 @@ def daemon(open_tmp: Path) -> Any:
 
     yield make
     for proc in started:
-        if proc.proc is not None and proc.proc.poll() is None:
-            proc.kill()
+        proc.kill_if_running()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("WALLETD_TEST", "1")
+    markers.install()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    markers.skip_root_tests_unless_root(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    # Setup, call and teardown all count: fixtures start daemons too.
+    markers.set_current(item)
+    try:
+        return (yield)
+    finally:
+        markers.set_current(None)

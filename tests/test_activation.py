@@ -16,12 +16,13 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from wallet_client import WalletClient
 
-from .support import ROOT, wait_for_socket
+from .support import ROOT, DaemonFactory, json_lines, wait_for_socket, walletd_argv
 
 
 @pytest.fixture
@@ -32,16 +33,7 @@ def socket_activate() -> str:
     return path
 
 
-def log_lines(path: Path) -> list[dict]:
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass
-    return out
-
-
+@pytest.mark.slow
 def test_daemon_serves_the_inherited_socket_and_leaves_the_file(
     open_tmp: Path, socket_activate: str
 ) -> None:
@@ -60,17 +52,7 @@ def test_daemon_serves_the_inherited_socket_and_leaves_the_file(
         f"--listen={sock}",
         "--fdname=walletd",
         *passed,
-        sys.executable,
-        "-m",
-        "walletd",
-        "--socket",
-        str(configured),
-        "--socket-mode",
-        "0600",
-        "--state-dir",
-        str(state),
-        "--log-level",
-        "debug",
+        *walletd_argv(configured, state),
     ]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, stderr=log, stdout=subprocess.DEVNULL, cwd=ROOT)
@@ -91,7 +73,7 @@ def test_daemon_serves_the_inherited_socket_and_leaves_the_file(
             proc.wait(20)
 
     # systemd-socket-activate execs walletd: the activated process is the one we started.
-    events = log_lines(log_path)
+    events = json_lines(log_path)
     activation = [e for e in events if e["event"] == "socket_activation"]
     assert activation and activation[0]["fds"] == 1
     ready = next(e for e in events if e["event"] == "ready")
@@ -104,7 +86,8 @@ def test_daemon_serves_the_inherited_socket_and_leaves_the_file(
     assert not configured.parent.exists()
 
 
-def test_without_activation_walletd_binds_as_usual(daemon) -> None:
+@pytest.mark.slow
+def test_without_activation_walletd_binds_as_usual(daemon: DaemonFactory) -> None:
     # LISTEN_PID names another process (say, a wrapper that forked us): not for us.
     proc = daemon(ephemeral=True, env={"LISTEN_PID": "1", "LISTEN_FDS": "1"}).start()
     with WalletClient(proc.socket_path, timeout=10) as client:
@@ -175,44 +158,47 @@ print(json.dumps(results))
 
 
 @pytest.fixture(scope="module")
-def cases() -> dict:
+def cases() -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    outcomes: dict[str, Any] = json.loads(proc.stdout)
+    return outcomes
 
 
-def test_the_fd_named_walletd_is_chosen(cases) -> None:
+def test_the_fd_named_walletd_is_chosen(cases: dict[str, Any]) -> None:
     assert cases["named"]["names"] == ["s1.sock"]
     assert cases["named"]["fds"] == [4]
     assert cases["named"]["inheritable"] == [False]  # never leaks into a child
 
 
-def test_the_socket_units_default_name_is_accepted(cases) -> None:
+def test_the_socket_units_default_name_is_accepted(cases: dict[str, Any]) -> None:
     assert cases["unit_name"]["names"] == ["s2.sock"]
 
 
-def test_without_names_every_fd_is_served(cases) -> None:
+def test_without_names_every_fd_is_served(cases: dict[str, Any]) -> None:
     assert cases["unnamed"]["names"] == ["s3.sock"]
 
 
-def test_names_without_walletd_are_refused_with_the_fix(cases) -> None:
+def test_names_without_walletd_are_refused_with_the_fix(cases: dict[str, Any]) -> None:
     assert "FileDescriptorName=walletd" in cases["no_match"]["error"]
 
 
-def test_variables_for_another_pid_are_ignored(cases) -> None:
+def test_variables_for_another_pid_are_ignored(cases: dict[str, Any]) -> None:
     assert cases["other_pid"]["names"] == []
 
 
 @pytest.mark.parametrize("name", ["not_listening", "datagram", "not_a_socket", "closed_fd"])
-def test_a_descriptor_that_is_not_a_listening_stream_socket_is_refused(cases, name) -> None:
+def test_a_descriptor_that_is_not_a_listening_stream_socket_is_refused(
+    cases: dict[str, Any], name: str
+) -> None:
     assert "socket activation: descriptor 3" in cases[name]["error"]
 
 
-def test_malformed_variables_are_a_startup_error(cases) -> None:
+def test_malformed_variables_are_a_startup_error(cases: dict[str, Any]) -> None:
     assert "not numbers" in cases["garbage"]["error"]
 
 
-def test_the_variables_are_always_removed(cases) -> None:
+def test_the_variables_are_always_removed(cases: dict[str, Any]) -> None:
     assert all(outcome["env_left"] == [] for outcome in cases.values()), cases

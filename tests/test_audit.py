@@ -26,7 +26,7 @@ from walletd.server.serve import Server
 from walletd.storage.loader import open_store
 from walletd.storage.store import DB_NAME
 
-from .support import NOBODY, run_as, running
+from .support import NOBODY, Clock, MakeConfig, StartServer, run_as, running, wallet_in
 
 DAY = 86400.0
 
@@ -38,7 +38,9 @@ def check_links(records: list[Any]) -> None:
         assert after.prev_hash == before.hash
 
 
-async def test_every_state_change_appends_one_record(start_server, make_config) -> None:
+async def test_every_state_change_appends_one_record(
+    start_server: StartServer, make_config: MakeConfig
+) -> None:
     server = await start_server(make_config(ephemeral=True, max_attempts=2))
     me = (os.getuid(), os.getpid())
     async with AsyncWalletClient(server.config.socket) as c:
@@ -86,7 +88,9 @@ async def test_every_state_change_appends_one_record(start_server, make_config) 
     assert bytes(head) == f"{records[-1].seq}:{records[-1].hash}".encode()
 
 
-async def test_policy_rotation_is_recorded_as_the_daemon(server: Server, client, clock) -> None:
+async def test_policy_rotation_is_recorded_as_the_daemon(
+    server: Server, client: AsyncWalletClient, clock: Clock
+) -> None:
     await client.create_wallet("alice")
     await client.set_policy("alice", max_age_days=1, max_signatures=1, auto_rotate=True)
     await client.sign_message("alice", b"x")
@@ -99,10 +103,10 @@ async def test_policy_rotation_is_recorded_as_the_daemon(server: Server, client,
     assert all((r.actor_uid, r.actor_pid) == (os.getuid(), os.getpid()) for r in rotations)
 
 
-async def test_a_failed_commit_records_nothing(server: Server, client) -> None:
+async def test_a_failed_commit_records_nothing(server: Server, client: AsyncWalletClient) -> None:
     address = await client.create_wallet("alice")
     before = await client.audit_log()
-    wallet = server.daemon.ctx.book.get("alice")
+    wallet = wallet_in(server, "alice")
     key = bytes(wallet.key)
     conn = server.daemon.store._conn
     conn.execute("PRAGMA query_only = 1")  # every write now fails inside the transaction
@@ -124,7 +128,7 @@ async def test_a_failed_commit_records_nothing(server: Server, client) -> None:
     assert (await client.audit_verify()).ok
 
 
-async def test_audit_log_filters(client, clock) -> None:
+async def test_audit_log_filters(client: AsyncWalletClient, clock: Clock) -> None:
     await client.create_wallet("alice")
     await client.create_wallet("bob")
     clock.advance(100)
@@ -141,8 +145,9 @@ async def test_audit_log_filters(client, clock) -> None:
         await client.audit_log(limit=0)
 
 
+@pytest.mark.root
 async def test_others_see_only_records_of_their_own_wallets(
-    start_server, make_config, open_tmp
+    start_server: StartServer, make_config: MakeConfig, open_tmp: Path
 ) -> None:
     config = make_config(socket=str(open_tmp / "walletd.sock"), socket_mode=0o666, ephemeral=True)
     server = await start_server(config)
@@ -191,7 +196,9 @@ async def test_others_see_only_records_of_their_own_wallets(
         ]
 
 
-async def test_audit_verify_names_the_first_broken_record(make_config, clock) -> None:
+async def test_audit_verify_names_the_first_broken_record(
+    make_config: MakeConfig, clock: Clock
+) -> None:
     config = make_config()
     db = Path(config.state_dir) / DB_NAME
     async with running(config, clock), AsyncWalletClient(config.socket) as c:
@@ -239,17 +246,17 @@ async def test_audit_verify_names_the_first_broken_record(make_config, clock) ->
 
             # A record deleted from the middle.
             sql.execute("DELETE FROM audit WHERE seq = 4")
-            seq, problem = await broken_at()
-            assert seq == 4
-            assert "missing" in problem
+            broken, problem = await broken_at()
+            assert broken == 4
+            assert problem is not None and "missing" in problem
             restore(4)
             # The last record cut off, then also the head rewritten to match what is left.
             sql.execute("DELETE FROM audit WHERE seq = 7")
             assert (await broken_at())[0] == 7
             set_meta(HEAD_KEY, f"6:{rows[6][-1]}".encode())
-            seq, problem = await broken_at()
-            assert seq == 7
-            assert "head" in problem
+            broken, problem = await broken_at()
+            assert broken == 7
+            assert problem is not None and "head" in problem
             restore(7)
             assert (await broken_at())[0] == 7  # rows are back, the head is still forged
             set_meta(HEAD_KEY, meta[HEAD_KEY])
@@ -269,7 +276,9 @@ async def test_audit_verify_names_the_first_broken_record(make_config, clock) ->
         assert (result.ok, result.records) == (True, 8)
 
 
-async def test_chain_holds_with_an_integer_clock(start_server, make_config) -> None:
+async def test_chain_holds_with_an_integer_clock(
+    start_server: StartServer, make_config: MakeConfig
+) -> None:
     # A clock that returns ints (REAL columns hand them back as floats) must not break hashes.
     server = await start_server(make_config(ephemeral=True), clock=lambda: 1_800_000_000)
     async with AsyncWalletClient(server.config.socket) as c:
@@ -279,29 +288,30 @@ async def test_chain_holds_with_an_integer_clock(start_server, make_config) -> N
     assert (result.ok, result.records) == (True, 2)
 
 
-async def test_no_secret_enters_the_audit_log_or_the_backups(make_config, clock) -> None:
+async def test_no_secret_enters_the_audit_log_or_the_backups(
+    make_config: MakeConfig, clock: Clock
+) -> None:
     config = make_config()
     answer = "the blue one"
     secrets: set[bytes] = {answer.encode(), hash_response(answer).encode()}
     keys: list[bytes] = []
     async with running(config, clock) as server, AsyncWalletClient(config.socket) as c:
-        book = server.daemon.ctx.book
         for name in ("alice", "bob"):
             await c.create_wallet(name)
             for i in range(3):
-                keys.append(bytes(book.get(name).key))  # before the rotation zeroes it
+                keys.append(bytes(wallet_in(server, name).key))  # before the rotation zeroes it
                 message = b"secret message %d of %s" % (i, name.encode())
                 secrets.add(message)
                 secrets.add(await c.sign_message(name, message))
                 await c.create_backup(name, {"note": f"backup {i}"})
                 await c.rotate_keys(name)
             await c.register_ritual(name, [RitualStep("which?", hash_response(answer))])
-            keys.append(bytes(book.get(name).key))
+            keys.append(bytes(wallet_in(server, name).key))
             await c.recover(name, [answer])
             assert not await c.initiate_recovery(name, ["wrong " + answer])
             secrets.add(("wrong " + answer).encode())
             secrets.add(hash_response("wrong " + answer).encode())
-        keys.append(bytes(book.get("bob").key))
+        keys.append(bytes(wallet_in(server, "bob").key))
         await c.delete_wallet("bob")
     store, _, state = open_store(config)
     try:
@@ -325,7 +335,7 @@ async def test_no_secret_enters_the_audit_log_or_the_backups(make_config, clock)
             assert secret not in content, path
 
 
-async def test_audit_log_pages_back_with_before_seq(client) -> None:
+async def test_audit_log_pages_back_with_before_seq(client: AsyncWalletClient) -> None:
     await client.create_wallet("alice")
     for _ in range(6):
         await client.rotate_keys("alice")

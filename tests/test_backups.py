@@ -26,14 +26,14 @@ from wallet_client import (
 from wallet_client.calls import Call
 from walletd.server.serve import Server
 
-from .support import run_as_nobody
+from .support import Clock, DaemonFactory, MakeConfig, StartServer, run_as_nobody, wallet_in
 
 DAY = 86400.0
 RECORD_FIELDS = {"backup_id", "user_id", "wallet_id", "key_hash", "timestamp", "metadata"}
 
 
 @pytest.fixture
-async def disk(start_server, make_config) -> Server:
+async def disk(start_server: StartServer, make_config: MakeConfig) -> Server:
     """A non-ephemeral in-process server: backups go to <state_dir>/backups."""
     server: Server = await start_server(make_config())
     return server
@@ -44,7 +44,7 @@ def backup_dir(server: Server) -> Path:
 
 
 def key_hash_of(server: Server, user_id: str) -> str:
-    return hashlib.sha256(server.daemon.ctx.book.get(user_id).key).hexdigest()
+    return hashlib.sha256(wallet_in(server, user_id).key).hexdigest()
 
 
 def nested(depth: int) -> list[Any]:
@@ -64,7 +64,7 @@ def rewrite(path: Path, change: Any) -> None:
 # --------------------------------------------------------------------------- contents
 
 
-async def test_backup_wallet_describes_without_writing(disk: Server, clock) -> None:
+async def test_backup_wallet_describes_without_writing(disk: Server, clock: Clock) -> None:
     async with AsyncWalletClient(disk.config.socket) as c:
         address = await c.create_wallet("alice")
         created = clock.now
@@ -82,7 +82,7 @@ async def test_backup_wallet_describes_without_writing(disk: Server, clock) -> N
     assert not backup_dir(disk).exists()
 
 
-async def test_create_backup_writes_a_private_tagged_file(disk: Server, clock) -> None:
+async def test_create_backup_writes_a_private_tagged_file(disk: Server, clock: Clock) -> None:
     async with AsyncWalletClient(disk.config.socket) as c:
         address = await c.create_wallet("alice")
         metadata = {"host": "build-7", "n": 3, "ok": True, "x": None, "nested": {"l": [1.5, "a"]}}
@@ -108,7 +108,9 @@ async def test_create_backup_writes_a_private_tagged_file(disk: Server, clock) -
     assert len(doc["tag"]) == 64
 
 
-async def test_backup_dir_option(start_server, make_config, tmp_path) -> None:
+async def test_backup_dir_option(
+    start_server: StartServer, make_config: MakeConfig, tmp_path: Path
+) -> None:
     where = tmp_path / "elsewhere" / "backups"
     server = await start_server(make_config(backup_dir=str(where)))
     async with AsyncWalletClient(server.config.socket) as c:
@@ -119,7 +121,7 @@ async def test_backup_dir_option(start_server, make_config, tmp_path) -> None:
     assert not backup_dir(server).exists()
 
 
-async def test_ephemeral_backups_live_in_memory(server: Server, client) -> None:
+async def test_ephemeral_backups_live_in_memory(server: Server, client: AsyncWalletClient) -> None:
     await client.create_wallet("alice")
     record = await client.create_backup("alice", {"a": 1})
     assert await client.list_backups("alice") == [record]
@@ -132,7 +134,7 @@ async def test_ephemeral_backups_live_in_memory(server: Server, client) -> None:
 # --------------------------------------------------------------------------- metadata
 
 
-async def test_metadata_up_to_16_kib(client) -> None:
+async def test_metadata_up_to_16_kib(client: AsyncWalletClient) -> None:
     await client.create_wallet("alice")
     overhead = len(json.dumps({"k": ""}, separators=(",", ":")))
     at_limit = {"k": "x" * (16 * 1024 - overhead)}
@@ -158,7 +160,7 @@ async def test_metadata_up_to_16_kib(client) -> None:
     ],
     ids=["bytes", "nested-bytes", "int-key", "mixed-keys", "nan", "inf", "datetime", "deep"],
 )
-async def test_metadata_must_be_plain_values(client, metadata) -> None:
+async def test_metadata_must_be_plain_values(client: AsyncWalletClient, metadata: Any) -> None:
     await client.create_wallet("alice")
     with pytest.raises(InvalidArgumentError):
         await client.create_backup("alice", metadata)
@@ -166,7 +168,7 @@ async def test_metadata_must_be_plain_values(client, metadata) -> None:
     assert [r.event for r in await client.audit_log()] == ["wallet_created"]
 
 
-async def test_metadata_must_be_a_string_keyed_map(client) -> None:
+async def test_metadata_must_be_a_string_keyed_map(client: AsyncWalletClient) -> None:
     await client.create_wallet("alice")
     for metadata in ([1, 2], {1: "x"}, "text"):
         # Sent as is (the client itself would refuse some of these before sending).
@@ -180,7 +182,9 @@ async def test_metadata_must_be_a_string_keyed_map(client) -> None:
 # --------------------------------------------------------------------------- list / verify / delete
 
 
-async def test_list_is_newest_first_and_attributed_by_the_record(client, clock) -> None:
+async def test_list_is_newest_first_and_attributed_by_the_record(
+    client: AsyncWalletClient, clock: Clock
+) -> None:
     await client.create_wallet("alice")
     await client.create_wallet("alice_x")
     ids = []
@@ -197,7 +201,7 @@ async def test_list_is_newest_first_and_attributed_by_the_record(client, clock) 
     assert len(await client.list_backups("alice_x")) == 3
 
 
-async def test_verify_backup(client) -> None:
+async def test_verify_backup(client: AsyncWalletClient) -> None:
     await client.create_wallet("alice")
     await client.create_wallet("bob")
     record = await client.create_backup("alice")
@@ -275,8 +279,9 @@ async def test_damaged_files_are_reported_not_skipped(disk: Server) -> None:
         assert await c.verify_backup("alice", good["backup_id"])
 
 
+@pytest.mark.root
 async def test_others_see_only_problems_that_may_be_theirs(
-    start_server, make_config, open_tmp
+    start_server: StartServer, make_config: MakeConfig, open_tmp: Path
 ) -> None:
     config = make_config(socket=str(open_tmp / "walletd.sock"), socket_mode=0o666)
     server = await start_server(config)
@@ -311,7 +316,9 @@ async def test_others_see_only_problems_that_may_be_theirs(
 # --------------------------------------------------------------------------- who may
 
 
-def test_other_uids_are_refused_on_every_family(daemon) -> None:
+@pytest.mark.root
+@pytest.mark.slow
+def test_other_uids_are_refused_on_every_family(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
         c.create_wallet("alice")
@@ -356,7 +363,9 @@ def test_other_uids_are_refused_on_every_family(daemon) -> None:
     assert proc.stop() == 0
 
 
-def test_backup_ops_on_a_user_without_a_wallet_are_not_found(daemon) -> None:
+@pytest.mark.root
+@pytest.mark.slow
+def test_backup_ops_on_a_user_without_a_wallet_are_not_found(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     code = (
         "c = WalletClient(ARGS[0])\n"

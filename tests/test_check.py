@@ -19,9 +19,11 @@ from wallet_client import WalletClient
 from walletd.storage.sealing import GENERATED_KEY_NAME, read_key_file
 from walletd.storage.store import DB_NAME
 
-from .support import NOBODY, DaemonProcess, run_as_nobody
+from .support import NOBODY, DaemonFactory, DaemonProcess, run_as_nobody
 from .test_sealing import _forms
 from .test_store import flip, load_keys, snapshot, walletd_cli
+
+pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 EXIT_PROBLEMS = 1
 
@@ -37,7 +39,7 @@ class State:
 
 
 @pytest.fixture
-def state(daemon) -> State:
+def state(daemon: DaemonFactory) -> State:
     """A stopped daemon's state with root's and nobody's wallets and a backup."""
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:

@@ -25,24 +25,15 @@ from wallet_client import (
     calls,
 )
 from wallet_client.client import resolve_socket_path
-from walletd.config import Config
 from walletd.server.serve import Server
 from walletd_wire.framing import FrameDecoder, encode_frame
 
-StartServer = Callable[..., Any]
-MakeConfig = Callable[..., Config]
+from .support import MakeConfig, StartServer, wait_until
 
 
 async def in_thread(fn: Callable[[], Any]) -> Any:
     """Run blocking client code while the in-process daemon keeps serving."""
     return await trio.to_thread.run_sync(fn)
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for a state change the daemon makes on its own (a reaped connection)."""
-    with trio.fail_after(timeout):
-        while not condition():
-            await trio.sleep(0.01)
 
 
 # --------------------------------------------------------------------------- parity

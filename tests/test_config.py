@@ -244,6 +244,7 @@ def _flags(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     return [a for a in parser._actions if a.option_strings]
 
 
+@pytest.mark.slow
 def test_help_documents_every_flag() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "walletd", "--help"],
@@ -266,6 +267,7 @@ def test_help_documents_every_flag() -> None:
             assert action.help, f"{name} {action.option_strings} has no help text"
 
 
+@pytest.mark.slow
 def test_bad_config_exits_2_with_the_message_on_stderr(tmp_path: Path) -> None:
     path = write(tmp_path, "max_conections = 10\n")
     result = subprocess.run(

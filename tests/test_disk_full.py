@@ -26,8 +26,10 @@ import pytest
 
 from wallet_client import StorageError, WalletClient
 
-from .support import DaemonProcess
+from .support import DaemonFactory, DaemonProcess
 from .test_store import snapshot
+
+pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 USERS = ["alice", "bob", "carol"]
 EXT4_IOC_SHUTDOWN = 0x8004587D  # _IOR('X', 125, __u32)
@@ -146,7 +148,7 @@ def _assert_kept(proc: DaemonProcess, acked: dict[str, tuple[str, bytes]], *extr
         assert c.audit_verify().ok  # failed changes left no gap or fork in the chain
 
 
-def test_disk_full(daemon, tmpfs: Path) -> None:
+def test_disk_full(daemon: DaemonFactory, tmpfs: Path) -> None:
     proc = daemon("--state-dir", str(tmpfs / "state")).start()
     acked = _serve_some(proc)
     filler = _fill(tmpfs)
@@ -160,7 +162,7 @@ def test_disk_full(daemon, tmpfs: Path) -> None:
     assert proc.stop() == 0
 
 
-def test_state_dir_turns_read_only_mid_run(daemon, ext4: tuple[Path, str]) -> None:
+def test_state_dir_turns_read_only_mid_run(daemon: DaemonFactory, ext4: tuple[Path, str]) -> None:
     mount, device = ext4
     proc = daemon("--state-dir", str(mount / "state")).start()
     acked = _serve_some(proc)
@@ -177,7 +179,7 @@ def test_state_dir_turns_read_only_mid_run(daemon, ext4: tuple[Path, str]) -> No
     assert proc.stop() == 0
 
 
-def test_io_errors_mid_run(daemon, ext4: tuple[Path, str]) -> None:
+def test_io_errors_mid_run(daemon: DaemonFactory, ext4: tuple[Path, str]) -> None:
     mount, device = ext4
     proc = daemon("--state-dir", str(mount / "state")).start()
     acked = _serve_some(proc)
@@ -202,7 +204,7 @@ def test_io_errors_mid_run(daemon, ext4: tuple[Path, str]) -> None:
     assert proc.stop() == 0
 
 
-def test_start_on_a_read_only_file_system_is_refused(daemon, tmpfs: Path) -> None:
+def test_start_on_a_read_only_file_system_is_refused(daemon: DaemonFactory, tmpfs: Path) -> None:
     """With no file open there, ``mount -o remount,ro`` works: walletd then refuses to start
     (it would otherwise open the database read-only and fail every change) and touches
     nothing; once the file system is writable again it starts with everything it had."""

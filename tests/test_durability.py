@@ -14,10 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from wallet_client import RitualStep, WalletClient, hash_response
 from walletd.storage.store import DB_NAME, Store
 
-from .support import NOBODY, DaemonProcess, run_as
+from .support import NOBODY, DaemonFactory, DaemonProcess, run_as
+
+pytestmark = pytest.mark.slow
 
 # Two unprivileged uids, so that "cannot touch each other's wallets" means something (root is
 # an admin and may touch every wallet).
@@ -82,7 +86,8 @@ def _observe(c: WalletClient, users: list[str]) -> dict[str, Any]:
     return out
 
 
-def test_restart_keeps_everything(daemon) -> None:
+@pytest.mark.root
+def test_restart_keeps_everything(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     root_users = ["alice", "bob", "carol"]
     with WalletClient(proc.socket_path) as c:
@@ -123,7 +128,8 @@ def test_restart_keeps_everything(daemon) -> None:
     assert proc.stop() == 0
 
 
-def test_every_acknowledged_change_survives_kill9(daemon) -> None:
+@pytest.mark.root
+def test_every_acknowledged_change_survives_kill9(daemon: DaemonFactory) -> None:
     """Each kind of change is committed before its answer: kill -9 right after the answer."""
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
@@ -176,7 +182,7 @@ def _stored_count(state_dir: Path, user: str) -> int:
     return int(rows[0][0])
 
 
-def test_signature_counts_are_flushed_while_serving(daemon, tmp_path: Path) -> None:
+def test_signature_counts_are_flushed_while_serving(daemon: DaemonFactory, tmp_path: Path) -> None:
     config = tmp_path / "walletd.toml"
     config.write_text("counter_flush_interval = 0.2\n")
     proc = daemon("--config", str(config)).start()
@@ -196,7 +202,7 @@ def test_signature_counts_are_flushed_while_serving(daemon, tmp_path: Path) -> N
     assert proc.stop() == 0
 
 
-def test_ephemeral_mode_writes_nothing(daemon) -> None:
+def test_ephemeral_mode_writes_nothing(daemon: DaemonFactory) -> None:
     proc = daemon(ephemeral=True).start()
     with WalletClient(proc.socket_path) as c:
         assert c.status().ephemeral

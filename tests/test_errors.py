@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,157 +17,42 @@ import trio
 
 import walletd_wire as wire
 from wallet_client import errors as e
-from walletd.config import Config
 from walletd.model.peer import Peer
 from walletd.ops.dispatch import Dispatcher
 from walletd.server.serve import Server
-from walletd_wire.framing import FrameDecoder, encode_frame
+from walletd_wire.framing import encode_frame
 
-from .support import run_as_nobody
-
-StartServer = Callable[..., Any]
-MakeConfig = Callable[..., Config]
-
-
-class Wire:
-    """A raw client: frames whatever it is given and decodes responses as plain maps."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.frames = FrameDecoder(1 << 30)
-
-    @classmethod
-    async def open(cls, path: str) -> Wire:
-        return cls(await trio.open_unix_socket(path))
-
-    async def send(self, message: Any) -> None:
-        payload = message if isinstance(message, bytes) else msgspec.msgpack.encode(message)
-        await self.stream.send_all(encode_frame(payload))
-
-    async def receive(self) -> dict[str, Any] | None:
-        """The next response, or None once the daemon has closed the connection."""
-        with trio.fail_after(10):
-            while (frame := self.frames.next_frame()) is None:
-                try:
-                    data = await self.stream.receive_some(1 << 16)
-                except trio.BrokenResourceError:
-                    data = b""
-                if not data:
-                    return None
-                self.frames.feed(data)
-        response: dict[str, Any] = msgspec.msgpack.decode(frame)
-        return response
-
-    async def call(self, message: Any) -> dict[str, Any]:
-        await self.send(message)
-        response = await self.receive()
-        assert response is not None, "the daemon closed the connection"
-        return response
-
-    async def error(self, message: Any) -> dict[str, Any]:
-        """Send ``message``, expect an error response, and check the connection still works."""
-        response = await self.call(message)
-        assert response["ok"] is False, response
-        assert set(response) == {"id", "ok", "error"}
-        assert set(response["error"]) == {"code", "message"}
-        hello = await self.call({"op": "hello", "id": 4242})
-        assert hello["ok"] is True and hello["id"] == 4242
-        return response
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()
+from . import children
+from .support import MakeConfig, StartServer, Wire, call_as_nobody
 
 
 async def open_wire(server: Server) -> Wire:
     return await Wire.open(server.config.socket)
 
 
-# --------------------------------------------------------------------------- bad_request
-
-_BACKUP_HEAD = {"op": "create_backup", "id": 1, "user_id": "a"}
-# A map whose last value (under "metadata") is 100 000 nested one-element arrays: 100 KB.
-DEEP_METADATA = (
-    b"\x84"
-    + msgspec.msgpack.encode(_BACKUP_HEAD)[1:]
-    + msgspec.msgpack.encode("metadata")
-    + b"\x81\xa1x"
-    + b"\x91" * 100_000
-    + b"\xc0"
-)
-DEEP_BUT_DECODABLE: Any = []
-for _ in range(40):
-    DEEP_BUT_DECODABLE = [DEEP_BUT_DECODABLE]
+# {"op": [[[...]]], "id": 1}: 100 000 nested arrays where the op should be.
 DEEP_OP = b"\x82\xa2op" + b"\x91" * 100_000 + b"\xc0" + b"\xa2id\x01"
 
 
-@pytest.mark.parametrize(
-    ("payload", "expected_id", "names"),
-    [
-        pytest.param(b"\xc1", None, "MessagePack", id="not-msgpack"),
-        pytest.param(b"\x82\xa2op", None, "MessagePack", id="truncated-msgpack"),
-        pytest.param(msgspec.msgpack.encode([1, 2]), None, "map", id="array"),
-        pytest.param(msgspec.msgpack.encode(5), None, "map", id="int"),
-        pytest.param(msgspec.msgpack.encode("hello"), None, "map", id="str"),
-        pytest.param(msgspec.msgpack.encode({"id": 3}), 3, "op", id="missing-op"),
-        pytest.param(msgspec.msgpack.encode({"op": 7, "id": 3}), 3, "op", id="op-not-str"),
-        pytest.param(
-            msgspec.msgpack.encode({"op": "create_wallet", "id": 4}), 4, "user_id", id="no-user"
-        ),
-        pytest.param(
-            msgspec.msgpack.encode({"op": "create_wallet", "id": 5, "user_id": 5}),
-            5,
-            "user_id",
-            id="user-id-int",
-        ),
-        pytest.param(
-            msgspec.msgpack.encode({"op": "sign_message", "id": 6, "user_id": "a", "message": "s"}),
-            6,
-            "message",
-            id="message-str-not-bin",
-        ),
-        pytest.param(
-            msgspec.msgpack.encode({"op": "hello", "id": 7, "extra": True}),
-            7,
-            "extra",
-            id="unknown-field",
-        ),
-        pytest.param(msgspec.msgpack.encode({"op": "hello"}), None, "id", id="missing-id"),
-        pytest.param(msgspec.msgpack.encode({"op": "hello", "id": -1}), None, "id", id="id<0"),
-        pytest.param(msgspec.msgpack.encode({"op": "hello", "id": 2**63}), None, "id", id="id-big"),
-        pytest.param(msgspec.msgpack.encode({"op": "hello", "id": "1"}), None, "id", id="id-str"),
-        pytest.param(
-            msgspec.msgpack.encode({"op": "set_policy", "id": 8, "user_id": "a", "auto_rotate": 1}),
-            8,
-            "auto_rotate",
-            id="policy-wrong-type",
-        ),
-        pytest.param(
-            msgspec.msgpack.encode({"op": "hello", "id": 9}) + b"\x00", None, "", id="trailing"
-        ),
-        pytest.param(b"", None, "empty", id="zero-length-frame"),
-        # Regression: msgspec raises RecursionError (not a MsgspecError) for deep nesting; it
-        # escaped the dispatcher and the connection, and stopped the whole daemon.
-        pytest.param(DEEP_METADATA, None, "nested too deeply", id="deeply-nested-metadata"),
-        pytest.param(DEEP_OP, None, "nested too deeply", id="deeply-nested-op"),
-    ],
-)
-async def test_bad_request(server: Server, payload: bytes, expected_id: Any, names: str) -> None:
-    conn = await open_wire(server)
-    response = await conn.error(payload)
-    assert response["error"]["code"] == "bad_request"
-    assert response["id"] == expected_id
-    assert names in response["error"]["message"]
+# --------------------------------------------------------------------------- bad_request
+# The table of bad payloads (and of every code below that one payload decides) is in
+# test_dispatch_errors.py, run against the dispatcher alone. Here: one case per code, as a
+# real daemon answers it on a real socket, and the connection serving on after it.
 
 
-async def test_bad_request_message_names_the_field_not_the_value(server: Server) -> None:
-    secret = b"top-secret-message-bytes"
+async def test_bad_request(server: Server) -> None:
     conn = await open_wire(server)
-    response = await conn.error(
-        {"op": "verify_signature", "id": 1, "user_id": "a", "message": secret, "signature": 12}
-    )
+    # An empty frame and a frame nested too deeply for msgspec: both once escaped as
+    # exceptions (the second one stopped the whole daemon).
+    for payload, names in ((b"", "empty"), (DEEP_OP, "nested too deeply")):
+        response = await conn.error(payload)
+        assert response["error"]["code"] == "bad_request"
+        assert response["id"] is None
+        assert names in response["error"]["message"]
+    response = await conn.error(msgspec.msgpack.encode({"op": "hello", "id": 7, "extra": True}))
     assert response["error"]["code"] == "bad_request"
-    assert "`$.signature`" in response["error"]["message"]
-    assert "top-secret" not in response["error"]["message"]
+    assert response["id"] == 7
+    assert "extra" in response["error"]["message"]
 
 
 # --------------------------------------------------------------------------- unknown_op
@@ -180,113 +64,17 @@ async def test_unknown_op(server: Server) -> None:
     assert response["id"] == 12
     assert response["error"]["code"] == "unknown_op"
     assert "frobnicate" in response["error"]["message"]
-    # A very long op name is not echoed in full.
-    response = await conn.error({"op": "x" * 10_000, "id": 13})
-    assert response["error"]["code"] == "unknown_op"
-    assert len(response["error"]["message"]) < 200
 
 
 # --------------------------------------------------------------------------- invalid_argument
 
-BAD_USER_IDS = [
-    "",
-    "a" * 257,
-    "é" * 129,  # 258 bytes of UTF-8 in 129 characters
-    "a\x00b",
-    "tab\there",
-    "line\nfeed",
-    "del\x7f",
-    "nel\x85",
-    "c1\x9f",
-]
 
-
-@pytest.mark.parametrize("user_id", BAD_USER_IDS, ids=repr)
-@pytest.mark.parametrize(
-    "op", ["create_wallet", "get_wallet_address", "has_wallet", "delete_wallet", "sign_message"]
-)
-async def test_invalid_user_id(server: Server, op: str, user_id: str) -> None:
+async def test_invalid_argument(server: Server) -> None:
     conn = await open_wire(server)
-    request: dict[str, Any] = {"op": op, "id": 1, "user_id": user_id}
-    if op == "sign_message":
-        request["message"] = b"m"
-    response = await conn.error(request)
+    response = await conn.error({"op": "create_wallet", "id": 1, "user_id": "line\nfeed"})
     assert response["error"]["code"] == "invalid_argument", response
     assert response["id"] == 1
     assert "user_id" in response["error"]["message"]
-
-
-@pytest.mark.parametrize("user_id", ["a" * 256, "é" * 128, "日本語", "a b", "🙂", "x"], ids=repr)
-async def test_valid_user_ids_at_the_edges(server: Server, user_id: str) -> None:
-    conn = await open_wire(server)
-    created = await conn.call({"op": "create_wallet", "id": 1, "user_id": user_id})
-    assert created["ok"] is True, created
-    listed = await conn.call({"op": "list_wallets", "id": 2})
-    assert listed["result"]["wallets"] == {user_id: created["result"]["address"]}
-
-
-@pytest.mark.parametrize(
-    ("fields", "names"),
-    [
-        ({"max_age_days": 0}, "max_age_days"),
-        ({"max_age_days": -5}, "max_age_days"),
-        ({"max_age_days": 36501}, "max_age_days"),
-        ({"max_signatures": 0}, "max_signatures"),
-        ({"max_signatures": 10**12 + 1}, "max_signatures"),
-    ],
-)
-async def test_invalid_policy_values(server: Server, fields: dict[str, Any], names: str) -> None:
-    conn = await open_wire(server)
-    assert (await conn.call({"op": "create_wallet", "id": 1, "user_id": "a"}))["ok"]
-    response = await conn.error({"op": "set_policy", "id": 2, "user_id": "a", **fields})
-    assert response["error"]["code"] == "invalid_argument"
-    assert names in response["error"]["message"]
-    policy = await conn.call({"op": "get_policy", "id": 3, "user_id": "a"})
-    assert policy["result"] == {"max_age_days": 90, "max_signatures": 10000, "auto_rotate": False}
-
-
-@pytest.mark.parametrize(
-    "request_fields",
-    [
-        {"op": "rotate_keys", "reason": ""},
-        {"op": "rotate_keys", "reason": "bad\nreason"},
-        {"op": "verify_backup", "backup_id": "../../etc/passwd"},
-        {"op": "audit_log", "limit": 0},
-        {"op": "create_backup", "metadata": {"blob": b"\x00"}},
-        {"op": "create_backup", "metadata": {"big": "x" * 20_000}},
-        {"op": "sign_batch", "messages": [b""] * (wire.MAX_BATCH_ITEMS + 1)},
-        {"op": "register_ritual", "steps": [{"prompt": "q", "expected_response_hash": "nothex"}]},
-        {"op": "register_ritual", "steps": []},
-    ],
-    ids=lambda f: f["op"],
-)
-async def test_other_invalid_arguments(server: Server, request_fields: dict[str, Any]) -> None:
-    conn = await open_wire(server)
-    assert (await conn.call({"op": "create_wallet", "id": 1, "user_id": "a"}))["ok"]
-    response = await conn.error({"id": 2, "user_id": "a", **request_fields})
-    assert response["error"]["code"] == "invalid_argument", response
-
-
-@pytest.mark.parametrize(
-    "metadata",
-    [
-        {"nested": {1: "int key", "a": "str key"}},  # json.dumps(sort_keys) used to crash here
-        {"nested": {1: "int key"}},  # would silently come back as "1"
-        {"x": float("nan")},
-        {"x": [float("inf")]},
-        {"deep": DEEP_BUT_DECODABLE},
-    ],
-    ids=["mixed-keys", "int-key", "nan", "inf", "deep"],
-)
-async def test_metadata_must_be_plain_json(server: Server, metadata: dict[str, Any]) -> None:
-    # Regression: non-string keys below the top level reached json.dumps and became `internal`.
-    conn = await open_wire(server)
-    assert (await conn.call({"op": "create_wallet", "id": 1, "user_id": "a"}))["ok"]
-    request = {"op": "create_backup", "id": 2, "user_id": "a", "metadata": metadata}
-    response = await conn.error(request)
-    assert response["error"]["code"] == "invalid_argument", response
-    listed = await conn.call({"op": "list_backups", "id": 3, "user_id": "a"})
-    assert listed["result"]["backups"] == []
 
 
 # --------------------------------------------------------------------------- not_found / exists
@@ -294,21 +82,12 @@ async def test_metadata_must_be_plain_json(server: Server, metadata: dict[str, A
 
 async def test_not_found(server: Server) -> None:
     conn = await open_wire(server)
-    for op in ("sign_message", "delete_wallet", "verify_signature", "rotate_keys", "get_policy"):
-        request: dict[str, Any] = {"op": op, "id": 5, "user_id": "ghost"}
-        if op in ("sign_message", "verify_signature"):
-            request["message"] = b"m"
-        if op == "verify_signature":
-            request["signature"] = b"s" * 32
-        response = await conn.error(request)
-        assert response["error"]["code"] == "not_found", (op, response)
-        assert response["id"] == 5
-        assert "ghost" in response["error"]["message"]
-    assert (await conn.call({"op": "create_wallet", "id": 6, "user_id": "a"}))["ok"]
     response = await conn.error(
-        {"op": "verify_backup", "id": 7, "user_id": "a", "backup_id": "0" * 32}
+        {"op": "sign_message", "id": 5, "user_id": "ghost", "message": b"m"}
     )
-    assert response["error"]["code"] == "not_found"
+    assert response["error"]["code"] == "not_found", response
+    assert response["id"] == 5
+    assert "ghost" in response["error"]["message"]
 
 
 async def test_already_exists(server: Server) -> None:
@@ -337,21 +116,13 @@ async def shared_server(
     return started
 
 
+@pytest.mark.root
 async def test_forbidden_for_another_uid(shared_server: Server) -> None:
     conn = await open_wire(shared_server)
     assert (await conn.call({"op": "create_wallet", "id": 1, "user_id": "root-owned"}))["ok"]
-    code = (
-        "c = WalletClient(ARGS[0])\n"
-        "out = []\n"
-        "for call in (lambda: c.sign_message('root-owned', b'x'),\n"
-        "             lambda: c.reset_attempts('root-owned')):\n"
-        "    try:\n        call(); out.append('ok')\n"
-        "    except errors.WalletError as exc:\n        out.append([exc.code, exc.message])\n"
-        "out.append(c.hello().protocol)\n"
-        "result = out\n"
-    )
+    socket_path = shared_server.config.socket
     result = await trio.to_thread.run_sync(
-        lambda: run_as_nobody(code, args=[shared_server.config.socket])
+        lambda: call_as_nobody(children.refused_on_root_owned, socket_path, "root-owned")
     )
     (sign_code, sign_message), (reset_code, _), protocol = result
     assert sign_code == reset_code == "forbidden"
@@ -359,6 +130,7 @@ async def test_forbidden_for_another_uid(shared_server: Server) -> None:
     assert protocol == 1  # the same connection goes on after the refusal
 
 
+@pytest.mark.root
 async def test_forbidden_at_the_door(
     start_server: StartServer, make_config: MakeConfig, open_tmp: Path
 ) -> None:
@@ -368,12 +140,9 @@ async def test_forbidden_at_the_door(
         ephemeral=True, socket=str(run / "walletd.sock"), socket_mode=0o666, allowed_uids=[0]
     )
     server: Server = await start_server(config)
-    code = (
-        "c = WalletClient(ARGS[0])\n"
-        "try:\n    c.hello(); result = 'ok'\n"
-        "except errors.WalletError as exc:\n    result = [type(exc).__name__, exc.code]\n"
+    result = await trio.to_thread.run_sync(
+        lambda: call_as_nobody(children.hello_or_refusal, config.socket)
     )
-    result = await trio.to_thread.run_sync(lambda: run_as_nobody(code, args=[config.socket]))
     assert result == ["PermissionDeniedError", "forbidden"]
     assert not server.connections
 

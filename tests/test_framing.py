@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import struct
 
 import pytest
 from hypothesis import given, settings
@@ -17,9 +16,7 @@ from walletd_wire.framing import (
     encode_frame,
 )
 
-
-def prefix(length: int) -> bytes:
-    return struct.pack(">I", length)
+from .support import length_prefix as prefix
 
 
 def feed_all(decoder: FrameDecoder, chunks: list[bytes]) -> list[bytes]:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .support import NOBODY, run_as_nobody, wait_for_socket
+
+pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 LAUNCHER = Path(__file__).resolve().parent / "run_daemon_as.py"
 
@@ -39,7 +42,7 @@ def _owner(path: str) -> int:
 
 
 @pytest.fixture
-def daemon_as_nobody(open_tmp: Path):
+def daemon_as_nobody(open_tmp: Path) -> Iterator[subprocess.Popen[bytes]]:
     sock = open_tmp / "walletd.sock"
     open_tmp.chmod(0o777)
     proc = subprocess.Popen(
@@ -64,7 +67,7 @@ def daemon_as_nobody(open_tmp: Path):
 
 
 @pytest.fixture
-def dumpable_nobody():
+def dumpable_nobody() -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen(
         [sys.executable, str(LAUNCHER), str(NOBODY.pw_uid), str(NOBODY.pw_gid), "--idle"],
         stdin=subprocess.PIPE,

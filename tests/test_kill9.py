@@ -14,10 +14,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import pytest
+
 from wallet_client import DaemonUnavailableError, WalletClient
 from walletd.storage.store import DB_NAME, Store
 
-from .support import DaemonProcess
+from .support import DaemonFactory, DaemonProcess
+
+pytestmark = pytest.mark.slow
 
 ROUNDS = 24
 CLIENTS = 2
@@ -100,7 +104,7 @@ def _reconcile(c: WalletClient, ledger: Ledger, seed: int, round_: int) -> None:
             assert signed == signature, (user, where)
 
 
-def test_acknowledged_changes_survive_kill9_under_load(daemon) -> None:
+def test_acknowledged_changes_survive_kill9_under_load(daemon: DaemonFactory) -> None:
     seed = random.randrange(1 << 32)
     rng = random.Random(seed)
     proc = daemon()

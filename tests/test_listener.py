@@ -15,6 +15,8 @@ from wallet_client import WalletClient
 
 from .support import ROOT, wait_for_socket
 
+pytestmark = pytest.mark.slow
+
 
 def start(tmp: Path, sock: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(

@@ -3,6 +3,8 @@ what needs_rotation / rotation_status report, and the audit trail of policy chan
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from wallet_client import (
@@ -14,12 +16,12 @@ from wallet_client import (
 )
 from walletd_wire import RotationPolicy
 
-from .support import running
+from .support import Clock, MakeConfig, StartServer, running
 
 DAY = 86400.0
 
 
-async def test_default_policy(client) -> None:
+async def test_default_policy(client: AsyncWalletClient) -> None:
     await client.create_wallet("alice")
     assert await client.get_policy("alice") == RotationPolicy(90, 10000, False)
     status = await client.rotation_status("alice")
@@ -29,7 +31,9 @@ async def test_default_policy(client) -> None:
     assert not await client.needs_rotation("alice")
 
 
-async def test_default_policy_comes_from_the_configuration(start_server, make_config) -> None:
+async def test_default_policy_comes_from_the_configuration(
+    start_server: StartServer, make_config: MakeConfig
+) -> None:
     config = make_config(
         ephemeral=True,
         rotation_max_age_days=7,
@@ -42,7 +46,7 @@ async def test_default_policy_comes_from_the_configuration(start_server, make_co
         assert await c.get_policy("alice") == RotationPolicy(7, 50, True)
 
 
-async def test_set_policy_changes_only_what_is_given(client) -> None:
+async def test_set_policy_changes_only_what_is_given(client: AsyncWalletClient) -> None:
     await client.create_wallet("alice")
     await client.create_wallet("bob")
     assert await client.set_policy("alice", max_signatures=5) == RotationPolicy(90, 5, False)
@@ -65,14 +69,16 @@ async def test_set_policy_changes_only_what_is_given(client) -> None:
         {"max_age_days": 30, "max_signatures": 0},  # one bad value refuses the whole change
     ],
 )
-async def test_invalid_values_are_refused(client, values) -> None:
+async def test_invalid_values_are_refused(
+    client: AsyncWalletClient, values: dict[str, Any]
+) -> None:
     await client.create_wallet("alice")
     with pytest.raises(InvalidArgumentError):
         await client.set_policy("alice", **values)
     assert await client.get_policy("alice") == RotationPolicy(90, 10000, False)
 
 
-async def test_values_of_the_wrong_type_are_refused(client) -> None:
+async def test_values_of_the_wrong_type_are_refused(client: AsyncWalletClient) -> None:
     await client.create_wallet("alice")
     for values in ({"max_signatures": 5.5}, {"max_age_days": "30"}, {"auto_rotate": "yes"}):
         with pytest.raises(ProtocolError) as info:
@@ -81,7 +87,7 @@ async def test_values_of_the_wrong_type_are_refused(client) -> None:
     assert await client.get_policy("alice") == RotationPolicy(90, 10000, False)
 
 
-async def test_bounds_are_accepted(client) -> None:
+async def test_bounds_are_accepted(client: AsyncWalletClient) -> None:
     await client.create_wallet("alice")
     assert await client.set_policy("alice", max_age_days=36500, max_signatures=10**12) == (
         RotationPolicy(36500, 10**12, False)
@@ -91,7 +97,7 @@ async def test_bounds_are_accepted(client) -> None:
     )
 
 
-async def test_policy_of_unknown_wallet(client) -> None:
+async def test_policy_of_unknown_wallet(client: AsyncWalletClient) -> None:
     with pytest.raises(WalletNotFoundError):
         await client.get_policy("ghost")
     with pytest.raises(WalletNotFoundError):
@@ -103,7 +109,9 @@ async def test_policy_of_unknown_wallet(client) -> None:
     assert info.value.code == "invalid_argument"
 
 
-async def test_rotation_status_reports_both_reasons(client, clock) -> None:
+async def test_rotation_status_reports_both_reasons(
+    client: AsyncWalletClient, clock: Clock
+) -> None:
     await client.create_wallet("alice")
     await client.set_policy("alice", max_age_days=10, max_signatures=2)
     await client.sign_message("alice", b"1")
@@ -124,7 +132,9 @@ async def test_rotation_status_reports_both_reasons(client, clock) -> None:
     assert not await client.needs_rotation("alice")
 
 
-async def test_lowering_the_limit_below_the_count_rotates_at_once(client) -> None:
+async def test_lowering_the_limit_below_the_count_rotates_at_once(
+    client: AsyncWalletClient,
+) -> None:
     address = await client.create_wallet("alice")
     for i in range(4):
         await client.sign_message("alice", b"%d" % i)
@@ -140,7 +150,7 @@ async def test_lowering_the_limit_below_the_count_rotates_at_once(client) -> Non
     assert not await client.needs_rotation("alice")
 
 
-async def test_policy_changes_are_audited(client) -> None:
+async def test_policy_changes_are_audited(client: AsyncWalletClient) -> None:
     address = await client.create_wallet("alice")
     await client.set_policy("alice", max_signatures=5, auto_rotate=True)
     await client.set_policy("alice")  # nothing given: nothing changes, nothing is recorded
@@ -156,7 +166,7 @@ async def test_policy_changes_are_audited(client) -> None:
 
 
 async def test_overrides_survive_a_restart_and_defaults_follow_the_config(
-    make_config, clock
+    make_config: MakeConfig, clock: Clock
 ) -> None:
     async with running(make_config(), clock) as server:
         async with AsyncWalletClient(server.config.socket) as c:

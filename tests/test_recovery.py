@@ -8,6 +8,7 @@ other uids for the ownership rules.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,19 @@ from wallet_client import (
     hash_response,
 )
 from walletd.config import Config, ConfigError, load_config
+from walletd.server.serve import Server
 from walletd_wire.framing import FrameDecoder, encode_frame
 
-from .support import NOBODY, run_as, run_as_nobody
+from .support import (
+    NOBODY,
+    Clock,
+    DaemonFactory,
+    MakeConfig,
+    StartServer,
+    run_as,
+    run_as_nobody,
+    wallet_in,
+)
 from .test_ritual_store import ScryptSpy
 
 ANSWERS = ["Rex", "Elm Street", "teal"]
@@ -63,7 +74,8 @@ async def raw_call(socket_path: str, request: wire.Request) -> dict[str, Any]:
             data = await sock.recv(65536)
             assert data, "walletd closed the connection"
             frames.feed(data)
-    return msgspec.msgpack.decode(frame)
+    response: dict[str, Any] = msgspec.msgpack.decode(frame)
+    return response
 
 
 @pytest.fixture
@@ -84,7 +96,7 @@ async def test_register_then_read(client: AsyncWalletClient, alice: str) -> None
     assert not await client.is_locked("alice")
 
 
-async def test_register_limits(client: AsyncWalletClient, server) -> None:
+async def test_register_limits(client: AsyncWalletClient, server: Server) -> None:
     await client.create_wallet("alice")
     h = hash_response("x")
     ok_sizes = [
@@ -236,7 +248,7 @@ async def test_unknown_user_counts_nothing(client: AsyncWalletClient, alice: str
     assert all(r.user_id != "ghost" for r in await client.audit_log())
 
 
-async def test_lockout_at_max_attempts(start_server, make_config) -> None:
+async def test_lockout_at_max_attempts(start_server: StartServer, make_config: MakeConfig) -> None:
     server = await start_server(make_config(ephemeral=True, max_attempts=3))
     async with AsyncWalletClient(server.config.socket, timeout=10) as c:
         address = await c.create_wallet("alice")
@@ -266,7 +278,9 @@ async def test_lockout_at_max_attempts(start_server, make_config) -> None:
         assert "recovery_attempts_reset" in [r.event for r in await c.audit_log("alice")]
 
 
-async def test_last_allowed_attempt_is_still_checked(start_server, make_config) -> None:
+async def test_last_allowed_attempt_is_still_checked(
+    start_server: StartServer, make_config: MakeConfig
+) -> None:
     server = await start_server(make_config(ephemeral=True, max_attempts=2))
     async with AsyncWalletClient(server.config.socket, timeout=10) as c:
         await c.create_wallet("alice")
@@ -276,7 +290,9 @@ async def test_last_allowed_attempt_is_still_checked(start_server, make_config) 
         assert await c.get_remaining_attempts("alice") == 2
 
 
-async def test_lockout_expires_after_lockout_seconds(start_server, make_config, clock) -> None:
+async def test_lockout_expires_after_lockout_seconds(
+    start_server: StartServer, make_config: MakeConfig, clock: Clock
+) -> None:
     server = await start_server(make_config(ephemeral=True, max_attempts=2, lockout_seconds=600))
     async with AsyncWalletClient(server.config.socket, timeout=10) as c:
         await c.create_wallet("alice")
@@ -296,7 +312,9 @@ async def test_lockout_expires_after_lockout_seconds(start_server, make_config, 
         assert await c.initiate_recovery("alice", RIGHT)
 
 
-async def test_lockout_without_lockout_seconds_is_for_good(client, alice, clock) -> None:
+async def test_lockout_without_lockout_seconds_is_for_good(
+    client: AsyncWalletClient, alice: str, clock: Clock
+) -> None:
     for _ in range(5):
         assert not await client.initiate_recovery("alice", WRONG)
     clock.advance(10 * 365 * 86400)
@@ -305,7 +323,9 @@ async def test_lockout_without_lockout_seconds_is_for_good(client, alice, clock)
         await client.initiate_recovery("alice", RIGHT)
 
 
-async def test_failures_are_indistinguishable(start_server, make_config) -> None:
+async def test_failures_are_indistinguishable(
+    start_server: StartServer, make_config: MakeConfig
+) -> None:
     """Whichever step is wrong, the response and the log lines are the same, and no log line
     names a step, a prompt, or an answer (at debug level, which logs every request)."""
     server = await start_server(make_config(ephemeral=True, log_level="debug"))
@@ -328,7 +348,7 @@ async def test_failures_are_indistinguishable(start_server, make_config) -> None
         records = (await client.audit_log("alice"))[-6:]
     assert replies == [{"id": 1, "ok": True, "result": {"recovered": False, "address": None}}] * 3
 
-    def shape(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def shape(entries: list[MutableMapping[str, Any]]) -> list[dict[str, Any]]:
         # All but what differs by design: the attempt number, the request's duration and the
         # connection number (each try is a new connection, whose open/close events race).
         varying = {"attempt", "duration_us", "conn"}
@@ -356,8 +376,9 @@ async def test_failures_are_indistinguishable(start_server, make_config) -> None
 # --------------------------------------------------------------------------- ownership
 
 
+@pytest.mark.root
 @pytest.mark.slow
-def test_ownership_rules_and_transfer(daemon, open_tmp: Path) -> None:
+def test_ownership_rules_and_transfer(daemon: DaemonFactory, open_tmp: Path) -> None:
     """Readers may be anyone; management is the owner's or an admin's; success hands over."""
     config = open_tmp / "walletd.toml"
     config.write_text("scrypt_n = 1024\n")
@@ -453,7 +474,7 @@ def test_ownership_rules_and_transfer(daemon, open_tmp: Path) -> None:
 
 
 async def test_recovery_flood_does_not_stop_signing(
-    start_server, make_config, monkeypatch: pytest.MonkeyPatch
+    start_server: StartServer, make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """20 slow recovery attempts at once, with recovery_concurrency=2, while another
     connection signs 200 messages: the signer finishes while the flood is still queued."""
@@ -493,4 +514,4 @@ async def test_recovery_flood_does_not_stop_signing(
     assert spy.max_running <= config.recovery_concurrency
     async with AsyncWalletClient(config.socket, timeout=10) as admin:
         assert await admin.get_remaining_attempts("victim") == 1000 - flood_size
-    assert server.ctx.book.get("signer").signature_count == signatures
+    assert wallet_in(server, "signer").signature_count == signatures

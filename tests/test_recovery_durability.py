@@ -21,7 +21,7 @@ from wallet_client import (
     hash_response,
 )
 
-from .support import DaemonProcess
+from .support import DaemonFactory, DaemonProcess
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,8 @@ def steps(count: int = len(ANSWERS)) -> list[RitualStep]:
 def start(daemon: Any, open_tmp: Path, **options: int) -> DaemonProcess:
     config = open_tmp / "walletd.toml"
     config.write_text("".join(f"{k} = {v}\n" for k, v in options.items()))
-    return daemon("--config", str(config)).start()
+    proc: DaemonProcess = daemon("--config", str(config)).start()
+    return proc
 
 
 def wait_for_event(proc: DaemonProcess, event: str, *, after: int, timeout: float = 30.0) -> None:
@@ -58,7 +59,7 @@ def count_events(proc: DaemonProcess, event: str) -> int:
     return sum(line.get("event") == event for line in proc.log_lines())
 
 
-def test_lockout_survives_restart(daemon, open_tmp: Path) -> None:
+def test_lockout_survives_restart(daemon: DaemonFactory, open_tmp: Path) -> None:
     proc = start(daemon, open_tmp, scrypt_n=1024, max_attempts=2)
     with WalletClient(proc.socket_path) as c:
         address = c.create_wallet("alice")
@@ -88,7 +89,9 @@ def test_lockout_survives_restart(daemon, open_tmp: Path) -> None:
     assert proc.stop() == 0
 
 
-def test_kill_during_the_check_still_counts_the_attempt(daemon, open_tmp: Path) -> None:
+def test_kill_during_the_check_still_counts_the_attempt(
+    daemon: DaemonFactory, open_tmp: Path
+) -> None:
     """SIGKILL while scrypt checks a *right* answer: after the restart the attempt is counted
     and nothing was recovered. Slow scrypt (n=2**17, r=16: 256 MiB, about a second) makes the
     check long enough to kill reliably once ``recovery_attempted`` is logged."""
@@ -155,7 +158,7 @@ def state_files(proc: DaemonProcess) -> list[Path]:
     return [p for p in proc.state_dir.rglob("*") if p.is_file()]
 
 
-def test_no_answer_or_hash_on_disk_or_in_the_log(daemon, open_tmp: Path) -> None:
+def test_no_answer_or_hash_on_disk_or_in_the_log(daemon: DaemonFactory, open_tmp: Path) -> None:
     proc = start(daemon, open_tmp, scrypt_n=1024)
     forbidden = secrets_of(ANSWERS)
     with WalletClient(proc.socket_path) as c:

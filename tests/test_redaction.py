@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 import structlog
 
 from wallet_client import RitualStep, WalletClient, hash_response
@@ -16,7 +17,9 @@ from walletd.config import Config
 from walletd.logs import REDACTED, configure_logging, redact_secrets
 from walletd.storage.loader import open_store
 
-from .support import run_as_nobody
+from .support import DaemonFactory, run_as_nobody
+
+pytestmark = pytest.mark.slow
 
 
 def test_processor_replaces_bytes_and_secret_fields() -> None:
@@ -59,7 +62,8 @@ def _forms(secret: bytes) -> list[bytes]:
     return forms
 
 
-def test_no_secret_in_a_real_daemon_log(daemon) -> None:
+@pytest.mark.root
+def test_no_secret_in_a_real_daemon_log(daemon: DaemonFactory) -> None:
     """A whole scenario at debug level, then every line the daemon wrote is scanned."""
     proc = daemon().start()
     answers = ["correct horse battery", "blue-green sea"]
@@ -106,7 +110,7 @@ def test_no_secret_in_a_real_daemon_log(daemon) -> None:
             assert form not in log, f"a secret appeared in the log ({len(secret)} bytes)"
 
 
-def test_master_key_file_contents_never_logged(daemon, open_tmp: Path) -> None:
+def test_master_key_file_contents_never_logged(daemon: DaemonFactory, open_tmp: Path) -> None:
     key = os.urandom(32)
     key_file = open_tmp / "master.key"
     key_file.write_bytes(key.hex().encode())

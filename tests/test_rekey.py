@@ -11,12 +11,16 @@ import os
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from wallet_client import RitualStep, WalletClient, hash_response
 from walletd.storage.sealing import GENERATED_KEY_NAME
 from walletd.storage.store import DB_NAME
 
-from .support import run_as_nobody
+from .support import DaemonFactory, run_as_nobody
 from .test_store import snapshot, walletd_cli
+
+pytestmark = pytest.mark.slow
 
 MESSAGES = [b"one", b"two"]
 
@@ -37,7 +41,8 @@ def _key_file(path: Path) -> Path:
     return path
 
 
-def test_rekey_reseals_everything(daemon, tmp_path: Path) -> None:
+@pytest.mark.root
+def test_rekey_reseals_everything(daemon: DaemonFactory, tmp_path: Path) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
         for user in ("alice", "bob", "carol"):
@@ -101,7 +106,9 @@ def test_rekey_reseals_everything(daemon, tmp_path: Path) -> None:
     assert snapshot(state) == before
 
 
-def test_rekey_after_a_crash_keeps_every_acknowledged_wallet(daemon, tmp_path: Path) -> None:
+def test_rekey_after_a_crash_keeps_every_acknowledged_wallet(
+    daemon: DaemonFactory, tmp_path: Path
+) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
         signatures = {}
@@ -121,7 +128,7 @@ def test_rekey_after_a_crash_keeps_every_acknowledged_wallet(daemon, tmp_path: P
     assert proc.stop() == 0
 
 
-def test_rekey_refusals_change_nothing(daemon, tmp_path: Path) -> None:
+def test_rekey_refusals_change_nothing(daemon: DaemonFactory, tmp_path: Path) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
         c.create_wallet("alice")

@@ -11,6 +11,7 @@ import itertools
 import json
 import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,10 @@ import pytest
 
 from walletd_wire.framing import FrameDecoder, encode_frame
 
-from .support import DaemonProcess
+from .support import DaemonFactory, DaemonProcess
 from .test_sdnotify import NotifyReceiver
+
+pytestmark = pytest.mark.slow
 
 
 class RawConnection:
@@ -44,6 +47,7 @@ class RawConnection:
             self.frames.feed(data)
         response = msgspec.msgpack.decode(frame)
         assert response["id"] == request_id
+        assert isinstance(response, dict)
         return response
 
     def result(self, op: str, **fields: Any) -> Any:
@@ -70,7 +74,7 @@ class Reloadable:
         self.config.write_text(text)
 
     def reload(self) -> None:
-        self.proc.proc.send_signal(signal.SIGHUP)
+        self.proc.send_signal(signal.SIGHUP)
         self.receiver.wait_for("RELOADING")
         self.receiver.wait_for("READY")
 
@@ -79,7 +83,7 @@ class Reloadable:
 
 
 @pytest.fixture
-def walletd(daemon, open_tmp: Path):
+def walletd(daemon: DaemonFactory, open_tmp: Path) -> Iterator[Reloadable]:
     receiver = NotifyReceiver(str(open_tmp / "notify.sock"))
     proc = daemon(env={"NOTIFY_SOCKET": receiver.address})
     config = open_tmp / "walletd.toml"
@@ -92,7 +96,9 @@ def walletd(daemon, open_tmp: Path):
     receiver.close()
 
 
-def test_sighup_applies_log_level_and_default_policy_on_the_same_connection(walletd) -> None:
+def test_sighup_applies_log_level_and_default_policy_on_the_same_connection(
+    walletd: Reloadable,
+) -> None:
     conn = RawConnection(walletd.proc.socket_path)
     conn.result("create_wallet", user_id="alice")
     conn.result("create_wallet", user_id="bob")
@@ -123,7 +129,7 @@ def test_sighup_applies_log_level_and_default_policy_on_the_same_connection(wall
     assert walletd.proc.stop() == 0
 
 
-def test_a_bad_configuration_on_reload_changes_nothing(walletd) -> None:
+def test_a_bad_configuration_on_reload_changes_nothing(walletd: Reloadable) -> None:
     conn = RawConnection(walletd.proc.socket_path)
     conn.result("create_wallet", user_id="carol")
 
@@ -153,12 +159,14 @@ def test_a_bad_configuration_on_reload_changes_nothing(walletd) -> None:
     assert walletd.proc.stop() == 0
 
 
-def test_sighup_without_a_config_file_is_logged_and_harmless(daemon, open_tmp: Path) -> None:
+def test_sighup_without_a_config_file_is_logged_and_harmless(
+    daemon: DaemonFactory, open_tmp: Path
+) -> None:
     receiver = NotifyReceiver(str(open_tmp / "notify.sock"))
     try:
         proc = daemon(ephemeral=True, env={"NOTIFY_SOCKET": receiver.address}).start()
         receiver.wait_for("READY")
-        proc.proc.send_signal(signal.SIGHUP)
+        proc.send_signal(signal.SIGHUP)
         receiver.wait_for("RELOADING")
         receiver.wait_for("READY")
         assert [e["reason"] for e in proc.log_lines() if e["event"] == "reload_skipped"] == [

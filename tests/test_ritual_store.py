@@ -10,6 +10,7 @@ import hashlib
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +30,8 @@ from walletd.model.ritual import (
 )
 from walletd.ops.daemon import build_daemon
 from walletd.storage.store import DB_NAME
+
+from .support import MakeConfig, StartServer
 
 ANSWERS = ["first pet: Rex", "street: Elm", "colour: teal"]
 HASHES = [hash_response(a) for a in ANSWERS]
@@ -50,7 +53,7 @@ class ScryptSpy:
         self.max_running = 0
         self._lock = threading.Lock()
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> bytes:
         with self._lock:
             self.calls += 1
             self.running += 1
@@ -167,7 +170,7 @@ def test_parameters_beyond_the_old_fixed_cap_are_accepted() -> None:
     check_scrypt_params(2**17, 16, 1)  # no error
 
 
-def test_unusable_parameters_are_refused_at_startup(make_config) -> None:
+def test_unusable_parameters_are_refused_at_startup(make_config: MakeConfig) -> None:
     assert scrypt_memory(2**20, 64, 1) > MAX_SCRYPT_MEMORY
     with pytest.raises(ValueError, match="needs"):
         check_scrypt_params(2**20, 64, 1)
@@ -175,7 +178,9 @@ def test_unusable_parameters_are_refused_at_startup(make_config) -> None:
         build_daemon(make_config(ephemeral=True, scrypt_n=2**20, scrypt_r=64))
 
 
-async def test_daemon_stores_default_parameters(start_server, make_config) -> None:
+async def test_daemon_stores_default_parameters(
+    start_server: StartServer, make_config: MakeConfig
+) -> None:
     """At the production defaults (n=2**14, r=8, p=1) the database holds salted scrypt only."""
     defaults = Config()
     assert (defaults.scrypt_n, defaults.scrypt_r, defaults.scrypt_p) == (2**14, 8, 1)

@@ -12,12 +12,15 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from wallet_client import WalletClient
 from walletd.server.sdnotify import Notifier, notify_address, watchdog_interval
+
+from .support import DaemonFactory
 
 
 class NotifyReceiver:
@@ -70,7 +73,7 @@ def abstract_name() -> str:
 
 
 @pytest.fixture(params=["path", "abstract"])
-def receiver(request, open_tmp: Path):
+def receiver(request: pytest.FixtureRequest, open_tmp: Path) -> Iterator[NotifyReceiver]:
     address = str(open_tmp / "notify.sock") if request.param == "path" else abstract_name()
     r = NotifyReceiver(address)
     yield r
@@ -103,7 +106,7 @@ def test_notifier_sends_one_datagram_per_message(receiver: NotifyReceiver) -> No
         notifier.close()
 
 
-def test_without_notify_socket_every_call_is_a_no_op(monkeypatch) -> None:
+def test_without_notify_socket_every_call_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     notifier = Notifier()
     assert not notifier.enabled
@@ -164,7 +167,10 @@ def test_abstract_address_maps_the_at_sign_to_a_nul() -> None:
 # ---------------------------------------------------------------------------- a real daemon
 
 
-def test_daemon_lifecycle_over_notify_socket(daemon, receiver: NotifyReceiver, open_tmp) -> None:
+@pytest.mark.slow
+def test_daemon_lifecycle_over_notify_socket(
+    daemon: DaemonFactory, receiver: NotifyReceiver, open_tmp: Path
+) -> None:
     config = open_tmp / "walletd.toml"
     config.write_text("max_connections = 64\n")
     proc = daemon(
@@ -195,20 +201,21 @@ def test_daemon_lifecycle_over_notify_socket(daemon, receiver: NotifyReceiver, o
         assert 3 <= pings <= elapsed / 0.2 * 3 + 3, (pings, elapsed)
 
         # SIGHUP: RELOADING=1, then READY=1 once the configuration is re-read.
-        proc.proc.send_signal(signal.SIGHUP)
+        proc.send_signal(signal.SIGHUP)
         receiver.wait_for("RELOADING")
         after = receiver.wait_for("READY")
         assert after["STATUS"] == "1 wallets, 1 connections"
         assert client.has_wallet("alice")  # the same client, still served
 
-    proc.proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
     receiver.wait_for("STOPPING")
-    assert proc.proc.wait(20) == 0
+    assert proc.wait(20) == 0
     events = [line["event"] for line in proc.log_lines()]
     assert "reloaded" in events and "stopped" in events
 
 
-def test_no_watchdog_pings_unless_asked(daemon, open_tmp: Path) -> None:
+@pytest.mark.slow
+def test_no_watchdog_pings_unless_asked(daemon: DaemonFactory, open_tmp: Path) -> None:
     receiver = NotifyReceiver(str(open_tmp / "notify.sock"))
     try:
         proc = daemon(ephemeral=True, env={"NOTIFY_SOCKET": receiver.address}).start(wait=False)

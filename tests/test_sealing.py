@@ -29,8 +29,10 @@ from walletd.storage.sealing import (
 )
 from walletd.storage.store import DB_NAME
 
-from .support import run_as_nobody
+from .support import DaemonFactory, run_as_nobody
 from .test_store import load_keys, snapshot
+
+pytestmark = pytest.mark.slow
 
 
 def _forms(secret: bytes) -> list[bytes]:
@@ -62,7 +64,8 @@ def _assert_absent(secrets: dict[str, bytes], files: dict[str, bytes]) -> None:
                 assert form not in data, f"{name} appears in {path}"
 
 
-def test_no_raw_key_anywhere_on_disk(daemon) -> None:
+@pytest.mark.root
+def test_no_raw_key_anywhere_on_disk(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
         for user in ("alice", "bob", "carol", "dave"):
@@ -94,7 +97,7 @@ def test_no_raw_key_anywhere_on_disk(daemon) -> None:
     _assert_absent(secrets, _files(state, proc.log_path))
 
 
-def test_each_key_is_sealed_with_its_own_nonce(daemon) -> None:
+def test_each_key_is_sealed_with_its_own_nonce(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
         for i in range(20):
@@ -129,7 +132,7 @@ def test_sealed_key_is_bound_to_its_user_and_address() -> None:
     assert "0x" not in repr(master) and key.hex() not in repr(master)
 
 
-def test_swapped_rows_fail_to_unseal(daemon) -> None:
+def test_swapped_rows_fail_to_unseal(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
         for user in ("alice", "bob", "carol"):
@@ -156,7 +159,7 @@ def _key_file(path: Path, key: bytes, *, as_hex: bool = False) -> Path:
     return path
 
 
-def test_master_key_sources_in_order(tmp_path: Path, monkeypatch) -> None:
+def test_master_key_sources_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     cred_key, file_key, generated_key = (os.urandom(32) for _ in range(3))
@@ -186,7 +189,7 @@ def test_master_key_sources_in_order(tmp_path: Path, monkeypatch) -> None:
         load_master_key(state, None, require_external=True, may_generate=False)
 
 
-def test_generated_master_key_is_private_and_warned_about(daemon) -> None:
+def test_generated_master_key_is_private_and_warned_about(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     assert proc.stop() == 0
     key = proc.state_dir / GENERATED_KEY_NAME
@@ -197,7 +200,9 @@ def test_generated_master_key_is_private_and_warned_about(daemon) -> None:
     assert key.read_bytes().hex() not in proc.log_text()
 
 
-def test_systemd_credential_is_used_and_nothing_is_generated(daemon, tmp_path: Path) -> None:
+def test_systemd_credential_is_used_and_nothing_is_generated(
+    daemon: DaemonFactory, tmp_path: Path
+) -> None:
     creds = tmp_path / "creds"
     creds.mkdir()
     key = os.urandom(32)

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import pytest
+
 from wallet_client import AsyncWalletClient, PermissionDeniedError, WalletClient
 
-from .support import run_as_nobody
+from .support import DaemonFactory, run_as_nobody
+
+pytestmark = pytest.mark.slow
 
 
 async def test_create_sign_verify_in_process(client: AsyncWalletClient) -> None:
@@ -12,7 +16,8 @@ async def test_create_sign_verify_in_process(client: AsyncWalletClient) -> None:
     assert await client.verify_signature("alice", b"hello", signature)
 
 
-def test_other_uid_is_refused(daemon) -> None:
+@pytest.mark.root
+def test_other_uid_is_refused(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
         c.create_wallet("alice")

@@ -18,8 +18,10 @@ import pytest
 from wallet_client import WalletClient
 from walletd.storage.store import DB_NAME
 
-from .support import NOBODY, DaemonProcess, daemon_process
+from .support import NOBODY, DaemonFactory, DaemonProcess, daemon_process
 from .test_store import flip, snapshot
+
+pytestmark = pytest.mark.slow
 
 EXIT_REFUSED = 3
 EXIT_USAGE = 2
@@ -48,7 +50,7 @@ def golden() -> Iterator[Path]:
 
 
 @pytest.fixture
-def prepared(daemon, golden: Path) -> Callable[..., DaemonProcess]:
+def prepared(daemon: DaemonFactory, golden: Path) -> Callable[..., DaemonProcess]:
     """A daemon (not started) whose state directory is a fresh copy of the golden state."""
 
     def make(*extra: str) -> DaemonProcess:
@@ -106,7 +108,7 @@ def _page(db: Path, table: str) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("dir_mode", [0o770, 0o702, 0o777])
-def test_group_or_world_writable_state_dir(prepared, dir_mode: int) -> None:
+def test_group_or_world_writable_state_dir(prepared: DaemonFactory, dir_mode: int) -> None:
     proc = prepared()
     proc.state_dir.chmod(dir_mode)
     err = refused(proc)
@@ -114,7 +116,7 @@ def test_group_or_world_writable_state_dir(prepared, dir_mode: int) -> None:
     assert f"chmod 700 {proc.state_dir}" in err
 
 
-def test_state_dir_owned_by_another_user(prepared) -> None:
+def test_state_dir_owned_by_another_user(prepared: DaemonFactory) -> None:
     proc = prepared()
     os.chown(proc.state_dir, NOBODY.pw_uid, NOBODY.pw_gid)
     err = refused(proc)
@@ -122,7 +124,7 @@ def test_state_dir_owned_by_another_user(prepared) -> None:
     assert f"chown {os.getuid()} {proc.state_dir}" in err
 
 
-def test_state_dir_in_use_by_another_daemon(prepared, open_tmp: Path) -> None:
+def test_state_dir_in_use_by_another_daemon(prepared: DaemonFactory, open_tmp: Path) -> None:
     first = prepared().start()
     other_tmp = open_tmp / "other"
     other_tmp.mkdir()
@@ -138,7 +140,7 @@ def test_state_dir_in_use_by_another_daemon(prepared, open_tmp: Path) -> None:
 # ---------------------------------------------------------------------- the database
 
 
-def test_corrupt_header(prepared) -> None:
+def test_corrupt_header(prepared: DaemonFactory) -> None:
     proc = prepared()
     flip(_db(proc), 0, 16)  # "SQLite format 3\0"
     err = refused(proc)
@@ -146,7 +148,7 @@ def test_corrupt_header(prepared) -> None:
     assert "changed nothing" in err
 
 
-def test_corrupt_page_in_the_middle(prepared) -> None:
+def test_corrupt_page_in_the_middle(prepared: DaemonFactory) -> None:
     proc = prepared()
     offset, _ = _page(_db(proc), "wallets")
     assert offset > 0
@@ -155,7 +157,7 @@ def test_corrupt_page_in_the_middle(prepared) -> None:
     assert "corrupt" in err and "malformed" in err
 
 
-def test_corrupt_in_several_places(prepared) -> None:
+def test_corrupt_in_several_places(prepared: DaemonFactory) -> None:
     proc = prepared()
     db = _db(proc)
     offset, size = _page(db, "wallets")
@@ -166,7 +168,7 @@ def test_corrupt_in_several_places(prepared) -> None:
     assert "corrupt" in err or "integrity check" in err
 
 
-def test_sealed_key_damaged_without_breaking_the_file(prepared) -> None:
+def test_sealed_key_damaged_without_breaking_the_file(prepared: DaemonFactory) -> None:
     """A byte flipped inside one wallet's ciphertext: SQLite sees nothing, unsealing does."""
     proc = prepared()
     conn = sqlite3.connect(f"file:{_db(proc)}?mode=ro&immutable=1", uri=True)
@@ -180,7 +182,7 @@ def test_sealed_key_damaged_without_breaking_the_file(prepared) -> None:
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.9, 0.0])
-def test_truncated_database(prepared, keep: float) -> None:
+def test_truncated_database(prepared: DaemonFactory, keep: float) -> None:
     proc = prepared()
     db = _db(proc)
     size = db.stat().st_size
@@ -192,14 +194,14 @@ def test_truncated_database(prepared, keep: float) -> None:
         assert "is empty (0 bytes; truncated?)" in err
 
 
-def test_newer_schema_version(prepared) -> None:
+def test_newer_schema_version(prepared: DaemonFactory) -> None:
     proc = prepared()
     _sql(_db(proc), "PRAGMA user_version = 99")
     err = refused(proc)
     assert "schema version 99, newer than this walletd understands" in err
 
 
-def test_not_a_walletd_database(prepared) -> None:
+def test_not_a_walletd_database(prepared: DaemonFactory) -> None:
     proc = prepared()
     db = _db(proc)
     db.unlink()
@@ -209,14 +211,14 @@ def test_not_a_walletd_database(prepared) -> None:
     assert "not a walletd database" in err
 
 
-def test_missing_check_value(prepared) -> None:
+def test_missing_check_value(prepared: DaemonFactory) -> None:
     proc = prepared()
     _sql(_db(proc), "DELETE FROM meta WHERE key = 'master_key_check'")
     err = refused(proc)
     assert "no master key check value" in err
 
 
-def test_database_gone_but_its_log_remains(prepared) -> None:
+def test_database_gone_but_its_log_remains(prepared: DaemonFactory) -> None:
     proc = prepared().start()
     with WalletClient(proc.socket_path) as c:
         c.create_wallet("late")
@@ -226,7 +228,9 @@ def test_database_gone_but_its_log_remains(prepared) -> None:
     assert "is missing but its write-ahead log" in err
 
 
-def test_refusal_with_a_live_write_ahead_log_changes_nothing(prepared, tmp_path: Path) -> None:
+def test_refusal_with_a_live_write_ahead_log_changes_nothing(
+    prepared: DaemonFactory, tmp_path: Path
+) -> None:
     """After a crash (-wal and -shm present): a wrong key is refused and no byte changes."""
     proc = prepared().start()
     with WalletClient(proc.socket_path) as c:
@@ -244,20 +248,20 @@ def test_refusal_with_a_live_write_ahead_log_changes_nothing(prepared, tmp_path:
 # ---------------------------------------------------------------------- keys
 
 
-def test_missing_master_key(prepared) -> None:
+def test_missing_master_key(prepared: DaemonFactory) -> None:
     proc = prepared()
     (proc.state_dir / "master.key").rename(proc.log_path.with_name("moved.key"))
     err = refused(proc)
     assert "master key is missing" in err
 
 
-def test_master_key_file_that_does_not_exist(prepared, tmp_path: Path) -> None:
+def test_master_key_file_that_does_not_exist(prepared: DaemonFactory, tmp_path: Path) -> None:
     proc = prepared("--master-key-file", str(tmp_path / "nope.key"))
     err = refused(proc)
     assert "cannot read master key" in err and "nope.key" in err
 
 
-def test_wrong_master_key(prepared, tmp_path: Path) -> None:
+def test_wrong_master_key(prepared: DaemonFactory, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.key"
     wrong.write_text(os.urandom(32).hex() + "\n")
     proc = prepared("--master-key-file", str(wrong))
@@ -265,21 +269,21 @@ def test_wrong_master_key(prepared, tmp_path: Path) -> None:
     assert "does not open" in err and "wrong key" in err and "changed nothing" in err
 
 
-def test_malformed_master_key(prepared) -> None:
+def test_malformed_master_key(prepared: DaemonFactory) -> None:
     proc = prepared()
     (proc.state_dir / "master.key").write_bytes(b"too short")
     err = refused(proc)
     assert "must hold 32 raw bytes or 64 hex characters" in err
 
 
-def test_generated_master_key_readable_by_others(prepared) -> None:
+def test_generated_master_key_readable_by_others(prepared: DaemonFactory) -> None:
     proc = prepared()
     (proc.state_dir / "master.key").chmod(0o644)
     err = refused(proc)
     assert "readable by others" in err and "chmod 600" in err
 
 
-def test_swapped_sealed_keys(prepared) -> None:
+def test_swapped_sealed_keys(prepared: DaemonFactory) -> None:
     proc = prepared()
     conn = sqlite3.connect(_db(proc), isolation_level=None)
     rows = dict(conn.execute("SELECT user_id, sealed_key FROM wallets"))
@@ -294,7 +298,9 @@ def test_swapped_sealed_keys(prepared) -> None:
     assert "moved from another row" in err
 
 
-def test_require_external_master_key_refuses_the_generated_one(prepared, tmp_path: Path) -> None:
+def test_require_external_master_key_refuses_the_generated_one(
+    prepared: DaemonFactory, tmp_path: Path
+) -> None:
     config = tmp_path / "walletd.toml"
     config.write_text("require_external_master_key = true\n")
     proc = prepared("--config", str(config))
@@ -302,7 +308,9 @@ def test_require_external_master_key_refuses_the_generated_one(prepared, tmp_pat
     assert "require_external_master_key is set" in err
 
 
-def test_require_external_master_key_on_a_fresh_state(daemon, tmp_path: Path) -> None:
+def test_require_external_master_key_on_a_fresh_state(
+    daemon: DaemonFactory, tmp_path: Path
+) -> None:
     config = tmp_path / "walletd.toml"
     config.write_text("require_external_master_key = true\n")
     proc = daemon("--config", str(config))
@@ -315,7 +323,7 @@ def test_require_external_master_key_on_a_fresh_state(daemon, tmp_path: Path) ->
 # ---------------------------------------------------------------------- configuration
 
 
-def test_configuration_errors_exit_2(prepared, tmp_path: Path) -> None:
+def test_configuration_errors_exit_2(prepared: DaemonFactory, tmp_path: Path) -> None:
     config = tmp_path / "walletd.toml"
     config.write_text("no_such_option = 1\n")
     err = refused(prepared("--config", str(config)), code=EXIT_USAGE)

@@ -36,7 +36,7 @@ from walletd.storage.sealing import load_master_key
 from walletd.storage.statedir import StateLock, check_state_dir
 from walletd.storage.store import DB_NAME, AsyncStore, Store
 
-from .support import ROOT, wait_for_socket
+from .support import ROOT, DaemonFactory, MakeConfig, StartServer, wait_for_socket
 
 # ---------------------------------------------------------------------- shared helpers
 
@@ -99,7 +99,9 @@ def mode(path: Path) -> int:
 # ---------------------------------------------------------------------- modes and pragmas
 
 
-async def test_live_connection_pragmas_and_file_modes(start_server, make_config) -> None:
+async def test_live_connection_pragmas_and_file_modes(
+    start_server: StartServer, make_config: MakeConfig
+) -> None:
     config = make_config()
     server = await start_server(config)
     state = Path(config.state_dir)
@@ -121,6 +123,7 @@ async def test_live_connection_pragmas_and_file_modes(start_server, make_config)
         assert [mode(f) for f in backups.iterdir()] == [0o600]
 
 
+@pytest.mark.slow
 def test_modes_do_not_depend_on_the_umask(open_tmp: Path) -> None:
     """With umask 000 anything created with a default mode would come out world-writable."""
     state = open_tmp / "state"
@@ -158,6 +161,7 @@ _RENAME = re.compile(
 _CHMOD = re.compile(r"\b(f?chmod(?:at)?)\((.*)")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
 def test_files_are_created_with_their_final_mode(open_tmp: Path) -> None:
     """Trace the real daemon: every file and directory in the state directory is created with
@@ -246,7 +250,8 @@ def test_read_only_open_after_a_clean_stop_changes_nothing(tmp_path: Path) -> No
     assert snapshot(state) == before
 
 
-def test_read_only_open_after_a_crash_changes_nothing(daemon) -> None:
+@pytest.mark.slow
+def test_read_only_open_after_a_crash_changes_nothing(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
         addresses = {u: c.create_wallet(u) for u in ("alice", "bob")}
@@ -266,7 +271,8 @@ def test_read_only_open_after_a_crash_changes_nothing(daemon) -> None:
     assert snapshot(state) == before
 
 
-def test_read_only_open_beside_a_running_daemon(daemon) -> None:
+@pytest.mark.slow
+def test_read_only_open_beside_a_running_daemon(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
         c.create_wallet("alice")
@@ -408,7 +414,8 @@ def _downgrade_to_v1(db: Path) -> None:
     conn.close()
 
 
-def test_an_older_database_is_migrated_only_after_every_check(daemon) -> None:
+@pytest.mark.slow
+def test_an_older_database_is_migrated_only_after_every_check(daemon: DaemonFactory) -> None:
     assert SCHEMA_VERSION == 2
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:

@@ -35,7 +35,7 @@ from walletd.config import RESTART_ONLY, Config, load_config
 from walletd.server.listener import FD_NAMES
 from walletd.storage.sealing import CREDENTIAL_NAME
 
-from .support import ROOT, wait_for_socket
+from .support import ROOT, wait_for_socket, walletd_argv
 
 UNITS = ROOT / "systemd"
 SERVICE = UNITS / "walletd.service"
@@ -367,6 +367,7 @@ def sandbox_dirs(open_tmp: Path) -> dict[str, Path]:
     return dirs
 
 
+@pytest.mark.root
 def test_the_sandbox_reproduction_is_real(sandbox_dirs: dict[str, Path]) -> None:
     proc = subprocess.run(
         sandboxed(
@@ -400,6 +401,8 @@ def test_the_sandbox_reproduction_is_real(sandbox_dirs: dict[str, Path]) -> None
         assert expected_memory == "EACCES"  # this kernel has PR_SET_MDWE: it must be on
 
 
+@pytest.mark.root
+@pytest.mark.slow
 def test_walletd_serves_inside_the_sandbox(sandbox_dirs: dict[str, Path]) -> None:
     """The daemon starts, serves, stops and restarts with its state inside the sandbox.
 
@@ -412,19 +415,7 @@ def test_walletd_serves_inside_the_sandbox(sandbox_dirs: dict[str, Path]) -> Non
     log_path = state.parent / "sandboxed.log"
     command = sandboxed(
         [state, run],
-        [
-            sys.executable,
-            "-m",
-            "walletd",
-            "--socket",
-            str(sock),
-            "--socket-mode",
-            "0600",
-            "--state-dir",
-            str(state),
-            "--log-level",
-            "debug",
-        ],
+        walletd_argv(sock, state),
     )
     env = {**os.environ, "HOME": str(sandbox_dirs["home"])}
 

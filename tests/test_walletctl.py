@@ -13,7 +13,9 @@ import socket
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,18 +23,20 @@ from wallet_client import WalletClient
 from wallet_client.exitcodes import ExitCode
 from wallet_client.walletctl import build_parser, main
 
-from .support import NOBODY, ROOT
+from .support import NOBODY, ROOT, Ctl, DaemonFactory
+
+pytestmark = pytest.mark.slow
 
 WALLETCTL = Path(sys.executable).parent / "walletctl"
 
 
 @pytest.fixture
-def sock(daemon) -> str:
+def sock(daemon: DaemonFactory) -> str:
     return str(daemon(ephemeral=True).start().socket_path)
 
 
 @pytest.fixture
-def ctl(capsys, sock):
+def ctl(capsys: pytest.CaptureFixture[str], sock: str) -> Ctl:
     """``ctl(*argv)`` -> (exit code, stdout, stderr) of walletctl main() on the daemon."""
 
     def run(*argv: str, socket_path: str | None = None) -> tuple[int, str, str]:
@@ -43,7 +47,9 @@ def ctl(capsys, sock):
     return run
 
 
-def run_script(*argv: str, input: bytes | None = None, env: dict[str, str] | None = None):
+def run_script(
+    *argv: str, input: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """The installed console script, as a shell would run it."""
     return subprocess.run(
         [str(WALLETCTL), *argv],
@@ -55,7 +61,7 @@ def run_script(*argv: str, input: bytes | None = None, env: dict[str, str] | Non
     )
 
 
-def only_json(out: str):
+def only_json(out: str) -> Any:
     """stdout holds exactly one JSON document and nothing else."""
     assert out.endswith("\n"), out
     assert out.count("\n") == 1, out
@@ -65,7 +71,7 @@ def only_json(out: str):
 # --------------------------------------------------------------------------- wallets
 
 
-def test_status_and_hello(ctl) -> None:
+def test_status_and_hello(ctl: Ctl) -> None:
     code, out, err = ctl("status")
     assert code == 0
     assert err == ""
@@ -80,7 +86,7 @@ def test_status_and_hello(ctl) -> None:
     assert "initiate_recovery" in hello["ops"]
 
 
-def test_create_address_list_delete(ctl) -> None:
+def test_create_address_list_delete(ctl: Ctl) -> None:
     code, out, err = ctl("create", "alice")
     address = out.strip()
     assert code == 0
@@ -97,14 +103,14 @@ def test_create_address_list_delete(ctl) -> None:
     assert ctl("list") == (0, "", "")
 
 
-def test_unknown_user_is_refused_with_not_found(ctl) -> None:
+def test_unknown_user_is_refused_with_not_found(ctl: Ctl) -> None:
     assert ctl("address", "ghost") == (4, "", "walletctl: not_found: no wallet for user 'ghost'\n")
     code, out, err = ctl("sign", "ghost", "--message", "x")
     assert (code, out) == (4, "")
     assert err.startswith("walletctl: not_found: ")
 
 
-def test_json_output_is_only_json(ctl, tmp_path: Path) -> None:
+def test_json_output_is_only_json(ctl: Ctl, tmp_path: Path) -> None:
     address = only_json(ctl("--json", "create", "bob")[1])["address"]
     signature = only_json(ctl("sign", "bob", "--message", "m", "--json")[1])["signature"]
     backup_id = only_json(ctl("--json", "backup", "create", "bob")[1])["backup_id"]
@@ -141,7 +147,7 @@ def test_json_output_is_only_json(ctl, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- signing
 
 
-def test_sign_and_verify_hex_and_base64(ctl) -> None:
+def test_sign_and_verify_hex_and_base64(ctl: Ctl) -> None:
     ctl("create", "alice")
     code, out, _ = ctl("sign", "alice", "--message", "hello")
     hex_sig = out.strip()
@@ -162,7 +168,9 @@ def test_sign_and_verify_hex_and_base64(ctl) -> None:
     assert "hex or base64" in err
 
 
-def test_message_from_file_and_stdin_is_raw_bytes(ctl, sock, tmp_path, monkeypatch) -> None:
+def test_message_from_file_and_stdin_is_raw_bytes(
+    ctl: Ctl, sock: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ctl("create", "alice")
     data = b"\xff\x00not utf-8\r\n"
     with WalletClient(sock) as client:
@@ -182,7 +190,7 @@ def test_message_from_file_and_stdin_is_raw_bytes(ctl, sock, tmp_path, monkeypat
     assert "not allowed with" in err
 
 
-def test_sign_batch_lines_and_json(ctl, sock, tmp_path) -> None:
+def test_sign_batch_lines_and_json(ctl: Ctl, sock: str, tmp_path: Path) -> None:
     address = ctl("create", "alice")[1].strip()
     messages = [b"one", b"", b"\xfe three"]
     lines = tmp_path / "batch.txt"
@@ -212,7 +220,7 @@ def test_sign_batch_lines_and_json(ctl, sock, tmp_path) -> None:
 # --------------------------------------------------------------------------- rotation
 
 
-def test_rotation_commands(ctl) -> None:
+def test_rotation_commands(ctl: Ctl) -> None:
     old = ctl("create", "alice")[1].strip()
     code, out, _ = ctl("rotate", "alice", "--reason", "routine")
     new = out.strip()
@@ -253,7 +261,7 @@ def test_rotation_commands(ctl) -> None:
 # --------------------------------------------------------------------------- backups
 
 
-def test_backup_commands(ctl) -> None:
+def test_backup_commands(ctl: Ctl) -> None:
     ctl("create", "alice")
     code, out, _ = ctl("backup", "create", "alice", "--metadata", '{"where": "vault"}')
     backup_id = out.strip()
@@ -284,7 +292,9 @@ def test_backup_commands(ctl) -> None:
     assert "JSON object" in err
 
 
-def test_tampered_backup_and_broken_audit_chain(daemon, capsys) -> None:
+def test_tampered_backup_and_broken_audit_chain(
+    daemon: DaemonFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
     """On disk state (not ephemeral), so a backup file and an audit row can be edited."""
     proc = daemon().start()
     sock = str(proc.socket_path)
@@ -331,7 +341,7 @@ def test_tampered_backup_and_broken_audit_chain(daemon, capsys) -> None:
 # --------------------------------------------------------------------------- audit
 
 
-def test_audit_listing(ctl) -> None:
+def test_audit_listing(ctl: Ctl) -> None:
     ctl("create", "alice")
     ctl("create", "bob")
     code, out, _ = ctl("audit")
@@ -356,7 +366,7 @@ def test_audit_listing(ctl) -> None:
 # --------------------------------------------------------------------------- exit codes
 
 
-def test_usage_errors_exit_2(ctl, capsys) -> None:
+def test_usage_errors_exit_2(ctl: Ctl, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == ExitCode.USAGE
     assert "usage: walletctl" in capsys.readouterr().err
     for argv in (
@@ -371,7 +381,7 @@ def test_usage_errors_exit_2(ctl, capsys) -> None:
         assert "error:" in err, argv
 
 
-def test_unreachable_daemon_exits_3(ctl, tmp_path) -> None:
+def test_unreachable_daemon_exits_3(ctl: Ctl, tmp_path: Path) -> None:
     missing = str(tmp_path / "nothing.sock")
     code, out, err = ctl("status", socket_path=missing)
     assert (code, out) == (ExitCode.UNREACHABLE, "")
@@ -401,7 +411,7 @@ sys.exit(main(sys.argv[3:]))
 """
 
 
-def test_another_uids_wallet_is_refused_exit_4(ctl, sock) -> None:
+def test_another_uids_wallet_is_refused_exit_4(ctl: Ctl, sock: str) -> None:
     ctl("create", "alice")
     nobody = [str(NOBODY.pw_uid), str(NOBODY.pw_gid)]
     child = subprocess.run(
@@ -432,7 +442,9 @@ def test_another_uids_wallet_is_refused_exit_4(ctl, sock) -> None:
 # --------------------------------------------------------------------------- help
 
 
-def _command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
+def _command_paths(
+    parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[str, ...]]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
@@ -440,7 +452,7 @@ def _command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
                 yield from _command_paths(sub, (*prefix, name))
 
 
-def test_every_subcommand_has_help(capsys) -> None:
+def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     paths = list(_command_paths(build_parser()))
     assert ("backup", "verify") in paths
     assert ("ritual", "register") in paths
@@ -457,7 +469,7 @@ def test_every_subcommand_has_help(capsys) -> None:
 # --------------------------------------------------------------------------- console script
 
 
-def test_console_script(sock) -> None:
+def test_console_script(sock: str) -> None:
     created = run_script("--socket", sock, "--json", "create", "carol")
     assert created.returncode == 0
     assert created.stderr == b""
@@ -485,7 +497,7 @@ def test_console_script(sock) -> None:
     assert gone.stdout == b""
 
 
-def test_console_script_survives_a_closed_pipe(sock, tmp_path) -> None:
+def test_console_script_survives_a_closed_pipe(sock: str, tmp_path: Path) -> None:
     with WalletClient(sock) as client:
         client.create_wallet("dave")
     batch = tmp_path / "many.txt"

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,9 @@ from wallet_client import WalletClient, hash_response
 from wallet_client.exitcodes import ExitCode
 from wallet_client.walletctl import main
 
-from .support import ROOT
+from .support import ROOT, Ctl, DaemonFactory
+
+pytestmark = pytest.mark.slow
 
 WALLETCTL = Path(sys.executable).parent / "walletctl"
 
@@ -32,14 +35,14 @@ PET, CITY = "Rex the 3rd", "Zürich, old town"  # the answers; they must never b
 
 
 @pytest.fixture
-def sock(daemon, open_tmp: Path) -> str:
+def sock(daemon: DaemonFactory, open_tmp: Path) -> str:
     config = open_tmp / "walletd.toml"
     config.write_text("max_attempts = 2\nscrypt_n = 1024\n")  # quick scrypt, quick lockout
     return str(daemon("--config", str(config), ephemeral=True).start().socket_path)
 
 
 @pytest.fixture
-def ctl(capsys, sock):
+def ctl(capsys: pytest.CaptureFixture[str], sock: str) -> Ctl:
     def run(*argv: str) -> tuple[int, str, str]:
         code = main(["--socket", sock, *argv])
         captured = capsys.readouterr()
@@ -114,7 +117,7 @@ class Terminal:
 
 
 @pytest.fixture
-def terminal():
+def terminal() -> Iterator[Callable[..., Terminal]]:
     opened: list[Terminal] = []
 
     def start(*argv: str) -> Terminal:
@@ -133,7 +136,9 @@ def assert_no_answers(*shown: str | bytes) -> None:
             assert answer.encode() not in data, (answer, data)
 
 
-def recover(terminal, sock: str, *answers: str, extra: tuple[str, ...] = ()) -> tuple:
+def recover(
+    terminal: Callable[..., Terminal], sock: str, *answers: str, extra: tuple[str, ...] = ()
+) -> tuple[int, str, str]:
     term = terminal("--socket", sock, *extra, "recover", "alice")
     term.expect("2 question(s)")
     term.expect("[1/2] Name of your first pet? ")
@@ -145,7 +150,9 @@ def recover(terminal, sock: str, *answers: str, extra: tuple[str, ...] = ()) -> 
     return code, out, term.screen.decode()
 
 
-def test_register_and_recover_on_a_terminal(ctl, sock, terminal) -> None:
+def test_register_and_recover_on_a_terminal(
+    ctl: Ctl, sock: str, terminal: Callable[..., Terminal]
+) -> None:
     old = ctl("create", "alice")[1].strip()
 
     term = terminal("--socket", sock, "ritual", "register", "alice")
@@ -225,7 +232,7 @@ def test_register_and_recover_on_a_terminal(ctl, sock, terminal) -> None:
     assert ctl("ritual", "remove", "alice")[:2] == (0, "removed\n")
 
 
-def test_register_from_a_file_never_takes_answers(ctl, sock, tmp_path) -> None:
+def test_register_from_a_file_never_takes_answers(ctl: Ctl, sock: str, tmp_path: Path) -> None:
     ctl("create", "alice")
     steps = tmp_path / "steps.json"
     steps.write_text(json.dumps([{"prompt": "Pet?", "expected_response_hash": hash_response(PET)}]))
@@ -250,7 +257,7 @@ def test_register_from_a_file_never_takes_answers(ctl, sock, tmp_path) -> None:
     assert_no_answers(err)
 
 
-def test_ritual_refusals(ctl) -> None:
+def test_ritual_refusals(ctl: Ctl) -> None:
     # No wallet: refused before anything is asked (stdin is not even read).
     code, out, err = ctl("ritual", "register", "ghost")
     assert (code, out) == (ExitCode.REFUSED, "")

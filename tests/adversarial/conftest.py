@@ -31,8 +31,7 @@ def make_daemon(open_tmp: Path) -> Iterator[Callable[..., DaemonProcess]]:
 
     yield make
     for daemon in made:
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.kill()
+        daemon.kill_if_running()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -20,9 +19,9 @@ from typing import Any
 import msgspec
 
 from wallet_client import errors as errors
-from walletd_wire.framing import FrameDecoder, encode_frame
+from walletd_wire.framing import FrameDecoder
 
-from ..support import ROOT, DaemonProcess, daemon_process
+from ..support import HELLO, ROOT, DaemonProcess, daemon_process
 from .agent import decode, encode
 
 AGENT = Path(__file__).resolve().parent / "agent.py"
@@ -160,13 +159,6 @@ def tracebacks(daemon: DaemonProcess, after: int = 0) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- raw frames
 
 
-def request_frame(op: str, request_id: int = 1, **fields: Any) -> bytes:
-    return encode_frame(msgspec.msgpack.encode({"op": op, "id": request_id, **fields}))
-
-
-HELLO = request_frame("hello")
-
-
 def raw_connect(path: Path | str, timeout: float = 10.0) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
@@ -200,10 +192,6 @@ def roundtrip(sock: socket.socket, frame: bytes = HELLO) -> dict[str, Any]:
     responses, _closed = read_responses(sock, 1)
     assert responses, "the daemon closed the connection instead of answering"
     return responses[0]
-
-
-def prefix(length: int) -> bytes:
-    return struct.pack(">I", length)
 
 
 @contextlib.contextmanager

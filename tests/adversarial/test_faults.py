@@ -40,7 +40,7 @@ from ..support import ROOT, DaemonProcess
 from . import figures
 from .harness import BASE_CONFIG, tracebacks
 
-pytestmark = [pytest.mark.fuzz, pytest.mark.slow]
+pytestmark = [pytest.mark.fuzz, pytest.mark.slow, pytest.mark.root]
 
 ROUNDS = 25 if figures.LONG_FUZZ else 3
 WRITERS = 4

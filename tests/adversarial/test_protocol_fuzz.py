@@ -26,10 +26,9 @@ from hypothesis import strategies as st
 
 from wallet_client import WalletClient
 
-from ..support import DaemonProcess
+from ..support import HELLO, DaemonProcess
 from . import figures
 from .harness import (
-    HELLO,
     NOBODY_UID,
     effective_uid,
     raw_connect,
@@ -40,7 +39,7 @@ from .harness import (
 )
 from .wire import check_response, expected, streams
 
-pytestmark = [pytest.mark.fuzz, pytest.mark.slow]
+pytestmark = [pytest.mark.fuzz, pytest.mark.slow, pytest.mark.root]
 
 MAX_FRAME = 16384
 CASES = 5000 if figures.LONG_FUZZ else 300

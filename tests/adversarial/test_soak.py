@@ -29,9 +29,10 @@ import trio
 from wallet_client import AsyncWalletClient, RitualStep, WalletError, hash_response
 from walletd_wire.framing import FrameDecoder
 
-from ..support import ROOT, DaemonProcess
+from ..support import ROOT, DaemonProcess, request_frame
+from ..support import length_prefix as prefix
 from . import figures
-from .harness import event_counts, prefix, request_frame, rss_kib, tracebacks
+from .harness import event_counts, rss_kib, tracebacks
 
 pytestmark = [pytest.mark.soak, pytest.mark.slow]
 

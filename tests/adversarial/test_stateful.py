@@ -35,7 +35,7 @@ from ..support import DaemonProcess
 from . import figures
 from .harness import NOBODY_UID, OTHER_UID, Agent
 
-pytestmark = [pytest.mark.fuzz, pytest.mark.slow]
+pytestmark = [pytest.mark.fuzz, pytest.mark.slow, pytest.mark.root]
 
 ROOT = 0
 ACTORS = (ROOT, NOBODY_UID, OTHER_UID)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import walletd_wire as wire
 from walletd_wire.framing import FrameDecoder, FrameTooLargeError, encode_frame
 
-from .harness import prefix
+from ..support import length_prefix as prefix
 
 #: Error codes walletd may answer a hostile frame with; ``internal`` is a bug, never expected.
 ALLOWED_CODES = frozenset(str(c) for c in wire.ErrorCode) - {"internal"}
