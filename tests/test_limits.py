@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 import trio
+from trio.testing import MockClock
 
 from wallet_client import AsyncWalletClient
 from walletd.config import Config
@@ -67,10 +68,14 @@ async def roundtrip(stream: trio.SocketStream, frame: bytes = HELLO) -> dict[str
 
 
 # --------------------------------------------------------------------------- idle_timeout
+#
+# The timeout tests run on trio's MockClock with autojump: the daemon reads trio's clock
+# (connections and the reaper), so an idle, slow or non-reading peer meets its timeout as
+# soon as everything is waiting, in virtual time, without the test waiting real seconds.
 
 
 async def test_idle_connection_is_closed(
-    start_server: StartServer, make_config: MakeConfig
+    start_server: StartServer, make_config: MakeConfig, autojump_clock: MockClock
 ) -> None:
     server: Server = await start_server(make_config(ephemeral=True, idle_timeout=0.3))
     async with await trio.open_unix_socket(server.config.socket) as stream:
@@ -80,7 +85,7 @@ async def test_idle_connection_is_closed(
 
 
 async def test_busy_connection_is_not_closed(
-    start_server: StartServer, make_config: MakeConfig
+    start_server: StartServer, make_config: MakeConfig, autojump_clock: MockClock
 ) -> None:
     server: Server = await start_server(make_config(ephemeral=True, idle_timeout=0.5))
     async with await trio.open_unix_socket(server.config.socket) as stream:
@@ -98,7 +103,7 @@ async def test_busy_connection_is_not_closed(
 
 
 async def test_slow_loris_is_dropped_and_stalls_nobody(
-    start_server: StartServer, make_config: MakeConfig
+    start_server: StartServer, make_config: MakeConfig, autojump_clock: MockClock
 ) -> None:
     config = make_config(ephemeral=True, frame_timeout=0.5, idle_timeout=60)
     await start_server(config)
@@ -131,7 +136,7 @@ async def test_slow_loris_is_dropped_and_stalls_nobody(
 
 
 async def test_fast_frame_within_frame_timeout_is_fine(
-    start_server: StartServer, make_config: MakeConfig
+    start_server: StartServer, make_config: MakeConfig, autojump_clock: MockClock
 ) -> None:
     server: Server = await start_server(make_config(ephemeral=True, frame_timeout=1.0))
     async with await trio.open_unix_socket(server.config.socket) as stream:
@@ -142,7 +147,7 @@ async def test_fast_frame_within_frame_timeout_is_fine(
 
 
 async def test_partial_prefix_counts_as_a_started_frame(
-    start_server: StartServer, make_config: MakeConfig
+    start_server: StartServer, make_config: MakeConfig, autojump_clock: MockClock
 ) -> None:
     # One byte of a prefix, then silence: the frame timeout applies, not the idle timeout.
     server: Server = await start_server(
@@ -157,7 +162,7 @@ async def test_partial_prefix_counts_as_a_started_frame(
 
 
 async def test_reader_that_never_reads_is_dropped(
-    start_server: StartServer, make_config: MakeConfig
+    start_server: StartServer, make_config: MakeConfig, autojump_clock: MockClock
 ) -> None:
     config = make_config(ephemeral=True, write_timeout=0.5, idle_timeout=60)
     server: Server = await start_server(config)

@@ -21,7 +21,6 @@ import contextlib
 import itertools
 import signal
 import socket
-import time
 from collections.abc import AsyncIterator, Callable
 
 import msgspec
@@ -253,7 +252,7 @@ class Server:
                     1.0, config.frame_timeout / 4, config.idle_timeout / 4, config.write_timeout / 4
                 )
             )
-            self.reap(time.monotonic())
+            self.reap(trio.current_time())
 
     async def _flusher(self) -> None:
         while True:
