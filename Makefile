@@ -2,16 +2,26 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --quiet
 SOCKET := $(CURDIR)/.walletd/walletd.sock
 
-.PHONY: install run test lint format generate bench bench-check bench-baseline fuzz soak clean
+.PHONY: install lock run test lint format generate bench bench-check bench-baseline fuzz soak clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Installs come from the hashed lock files (requirements.lock: the daemon and clients;
+# requirements-dev.lock: the same plus test and lint tools). `make lock` rewrites both from
+# pyproject.toml's ranges; commit them together with the change that moved them.
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,lint]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
+
+lock: install
+	$(BIN)/pip install --quiet --disable-pip-version-check 'uv>=0.5'
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra lint $(LOCK_FLAGS) -o requirements-dev.lock
 
 run: install
 	@echo "walletd: state and socket under ./.walletd/ (Ctrl-C stops it)."
