@@ -64,6 +64,35 @@ def test_any_split_yields_the_same_frames(frames: list[bytes], cuts: list[int]) 
     assert not decoder.in_frame
 
 
+@settings(max_examples=200)
+@given(
+    frames=st.lists(st.binary(max_size=300), min_size=1, max_size=8),
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=20),
+    initial=st.sampled_from([8, 64, 1 << 16]),
+)
+def test_any_split_received_in_place_yields_the_same_views(
+    frames: list[bytes], cuts: list[int], initial: int
+) -> None:
+    """The daemon's zero-copy path: recv_buffer / received / complete_views, as the connection
+    uses them, with buffers small enough to grow and shrink mid-stream."""
+    stream = b"".join(encode_frame(f) for f in frames)
+    points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
+    decoder = FrameDecoder(initial_bytes=initial)
+    got: list[bytes] = []
+    for a, b in itertools.pairwise(points):
+        chunk = stream[a:b]
+        while chunk:
+            space = decoder.recv_buffer()
+            n = min(len(space), len(chunk))
+            space[:n] = chunk[:n]
+            decoder.received(n)
+            chunk = chunk[n:]
+            got.extend(bytes(view) for view in decoder.complete_views())  # before the next read
+    assert got == frames
+    assert not decoder.in_frame
+    assert decoder.oversized is None
+
+
 def test_split_at_every_byte_boundary() -> None:
     # Deterministic companion to the property: every single cut point, and one byte at a time.
     frames = [b"", b"a", b"hello world", bytes(range(256)), b""]

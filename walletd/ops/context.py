@@ -65,7 +65,7 @@ class Context:
         if wallet is None:
             check_user_id(user_id)  # a malformed id is invalid_argument, not "not found"
             raise not_found(f"no wallet for user {user_id!r}")
-        if wallet.owner_uid != peer.uid and not peer.is_admin:
+        if not peer.may_use(wallet.owner_uid):
             raise forbidden(f"the wallet of user {user_id!r} belongs to another uid")
         return wallet
 
