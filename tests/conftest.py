@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -19,6 +20,16 @@ from walletd.ops.daemon import build_daemon
 from walletd.server.serve import Server
 
 from .support import DaemonProcess, daemon_process
+
+# eth-account (a test-only oracle) raises the interpreter's recursion limit to 100 000 when it
+# is imported. msgspec bounds decoding depth by that limit, so with it a deeply nested frame
+# overflows the C stack (a segfault) instead of raising the RecursionError the daemon turns
+# into bad_request (tests/test_errors.py). The daemon never imports eth-account; import it
+# here, first, and put the default limit back for every test.
+_RECURSION_LIMIT = sys.getrecursionlimit()
+import eth_account  # noqa: E402, F401
+
+sys.setrecursionlimit(_RECURSION_LIMIT)
 
 # Fast scrypt for tests; the production default (n=2**14) is exercised in test_ritual.
 FAST_SCRYPT = {"scrypt_n": 2**10}
