@@ -14,7 +14,7 @@ import pytest
 from wallet_client import RitualStep, WalletClient
 from walletd.config import Config
 from walletd.model.keys import signer_for
-from walletd.ops.daemon import open_store
+from walletd.storage.loader import open_store
 
 from ..test_eip712 import mail
 from .harness import raw_connect, read_responses, request_frame
