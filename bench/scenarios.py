@@ -141,6 +141,20 @@ def ssh_sign(server: Server) -> Workload:
     return ssh_sign_workload(server.ssh_key_blob)
 
 
+# The public-key wallets walletd's bench server creates beside BENCH_USER (bench.servers).
+def sign_ed25519(server: Server) -> Workload:
+    return sign_workload(f"{BENCH_USER}-ed25519")
+
+
+def sign_secp256k1(server: Server) -> Workload:
+    """EIP-191 ``personal_sign``: sign_message on a secp256k1 wallet."""
+    return sign_workload(f"{BENCH_USER}-secp256k1")
+
+
+def sign_batch_256_ed25519(server: Server) -> Workload:
+    return batch_workload(f"{BENCH_USER}-ed25519", 256)
+
+
 # --- servers ----------------------------------------------------------------------------------
 
 
@@ -191,6 +205,12 @@ SEQUENTIAL_P50_MAX = 1.10
 PARALLEL_MIN = 0.95
 CONN16_P99_MAX_US = 1000.0
 BATCH_MIN_SIGS = 300_000
+# Issue 14: Ed25519 >= 15x ssh-agent's ed25519 rate (its ~520 us of server CPU per signature
+# against OpenSSL's ~19 us), sequentially and at 16 connections; secp256k1 EIP-191 pipelined
+# >= 10,000 sig/s; sign_batch of 256 Ed25519 messages >= 40,000 sig/s.
+ED25519_VS_SSH_MIN = 15.0
+SECP256K1_PIPELINED_MIN_SIGS = 10_000
+ED25519_BATCH_MIN_SIGS = 40_000
 
 _SIGN = Leg(WALLETD, sign)
 _REF = Leg(REFERENCE, sign)
@@ -250,6 +270,38 @@ SCENARIOS: dict[str, Scenario] = {
             "(e) ssh-agent ed25519 sign, 1 conn, seq.",
             Shape(1, 1, 1),
             Leg(SSH_AGENT, ssh_sign),
+        ),
+        Scenario(
+            "ed25519",
+            "(f) Ed25519 sign vs ssh-agent, 1 conn, seq.",
+            Shape(1, 1, 1),
+            Leg(WALLETD, sign_ed25519),
+            anchor=Leg(SSH_AGENT, ssh_sign),
+            goals=(Goal("rate", ED25519_VS_SSH_MIN, True, versus=SSH_AGENT, headline=True),),
+        ),
+        Scenario(
+            "ed25519-16",
+            "(g) Ed25519 sign vs ssh-agent, 16 conns / 4 procs",
+            Shape(4, 4, 1),
+            Leg(WALLETD, sign_ed25519),
+            anchor=Leg(SSH_AGENT, ssh_sign),
+            goals=(Goal("rate", ED25519_VS_SSH_MIN, True, versus=SSH_AGENT, headline=True),),
+        ),
+        Scenario(
+            "secp256k1",
+            "(h) secp256k1 EIP-191 sign, 1 conn, pipelined x64",
+            Shape(1, 1, 64),
+            Leg(WALLETD, sign_secp256k1),
+            goals=(Goal("rate", SECP256K1_PIPELINED_MIN_SIGS, True),),
+            unit="sig/s",
+        ),
+        Scenario(
+            "ed25519-batch",
+            "(i) sign_batch 256 x 64 B Ed25519, 1 conn",
+            Shape(1, 1, 1),
+            Leg(WALLETD, sign_batch_256_ed25519),
+            goals=(Goal("rate", ED25519_BATCH_MIN_SIGS, True),),
+            unit="sig/s",
         ),
     )
 }

@@ -20,6 +20,8 @@ from bench.wire import BenchError, Protocol, create_wallet, ssh_identities
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BENCH_USER = "bench"
+# One wallet per public-key type beside the HMAC one, named by its type (bench.scenarios).
+BENCH_KEY_TYPES = ("ed25519", "secp256k1")
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -194,6 +196,8 @@ def _ready_or_stop(server: Server, timeout: float, create: bool = False) -> None
         wait_ready(server.socket_path, server.process, server.log, timeout)
         if create:
             create_wallet(server.socket_path, BENCH_USER)
+            for key_type in BENCH_KEY_TYPES:
+                create_wallet(server.socket_path, f"{BENCH_USER}-{key_type}", key_type)
     except BaseException:
         server.stop()
         raise

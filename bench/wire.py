@@ -113,7 +113,8 @@ def check_result(payload: bytes | bytearray, items: int) -> None:
     if len(signed) != items:
         raise BenchError(f"{len(signed)} signatures for {items} messages")
     for item in signed:
-        if len(item.get("signature") or b"") != 32 or not item.get("address"):
+        # HMAC-SHA256: 32 bytes; Ed25519: 64; secp256k1 (r || s || v): 65.
+        if len(item.get("signature") or b"") not in (32, 64, 65) or not item.get("address"):
             raise BenchError(f"malformed signature result: {item!r}")
 
 
@@ -160,8 +161,8 @@ def call(path: str, request: Request, timeout: float = 10.0) -> Any:
     return msgspec.msgpack.decode(response.result)
 
 
-def create_wallet(path: str, user_id: str) -> str:
-    result = call(path, CreateWallet(id=1, user_id=user_id))
+def create_wallet(path: str, user_id: str, key_type: str = "hmac-sha256") -> str:
+    result = call(path, CreateWallet(id=1, user_id=user_id, key_type=key_type))
     return str(result["address"])
 
 

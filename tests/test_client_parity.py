@@ -35,6 +35,7 @@ METHOD_FOR_OP: dict[str, str] = {}
 # Public methods that are no op of their own, each with why it exists.
 EXTRA_METHODS: dict[str, str] = {
     "recover": "initiate_recovery that returns the new address and raises on a wrong answer",
+    "sign_message_detailed": "sign_message returning the key type and version with the signature",
 }
 
 # Methods whose names differ by flavour, as Python's protocols want: trio -> blocking.

@@ -22,14 +22,14 @@ H = "a" * 64  # a SHA-256 hex
 EXAMPLES: dict[str, wire.Request] = {
     "hello": wire.Hello(id=1),
     "status": wire.Status(id=2),
-    "create_wallet": wire.CreateWallet(id=3, user_id="alice"),
+    "create_wallet": wire.CreateWallet(id=3, user_id="alice", key_type="ed25519"),
     "get_wallet_address": wire.GetWalletAddress(id=4, user_id="alice"),
     "has_wallet": wire.HasWallet(id=5, user_id="alice"),
     "list_wallets": wire.ListWallets(id=6),
     "delete_wallet": wire.DeleteWallet(id=7, user_id="alice"),
     "sign_message": wire.SignMessage(id=8, user_id="alice", message=b"\x00\xffhi"),
     "verify_signature": wire.VerifySignature(
-        id=9, user_id="alice", message=b"m", signature=b"\x01" * 32
+        id=9, user_id="alice", message=b"m", signature=b"\x01" * 32, version=2
     ),
     "sign_batch": wire.SignBatch(id=10, user_id="alice", messages=[b"a", b"", b"\x00"]),
     "verify_batch": wire.VerifyBatch(
@@ -62,6 +62,10 @@ EXAMPLES: dict[str, wire.Request] = {
     "is_locked": wire.IsLocked(id=30, user_id="alice"),
     "initiate_recovery": wire.InitiateRecovery(id=31, user_id="alice", responses=[H]),
     "reset_attempts": wire.ResetAttempts(id=32, user_id="alice"),
+    "get_public_key": wire.GetPublicKey(id=33, user_id="alice", version=1),
+    "sign_typed_data": wire.SignTypedData(
+        id=34, user_id="alice", typed_data={"types": {}, "primaryType": "Mail"}
+    ),
 }
 
 encoder = msgspec.msgpack.Encoder()
@@ -169,11 +173,13 @@ SIGN_REQUEST_HEX = (
     "0000003284a26f70ac7369676e5f6d657373616765a7757365725f6964a5616c696365a76d657373616765"
     "c40568656c6c6fa2696402"
 )
-# {"id": 2, "ok": true, "result": {"signature": bytes(range(32)), "address": "0x" + "ab" * 16}}
+# {"id": 2, "ok": true, "result": {"signature": bytes(range(32)), "address": "0x" + "ab" * 16,
+#  "key_type": "hmac-sha256", "version": 1}}
 SIGN_RESPONSE_HEX = (
-    "0000006983a2696402a26f6bc3a6726573756c7482a97369676e6174757265c420"
+    "0000008783a2696402a26f6bc3a6726573756c7484a97369676e6174757265c420"
     "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
     "a761646472657373d92230786162616261626162616261626162616261626162616261626162616261626162"
+    "a86b65795f74797065ab686d61632d736861323536a776657273696f6e01"
 )
 # What walletd answers to SIGN_REQUEST when alice has no wallet (error id echoes the request).
 NOT_FOUND_RESPONSE_HEX = (

@@ -407,7 +407,11 @@ async def test_store_work_runs_in_worker_threads_one_at_a_time(tmp_path: Path) -
 
 
 def _downgrade_to_v1(db: Path) -> None:
-    """Make ``db`` what walletd 1 wrote: schema version 1, without version 2's column."""
+    """Make ``db`` what walletd 1 wrote: schema version 1, without the later columns and
+    tables, its keys sealed with the first associated-data format."""
+    from tests.legacy_db import downgrade_to_v2
+
+    downgrade_to_v2(db)
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("ALTER TABLE wallets DROP COLUMN reserved_count")
     conn.execute("PRAGMA user_version = 1")
@@ -416,7 +420,7 @@ def _downgrade_to_v1(db: Path) -> None:
 
 @pytest.mark.slow
 def test_an_older_database_is_migrated_only_after_every_check(daemon: DaemonFactory) -> None:
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
         signatures = {}
@@ -444,7 +448,7 @@ def test_an_older_database_is_migrated_only_after_every_check(daemon: DaemonFact
     before = snapshot(proc.state_dir)
     checked = walletd_cli("check", "--state-dir", str(proc.state_dir), "--json")
     assert checked.returncode == 0, checked.stdout
-    assert "migrates it to 2" in json.loads(checked.stdout)["schema_version"]
+    assert "migrates it to 3" in json.loads(checked.stdout)["schema_version"]
     assert snapshot(proc.state_dir) == before  # check reads a migrated copy in memory
 
     proc.start()
@@ -454,10 +458,10 @@ def test_an_older_database_is_migrated_only_after_every_check(daemon: DaemonFact
     assert proc.stop() == 0
     store = Store.open_readonly(db)
     try:
-        assert store.pragmas()["user_version"] == 2
-        assert store.query("SELECT user_id, reserved_count FROM wallets ORDER BY user_id") == [
-            ("alice", 0),
-            ("bob", 0),
-        ]
+        assert store.pragmas()["user_version"] == 3
+        assert store.query(
+            "SELECT user_id, reserved_count, key_type, key_version, seal_format FROM wallets"
+            " ORDER BY user_id"
+        ) == [("alice", 0, "hmac-sha256", 1, 1), ("bob", 0, "hmac-sha256", 1, 1)]
     finally:
         store.close()

@@ -78,8 +78,16 @@ def status() -> Call[wire.StatusResult]:
     return _call(wire.Status(id=0), wire.StatusResult, _same)
 
 
-def create_wallet(user_id: str) -> Call[str]:
-    return _call(wire.CreateWallet(id=0, user_id=user_id), wire.AddressResult, _address)
+def create_wallet(user_id: str, key_type: str = "hmac-sha256") -> Call[str]:
+    return _call(
+        wire.CreateWallet(id=0, user_id=user_id, key_type=key_type), wire.AddressResult, _address
+    )
+
+
+def get_public_key(user_id: str, version: int | None = None) -> Call[wire.PublicKeyResult]:
+    return _call(
+        wire.GetPublicKey(id=0, user_id=user_id, version=version), wire.PublicKeyResult, _same
+    )
 
 
 def get_wallet_address(user_id: str) -> Call[str | None]:
@@ -105,9 +113,44 @@ def sign_message(user_id: str, message: bytes) -> Call[bytes]:
     return _call(request, wire.SignatureResult, lambda r: r.signature)
 
 
-def verify_signature(user_id: str, message: bytes, signature: bytes) -> Call[bool]:
+def sign_message_detailed(user_id: str, message: bytes) -> Call[wire.SignatureResult]:
+    request = wire.SignMessage(id=0, user_id=user_id, message=bytes(message))
+    return _call(request, wire.SignatureResult, _same)
+
+
+# MessagePack integers are at most 64 bits; EIP-712's uint256 and int256 are not. Larger
+# values travel as decimal strings, which EIP-712 (and walletd) read as the same integer.
+_MSGPACK_INT_MIN, _MSGPACK_INT_MAX = -(2**63), 2**64 - 1
+
+
+def _wire_typed_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and not _MSGPACK_INT_MIN <= value <= _MSGPACK_INT_MAX:
+        return str(value)
+    if isinstance(value, Mapping):
+        return {key: _wire_typed_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_wire_typed_value(item) for item in value]
+    return value
+
+
+def sign_typed_data(user_id: str, typed_data: Mapping[str, Any]) -> Call[bytes]:
+    request = wire.SignTypedData(
+        id=0, user_id=user_id, typed_data=_wire_typed_value(dict(typed_data))
+    )
+    return _call(request, wire.SignatureResult, lambda r: r.signature)
+
+
+def verify_signature(
+    user_id: str, message: bytes, signature: bytes, version: int | None = None
+) -> Call[bool]:
     request = wire.VerifySignature(
-        id=0, user_id=user_id, message=bytes(message), signature=bytes(signature)
+        id=0,
+        user_id=user_id,
+        message=bytes(message),
+        signature=bytes(signature),
+        version=version,
     )
     return _call(request, wire.ValidResult, lambda r: r.valid)
 
@@ -117,10 +160,12 @@ def sign_batch(user_id: str, messages: Sequence[bytes]) -> Call[list[wire.Signed
     return _call(request, wire.SignBatchResult, lambda r: r.items)
 
 
-def verify_batch(user_id: str, items: Iterable[tuple[bytes, bytes]]) -> Call[list[bool]]:
+def verify_batch(
+    user_id: str, items: Iterable[tuple[bytes, bytes]], version: int | None = None
+) -> Call[list[bool]]:
     pairs = [wire.VerifyItem(bytes(message), bytes(signature)) for message, signature in items]
     return _call(
-        wire.VerifyBatch(id=0, user_id=user_id, items=pairs),
+        wire.VerifyBatch(id=0, user_id=user_id, items=pairs, version=version),
         wire.VerifyBatchResult,
         lambda r: r.valid,
     )

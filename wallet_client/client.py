@@ -135,8 +135,14 @@ class WalletClient:
     def status(self) -> wire.StatusResult:
         return self._call(calls.status())
 
-    def create_wallet(self, user_id: str) -> str:
-        return self._call(calls.create_wallet(user_id))
+    def create_wallet(self, user_id: str, key_type: str = "hmac-sha256") -> str:
+        """A new wallet for ``user_id``; its address. ``key_type``: "hmac-sha256" (only walletd
+        verifies), "ed25519" or "secp256k1" (anyone verifies, see wallet_client.verify)."""
+        return self._call(calls.create_wallet(user_id, key_type))
+
+    def get_public_key(self, user_id: str, version: int | None = None) -> wire.PublicKeyResult:
+        """The public key of a public-key wallet: the current one, or an earlier ``version``."""
+        return self._call(calls.get_public_key(user_id, version))
 
     def get_wallet_address(self, user_id: str) -> str | None:
         return self._call(calls.get_wallet_address(user_id))
@@ -153,14 +159,29 @@ class WalletClient:
     def sign_message(self, user_id: str, message: bytes) -> bytes:
         return self._call(calls.sign_message(user_id, message))
 
-    def verify_signature(self, user_id: str, message: bytes, signature: bytes) -> bool:
-        return self._call(calls.verify_signature(user_id, message, signature))
+    def sign_message_detailed(self, user_id: str, message: bytes) -> wire.SignatureResult:
+        """Like sign_message, with the signing key's address, key type and version."""
+        return self._call(calls.sign_message_detailed(user_id, message))
+
+    def sign_typed_data(self, user_id: str, typed_data: Mapping[str, Any]) -> bytes:
+        """The EIP-712 signature (65 bytes r || s || v) of an ``eth_signTypedData_v4``
+        document, by a secp256k1 wallet. The daemon validates and hashes the document."""
+        return self._call(calls.sign_typed_data(user_id, typed_data))
+
+    def verify_signature(
+        self, user_id: str, message: bytes, signature: bytes, version: int | None = None
+    ) -> bool:
+        """Whether ``signature`` is the wallet's over ``message``, by its current key or by
+        key ``version`` (public-key wallets keep every version's public key)."""
+        return self._call(calls.verify_signature(user_id, message, signature, version))
 
     def sign_batch(self, user_id: str, messages: Sequence[bytes]) -> list[wire.SignedItem]:
         return self._call(calls.sign_batch(user_id, messages))
 
-    def verify_batch(self, user_id: str, items: Iterable[tuple[bytes, bytes]]) -> list[bool]:
-        return self._call(calls.verify_batch(user_id, items))
+    def verify_batch(
+        self, user_id: str, items: Iterable[tuple[bytes, bytes]], version: int | None = None
+    ) -> list[bool]:
+        return self._call(calls.verify_batch(user_id, items, version))
 
     def rotate_keys(self, user_id: str, reason: str = "manual") -> str:
         return self._call(calls.rotate_keys(user_id, reason))

@@ -15,6 +15,7 @@ from msgspec import Meta, Struct
 
 __all__ = [
     "MAX_BATCH_ITEMS",
+    "MAX_TYPED_DATA_KEYS",
     "OPS",
     "REQUEST_TYPES",
     "AnyRequest",
@@ -27,6 +28,7 @@ __all__ = [
     "DeleteWallet",
     "GetPolicy",
     "GetPrompts",
+    "GetPublicKey",
     "GetRemainingAttempts",
     "GetWalletAddress",
     "HasRitual",
@@ -49,6 +51,7 @@ __all__ = [
     "SetPolicy",
     "SignBatch",
     "SignMessage",
+    "SignTypedData",
     "Status",
     "UnregisterRitual",
     "VerifyBackup",
@@ -59,6 +62,11 @@ __all__ = [
 
 #: The largest number of items one ``sign_batch`` / ``verify_batch`` request may carry.
 MAX_BATCH_ITEMS: Final = 4096
+
+#: Top-level keys a ``sign_typed_data`` document may carry on the wire. EIP-712 has four;
+#: the bound is looser so that an extra key is refused by walletd_wire.eip712 with a message
+#: saying which keys are allowed (invalid_argument), not by the decoder (bad_request).
+MAX_TYPED_DATA_KEYS: Final = 16
 
 # msgspec bounds must fit an int64, so ids are 0 .. 2**63-1 (documented in PROTOCOL.md).
 Int63 = Annotated[int, Meta(ge=0, le=2**63 - 1)]
@@ -81,6 +89,7 @@ class Status(Request, tag="status"):
 
 class CreateWallet(Request, tag="create_wallet"):
     user_id: str
+    key_type: str = "hmac-sha256"  # or "ed25519", "secp256k1"; hello lists them
 
 
 class GetWalletAddress(Request, tag="get_wallet_address"):
@@ -108,6 +117,20 @@ class VerifySignature(Request, tag="verify_signature"):
     user_id: str
     message: bytes
     signature: bytes
+    version: Int63 | None = None  # the key version to check against; None: the current one
+
+
+class GetPublicKey(Request, tag="get_public_key"):
+    user_id: str
+    version: Int63 | None = None  # None: the current key
+
+
+class SignTypedData(Request, tag="sign_typed_data"):
+    """EIP-712: the ``eth_signTypedData_v4`` document, decoded as a plain map and validated by
+    walletd_wire.eip712 (whose refusals are invalid_argument with a message saying why)."""
+
+    user_id: str
+    typed_data: Annotated[dict[str, Any], Meta(max_length=MAX_TYPED_DATA_KEYS)]
 
 
 class VerifyItem(Struct, forbid_unknown_fields=True):
@@ -123,6 +146,7 @@ class SignBatch(Request, tag="sign_batch"):
 class VerifyBatch(Request, tag="verify_batch"):
     user_id: str
     items: list[VerifyItem]
+    version: Int63 | None = None
 
 
 class RotateKeys(Request, tag="rotate_keys"):
@@ -261,6 +285,8 @@ AnyRequest = (
     | IsLocked
     | InitiateRecovery
     | ResetAttempts
+    | GetPublicKey
+    | SignTypedData
 )
 
 REQUEST_TYPES: Final[tuple[type[Request], ...]] = AnyRequest.__args__

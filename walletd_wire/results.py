@@ -28,6 +28,7 @@ __all__ = [
     "LockedResult",
     "NeedsRotationResult",
     "PromptsResult",
+    "PublicKeyResult",
     "RecoveryResult",
     "RemainingResult",
     "RemovedResult",
@@ -50,6 +51,7 @@ class HelloResult(Struct):
     protocol: int
     server: str
     ops: list[str]
+    key_types: list[str] = []
 
 
 class StatusResult(Struct):
@@ -72,6 +74,7 @@ class ExistsResult(Struct):
 
 class WalletsResult(Struct):
     wallets: dict[str, str]  # user_id -> address
+    key_types: dict[str, str] = {}  # user_id -> key type
 
 
 class DeletedResult(Struct):
@@ -81,6 +84,16 @@ class DeletedResult(Struct):
 class SignatureResult(Struct, gc=False):
     signature: bytes
     address: str  # the key that made it
+    key_type: str = "hmac-sha256"
+    version: int = 1  # which of the wallet's keys made it (get_public_key(version=...))
+
+
+class PublicKeyResult(Struct):
+    key_type: str
+    public_key: bytes  # Ed25519: 32 bytes; secp256k1: 33-byte compressed SEC1
+    address: str
+    version: int
+    created_at: float
 
 
 class ValidResult(Struct):
@@ -91,6 +104,7 @@ class SignedItem(Struct, omit_defaults=True):
     signature: bytes | None = None
     address: str | None = None  # which key signed this item (rotation may happen mid-batch)
     error: ErrorBody | None = None
+    version: int | None = None  # that key's version
 
 
 class SignBatchResult(Struct):

@@ -63,7 +63,26 @@ def field_values(targets: list[str]) -> dict[str, st.SearchStrategy[Any]]:
             max_size=3,
         ),
         "responses": st.lists(sha | st.text(max_size=70), max_size=3),
+        "key_type": st.sampled_from(["hmac-sha256", "ed25519", "secp256k1"]) | st.text(max_size=12),
+        "version": st.none() | st.integers(-2, 2**64 - 1),
+        "typed_data": st.dictionaries(
+            st.sampled_from(["types", "primaryType", "domain", "message"]) | st.text(max_size=6),
+            junk_for_typed_data(),
+            max_size=5,
+        ),
     }
+
+
+def junk_for_typed_data() -> st.SearchStrategy[Any]:
+    """Small maps, lists and leaves: a typed-data document's parts, mostly malformed."""
+    leaf = st.none() | st.booleans() | st.integers(INT64_MIN, UINT64_MAX) | st.text(max_size=12)
+    return st.recursive(
+        leaf,
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+        ),
+        max_leaves=10,
+    )
 
 
 def request_fields() -> dict[str, list[str]]:

@@ -6,32 +6,31 @@ layer changes it only after the store has committed the same change.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-import uuid
 from dataclasses import dataclass
 from hmac import compare_digest
 
-from walletd.model.signer import Signer, hmac_sha256_signer
+from walletd.model.key_material import (
+    KeyType,
+    PublicSigner,
+    key_hash,
+    message_signer,
+    new_address,
+    new_key,
+)
+from walletd.model.signer import Signer
 from walletd_wire import RotationPolicy
 
-__all__ = ["NO_LIMIT", "PolicyOverride", "Wallet", "WalletBook", "new_address", "new_key"]
+__all__ = [
+    "NO_LIMIT",
+    "PolicyOverride",
+    "Wallet",
+    "WalletBook",
+    "key_hash",
+    "new_address",
+    "new_key",
+]
 
-KEY_BYTES = 32
 NO_LIMIT = 1 << 62
-
-
-def new_key() -> bytearray:
-    return bytearray(secrets.token_bytes(KEY_BYTES))
-
-
-def new_address() -> str:
-    """``0x`` + the 32 lowercase hex digits of a uuid4, as in the library walletd replaces."""
-    return "0x" + uuid.uuid4().hex
-
-
-def key_hash(key: bytes | bytearray) -> str:
-    return hashlib.sha256(key).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,22 +52,29 @@ class PolicyOverride:
 
 
 class Wallet:
-    """One user's wallet. ``key`` is a bytearray so it can be zeroed when it is replaced."""
+    """One user's wallet. ``key`` is a bytearray so it can be zeroed when it is replaced.
+
+    ``signer`` is the one "sign this message" callable of the current key, whatever its type
+    (see walletd.model.key_material); ``version`` counts the wallet's keys, 1 at creation.
+    """
 
     __slots__ = (
+        "_public",
         "address",
         "created_at",
         "hard_limit",
-        "hmac",
         "key",
         "key_created_at",
+        "key_type",
         "override",
         "owner_uid",
         "policy",
         "quiet_end",
         "reserved",
         "signature_count",
+        "signer",
         "user_id",
+        "version",
         "warned",
     )
 
@@ -83,14 +89,20 @@ class Wallet:
         signature_count: int = 0,
         override: PolicyOverride | None = None,
         reserved: int = 0,
+        key_type: KeyType = KeyType.HMAC_SHA256,
+        version: int = 1,
     ) -> None:
         self.user_id = user_id
         self.address = address
         self.owner_uid = owner_uid
         self.key = key
-        # The HMAC pad states are built at the first signature, not at load: startup with many
-        # wallets stays fast and small, and idle wallets never hold them.
-        self.hmac: Signer = self._first_signature
+        self.key_type = key_type
+        self.version = version
+        # The signer (HMAC pad states, the Ed25519 or secp256k1 key object) is built at the
+        # first signature, not at load: startup with many wallets stays fast and small, and
+        # idle wallets never hold them.
+        self.signer: Signer = self._first_signature
+        self._public: PublicSigner | None = None
         self.created_at = created_at
         self.key_created_at = key_created_at
         # A reservation still on disk at load means walletd did not stop cleanly (a clean stop
@@ -126,34 +138,54 @@ class Wallet:
             self.quiet_end = NO_LIMIT
 
     def sign(self, message: bytes) -> bytes:
-        """HMAC-SHA256 of ``message``, counted. Callers check the policy (quiet_end) first."""
+        """The signature of ``message``, counted. Callers check the policy (quiet_end) first."""
         self.signature_count += 1
-        return self.hmac(message)
+        return self.signer(message)
 
     def discard_key(self) -> None:
-        """Zero the key and drop the hash states (OpenSSL clears them as they are freed).
+        """Zero the key and drop the signer (OpenSSL clears its copies as they are freed).
 
         This also breaks the wallet -> bound method -> wallet cycle of ``_first_signature``,
         so a deleted wallet is freed at once (objects from before gc.freeze() are never
         collected by the cycle collector)."""
         zero(self.key)
-        self.hmac = _discarded
+        self.signer = _discarded
+        self._public = None
+
+    def _build_signer(self) -> Signer:
+        sign, self._public = message_signer(self.key_type, self.key)
+        self.signer = sign
+        return sign
 
     def _first_signature(self, message: bytes) -> bytes:
-        sign = self.hmac = hmac_sha256_signer(self.key)
-        return sign(message)
+        return self._build_signer()(message)
+
+    def public_signer(self) -> PublicSigner:
+        """The current key's public-key signer; ValueError for an hmac-sha256 wallet."""
+        if self.key_type is KeyType.HMAC_SHA256:
+            raise ValueError("hmac-sha256 wallets have no public key")
+        if self._public is None:
+            self._build_signer()
+        assert self._public is not None
+        return self._public
 
     def verify(self, message: bytes, signature: bytes) -> bool:
-        return compare_digest(self.hmac(message), signature)
+        """Whether ``signature`` is the current key's over ``message``."""
+        if self.key_type is KeyType.HMAC_SHA256:
+            return compare_digest(self.signer(message), signature)
+        return self.public_signer().verify_message(message, signature)
 
     def mark_warned(self) -> None:
         self.warned = True
         self.requiet()
 
     def replace_key(self, key: bytearray, address: str, now: float) -> None:
+        """A rotation: the next version's key (same type); the old key is zeroed."""
         old = self.key
         self.key = key
-        self.hmac = self._first_signature
+        self.version += 1
+        self.signer = self._first_signature
+        self._public = None
         self.address = address
         self.key_created_at = now
         self.signature_count = 0

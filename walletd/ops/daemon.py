@@ -22,6 +22,7 @@ from walletd.ops.audit import AuditQueries
 from walletd.ops.backups import Backups, DirectoryVault, MemoryVault, Vault
 from walletd.ops.context import Context, default_policy
 from walletd.ops.dispatch import Dispatcher, OpFamilies
+from walletd.ops.keys import KeyOps
 from walletd.ops.recovery import Recovery
 from walletd.ops.rotation import Rotation
 from walletd.ops.signing import Signing
@@ -82,14 +83,16 @@ def _assemble(
     )
     vault: Vault = MemoryVault() if config.ephemeral else DirectoryVault(config.backups_path)
     rotation = Rotation(ctx)
+    signing = Signing(ctx, rotation)
     dispatcher = Dispatcher(
         OpFamilies(
             wallets=WalletOps(ctx),
-            signing=Signing(ctx, rotation),
+            signing=signing,
             rotation=rotation,
             backups=Backups(ctx, vault, state.subkeys[BACKUP_KEY]),
             recovery=Recovery(ctx, rotation),
             audit=AuditQueries(ctx, state.subkeys[AUDIT_KEY]),
+            keys=KeyOps(ctx, signing, rotation),
         )
     )
     log.info(

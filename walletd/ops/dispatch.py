@@ -21,6 +21,7 @@ from walletd.errors import RequestError
 from walletd.model.peer import Peer
 from walletd.ops.audit import AuditQueries
 from walletd.ops.backups import Backups
+from walletd.ops.keys import KeyOps
 from walletd.ops.recovery import Recovery
 from walletd.ops.rotation import Rotation
 from walletd.ops.signing import Signing
@@ -46,6 +47,7 @@ class OpFamilies:
     backups: Backups
     recovery: Recovery
     audit: AuditQueries
+    keys: KeyOps
 
 
 def op_table(f: OpFamilies) -> dict[type[wire.Request], Handler]:
@@ -59,9 +61,11 @@ def op_table(f: OpFamilies) -> dict[type[wire.Request], Handler]:
         wire.ListWallets: f.wallets.list_wallets,
         wire.DeleteWallet: f.wallets.delete_wallet,
         wire.SignMessage: f.signing.sign_message,
-        wire.VerifySignature: f.signing.verify_signature,
+        wire.VerifySignature: f.keys.verify_signature,
         wire.SignBatch: f.signing.sign_batch,
-        wire.VerifyBatch: f.signing.verify_batch,
+        wire.VerifyBatch: f.keys.verify_batch,
+        wire.GetPublicKey: f.keys.get_public_key,
+        wire.SignTypedData: f.keys.sign_typed_data,
         wire.RotateKeys: f.rotation.rotate_keys,
         wire.NeedsRotation: f.rotation.needs_rotation,
         wire.RotationStatus: f.rotation.rotation_status,

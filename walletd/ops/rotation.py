@@ -14,6 +14,7 @@ and the log warns once per key.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -21,9 +22,11 @@ import trio
 
 import walletd_wire as wire
 from walletd.errors import Forbidden, RequestError, invalid, not_found
+from walletd.model.key_material import new_key_material
 from walletd.model.peer import DAEMON, Actor, Peer
+from walletd.model.signer import Signer
 from walletd.model.validation import check_reason, check_user_id
-from walletd.model.wallets import PolicyOverride, Wallet, new_address, new_key, zero
+from walletd.model.wallets import PolicyOverride, Wallet, zero
 from walletd.ops.context import Context
 from walletd.storage import sql
 from walletd.storage.sealing import wallet_aad
@@ -56,20 +59,32 @@ class Rotation:
     ) -> str:
         """Rotate ``wallet``'s key (writer lock held). ``new_owner`` hands the wallet over."""
         ctx = self.ctx
-        key, address, now = new_key(), new_address(), ctx.now()
+        fresh, now = new_key_material(wallet.key_type), ctx.now()
+        key, address, version = fresh.key, fresh.address, wallet.version + 1
         owner = wallet.owner_uid if new_owner is None else new_owner
         detail: dict[str, Any] = {"reason": reason}
+        if fresh.public_key is not None:  # HMAC records stay as they were
+            detail.update(key_type=wallet.key_type, version=version)
         if new_owner is not None:
             detail.update(old_owner_uid=wallet.owner_uid, new_owner_uid=new_owner)
         try:
-            sealed = ctx.sealer.seal(bytes(key), wallet_aad(wallet.user_id, address))
+            aad = wallet_aad(wallet.user_id, address, wallet.key_type, version)
+            sealed = ctx.sealer.seal(bytes(key), aad)
             statements = [
-                sql.replace_key(wallet.user_id, address, sealed, now, owner),
+                sql.replace_key(wallet.user_id, address, sealed, now, owner, version),
                 sql.insert_rotation(
                     wallet.user_id, wallet.address, address, now, reason, actor.uid
                 ),
                 *(extra or []),
             ]
+            if fresh.public_key is not None:
+                # The old versions' public keys stay (their private keys are destroyed), so a
+                # signature made before this rotation can still be checked.
+                statements.append(
+                    sql.insert_public_key(
+                        wallet.user_id, version, wallet.key_type, fresh.public_key, address, now
+                    )
+                )
             entry = ctx.audit(
                 event, wallet.user_id, [wallet.address, address], actor, detail=detail
             )
@@ -92,7 +107,11 @@ class Rotation:
     # ------------------------------------------------------------------ policy enforcement
 
     async def sign_guarded(
-        self, wallet: Wallet, messages: list[bytes], items: list[wire.SignedItem]
+        self,
+        wallet: Wallet,
+        messages: list[bytes],
+        items: list[wire.SignedItem],
+        sign_with: Callable[[Wallet], Signer] | None = None,
     ) -> None:
         """Sign ``messages`` in order into ``items``, doing the policy work that falls due.
 
@@ -103,6 +122,10 @@ class Rotation:
         stretches in between are signed in a tight loop. When a rotation or reservation fails,
         its RequestError propagates with ``items`` holding what was signed before it: no key
         signs past what the policy allows.
+
+        ``sign_with(wallet)`` gives the callable that signs one item with the wallet's current
+        key (asked again after every rotation); by default its message signer. EIP-712 signing
+        passes one that signs the typed document instead.
         """
         done, total = 0, len(messages)
         try:
@@ -111,9 +134,11 @@ class Rotation:
                     raise not_found(f"the wallet of user {wallet.user_id!r} was deleted")
                 quiet = min(wallet.quiet_end - wallet.signature_count, total - done)
                 if quiet > 0:
-                    sign, address = wallet.hmac, wallet.address
+                    sign = wallet.signer if sign_with is None else sign_with(wallet)
+                    address, version = wallet.address, wallet.version
                     items.extend(
-                        wire.SignedItem(sign(m), address) for m in messages[done : done + quiet]
+                        wire.SignedItem(sign(m), address, None, version)
+                        for m in messages[done : done + quiet]
                     )
                     wallet.signature_count += quiet
                     done += quiet
@@ -124,7 +149,10 @@ class Rotation:
                 if wallet.policy.auto_rotate and wallet.signature_count >= wallet.reserved:
                     await self._reserve(wallet)
                     continue
-                items.append(wire.SignedItem(wallet.sign(messages[done]), wallet.address))
+                sign = wallet.signer if sign_with is None else sign_with(wallet)
+                wallet.signature_count += 1
+                signature = sign(messages[done])
+                items.append(wire.SignedItem(signature, wallet.address, None, wallet.version))
                 done += 1
                 if wallet.signature_count >= wallet.policy.max_signatures:
                     if wallet.policy.auto_rotate:

@@ -36,7 +36,9 @@ class Signing:
             return self._sign_guarded(wallet, req.message)
         wallet.signature_count = count + 1
         self.book.unflushed.add(wallet)
-        return wire.SignatureResult(wallet.hmac(req.message), wallet.address)
+        return wire.SignatureResult(
+            wallet.signer(req.message), wallet.address, wallet.key_type, wallet.version
+        )
 
     async def _sign_guarded(self, wallet: Wallet, message: bytes) -> wire.SignatureResult:
         items: list[wire.SignedItem] = []
@@ -50,7 +52,8 @@ class Signing:
         (item,) = items
         assert item.signature is not None
         assert item.address is not None
-        return wire.SignatureResult(item.signature, item.address)
+        assert item.version is not None
+        return wire.SignatureResult(item.signature, item.address, wallet.key_type, item.version)
 
     def verify_signature(self, peer: Peer, req: wire.VerifySignature) -> wire.ValidResult:
         wallet = self.ctx.wallet_for(peer, req.user_id)
@@ -65,8 +68,8 @@ class Signing:
         messages = req.messages
         if wallet.signature_count + len(messages) > wallet.quiet_end:
             return self._sign_batch_guarded(wallet, messages)
-        sign, address = wallet.hmac, wallet.address
-        items = [wire.SignedItem(sign(m), address) for m in messages]
+        sign, address, version = wallet.signer, wallet.address, wallet.version
+        items = [wire.SignedItem(sign(m), address, None, version) for m in messages]
         wallet.signature_count += len(messages)
         self.book.unflushed.add(wallet)
         return wire.SignBatchResult(items)

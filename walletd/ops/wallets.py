@@ -11,10 +11,11 @@ import structlog
 
 import walletd_wire as wire
 from walletd import __version__
-from walletd.errors import AlreadyExists
+from walletd.errors import AlreadyExists, invalid
+from walletd.model.key_material import KEY_TYPES, KeyType, new_key_material, parse_key_type
 from walletd.model.peer import Actor, Peer
 from walletd.model.validation import check_user_id
-from walletd.model.wallets import Wallet, new_address, new_key, zero
+from walletd.model.wallets import Wallet, zero
 from walletd.ops.context import Context
 from walletd.storage import sql
 from walletd.storage.sealing import wallet_aad
@@ -31,21 +32,32 @@ class WalletOps:
 
     async def create_wallet(self, peer: Peer, req: wire.CreateWallet) -> wire.AddressResult:
         user_id = check_user_id(req.user_id)
+        try:
+            key_type = parse_key_type(req.key_type)
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
         ctx = self.ctx
         async with ctx.writer:
             if user_id in self.book.wallets:
                 raise AlreadyExists(f"user {user_id!r} already has a wallet")
-            key, address, now = new_key(), new_address(), ctx.now()
-            sealed = ctx.sealer.seal(bytes(key), wallet_aad(user_id, address))
-            entry = ctx.audit("wallet_created", user_id, [address], Actor.of(peer))
+            fresh, now = new_key_material(key_type), ctx.now()
+            key, address = fresh.key, fresh.address
             try:
-                await ctx.commit(
-                    [sql.insert_wallet(user_id, address, peer.uid, sealed, now)], entry
+                sealed = ctx.sealer.seal(bytes(key), wallet_aad(user_id, address, key_type, 1))
+                rows = [sql.insert_wallet(user_id, address, peer.uid, sealed, now, key_type)]
+                if fresh.public_key is not None:
+                    rows.append(
+                        sql.insert_public_key(user_id, 1, key_type, fresh.public_key, address, now)
+                    )
+                detail = None if key_type is KeyType.HMAC_SHA256 else {"key_type": key_type}
+                entry = ctx.audit(
+                    "wallet_created", user_id, [address], Actor.of(peer), detail=detail
                 )
+                await ctx.commit(rows, entry)
             except BaseException:
                 zero(key)  # never stored: do not leave it in memory
                 raise
-            self.book.add(Wallet(user_id, address, peer.uid, key, now, now))
+            self.book.add(Wallet(user_id, address, peer.uid, key, now, now, key_type=key_type))
         return wire.AddressResult(address)
 
     async def delete_wallet(self, peer: Peer, req: wire.DeleteWallet) -> wire.DeletedResult:
@@ -56,6 +68,7 @@ class WalletOps:
             await ctx.commit(
                 [
                     sql.delete_wallet(wallet.user_id),
+                    sql.delete_public_keys(wallet.user_id),
                     sql.delete_ritual(wallet.user_id),
                 ],
                 entry,
@@ -84,12 +97,16 @@ class WalletOps:
             wallets = list(self.book.wallets.values())
         else:
             wallets = self.book.owned_by(peer.uid)
-        return wire.WalletsResult({w.user_id: w.address for w in wallets})
+        return wire.WalletsResult(
+            {w.user_id: w.address for w in wallets}, {w.user_id: w.key_type for w in wallets}
+        )
 
     # ------------------------------------------------------------------ status
 
     def hello(self, peer: Peer, req: wire.Hello) -> wire.HelloResult:
-        return wire.HelloResult(wire.PROTOCOL_VERSION, f"walletd {__version__}", list(wire.OPS))
+        return wire.HelloResult(
+            wire.PROTOCOL_VERSION, f"walletd {__version__}", list(wire.OPS), list(KEY_TYPES)
+        )
 
     def status(self, peer: Peer, req: wire.Status) -> wire.StatusResult:
         ctx = self.ctx

@@ -19,11 +19,19 @@ import structlog
 from walletd.config import Config
 from walletd.errors import StartupError
 from walletd.model.audit_chain import GENESIS_HASH, HEAD_KEY
+from walletd.model.key_material import KeyType
 from walletd.model.ritual import Ritual, decode_steps
 from walletd.model.wallets import PolicyOverride, Wallet, zero
 from walletd.storage import sql
 from walletd.storage.schema import SCHEMA_VERSION
-from walletd.storage.sealing import MasterKey, Sealer, UnsealError, load_master_key, wallet_aad
+from walletd.storage.sealing import (
+    MasterKey,
+    Sealer,
+    UnsealError,
+    legacy_wallet_aad,
+    load_master_key,
+    wallet_aad,
+)
 from walletd.storage.statedir import StateLock, check_state_dir
 from walletd.storage.store import DB_NAME, Statement, Store
 
@@ -167,11 +175,16 @@ def load_wallets(store: Store, sealer: Sealer) -> list[Wallet]:
     wallets = []
     failed: list[str] = []
     unseal = sealer.unseal
-    rows = store.rows(sql.SELECT_WALLETS)
-    for user_id, address, owner, sealed, created, key_created, count, age, sigs, auto, rsv in rows:
+    for row in store.rows(sql.SELECT_WALLETS):
+        user_id, address, owner, sealed, created, key_created, count, age, sigs, auto, rsv = row[
+            :11
+        ]
+        type_name, version, seal_format = row[11:]
         try:
-            key = bytearray(unseal(sealed, wallet_aad(user_id, address)))
-        except UnsealError:
+            key_type = KeyType(type_name)
+            aad = sealed_key_aad(user_id, address, key_type, version, seal_format)
+            key = bytearray(unseal(sealed, aad))
+        except (UnsealError, ValueError):
             failed.append(user_id)
             continue
         if age is None and sigs is None and auto is None:
@@ -179,13 +192,41 @@ def load_wallets(store: Store, sealer: Sealer) -> list[Wallet]:
         else:
             override = PolicyOverride(age, sigs, None if auto is None else bool(auto))
         wallets.append(
-            Wallet(user_id, address, owner, key, created, key_created, count, override, rsv)
+            Wallet(
+                user_id,
+                address,
+                owner,
+                key,
+                created,
+                key_created,
+                count,
+                override,
+                rsv,
+                key_type=key_type,
+                version=version,
+            )
         )
     if failed:
         for wallet in wallets:
             zero(wallet.key)
         raise StartupError(_unseal_failure(store.path, failed))
     return wallets
+
+
+def sealed_key_aad(
+    user_id: str, address: str, key_type: KeyType, version: int, seal_format: int
+) -> bytes:
+    """The associated data a row's sealed key must verify under; ValueError if none may.
+
+    The first format (from before key types) is accepted only on an ``hmac-sha256`` row at
+    version 1 (see walletd.storage.sealing.legacy_wallet_aad), so flipping a row's format
+    marker cannot make a key readable as another type or version.
+    """
+    if seal_format == sql.SEAL_FORMAT:
+        return wallet_aad(user_id, address, key_type.value, version)
+    if seal_format == 1 and key_type is KeyType.HMAC_SHA256 and version == 1:
+        return legacy_wallet_aad(user_id, address)
+    raise ValueError("seal format not allowed for this row")
 
 
 def load_rituals(store: Store) -> dict[str, Ritual]:
@@ -225,6 +266,7 @@ def _unseal_failure(path: Path | None, users: list[str]) -> str:
     else:
         what = f"the keys of {len(users)} users ({named}) in {path} fail"
     return (
-        f"{what} to unseal (tampered with, or moved from another row); walletd changed "
+        f"{what} to unseal (tampered with, or moved from another row, key type or "
+        "version); walletd changed "
         "nothing. Restore the database from a backup"
     )

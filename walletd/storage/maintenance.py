@@ -191,7 +191,10 @@ def _reseal(
     ]
     statements += [sql.update_meta(n, sealer.seal(subkeys[n], subkey_aad(n))) for n in SUBKEYS]
     statements += [
-        sql.reseal_key(w.user_id, sealer.seal(bytes(w.key), wallet_aad(w.user_id, w.address)))
+        sql.reseal_key(
+            w.user_id,
+            sealer.seal(bytes(w.key), wallet_aad(w.user_id, w.address, w.key_type, w.version)),
+        )
         for w in wallets
     ]
     chain = AuditChain(subkeys[AUDIT_KEY], *chain_head)

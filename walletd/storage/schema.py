@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS: dict[int, str] = {
     # version -> script that brings version-1 to version
@@ -64,6 +64,23 @@ MIGRATIONS: dict[int, str] = {
     """,
     # Signature counts reserved durably ahead of use for auto-rotate keys (walletd.rotation).
     2: "ALTER TABLE wallets ADD COLUMN reserved_count INTEGER NOT NULL DEFAULT 0",
+    # Key types (issue 14). Every wallet made before is hmac-sha256 at version 1, sealed with
+    # the first associated-data format (seal_format 1, which names neither type nor version);
+    # walletd.storage.sealing explains why only such rows may keep that format.
+    3: """
+    ALTER TABLE wallets ADD COLUMN key_type TEXT NOT NULL DEFAULT 'hmac-sha256';
+    ALTER TABLE wallets ADD COLUMN key_version INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE wallets ADD COLUMN seal_format INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE public_keys (
+        user_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        key_type TEXT NOT NULL,
+        public_key BLOB NOT NULL,
+        address TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (user_id, version)
+    );
+    """,
 }
 
 

@@ -1,7 +1,8 @@
 """Keys at rest: AES-256-GCM under a 32-byte master key, bound to their wallet.
 
 Each wallet key is stored as ``nonce (12 bytes) || ciphertext+tag``, sealed with associated
-data naming its user id and address, so a ciphertext copied onto another row fails to unseal.
+data naming its user id, address, key type and version, so a ciphertext copied onto another
+row fails to unseal.
 The master key comes from, in order: ``$CREDENTIALS_DIRECTORY/master-key`` (systemd
 credentials), ``master_key_file`` in the config, or a key generated on first start into
 ``<state_dir>/master.key`` (written whole or not at all, 0600 from creation; refused later if
@@ -21,7 +22,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from walletd.errors import StartupError
 
-__all__ = ["MasterKey", "Sealer", "UnsealError", "load_master_key"]
+__all__ = [
+    "MasterKey",
+    "Sealer",
+    "UnsealError",
+    "legacy_wallet_aad",
+    "load_master_key",
+    "wallet_aad",
+]
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -54,7 +62,36 @@ class MasterKey:
         return Sealer(self._key)
 
 
-def wallet_aad(user_id: str, address: str) -> bytes:
+def wallet_aad(
+    user_id: str, address: str, key_type: str = "hmac-sha256", version: int = 1
+) -> bytes:
+    """The associated data of a wallet key: its user id, address, key type and version.
+
+    Sealing the type and version in means a sealed key copied onto a row of another type (an
+    HMAC key read as an Ed25519 seed, say) or another version fails to unseal. The fields are
+    NUL-separated; none of them can hold a NUL (user ids are validated, addresses and types
+    are ours), so the encoding is unambiguous.
+    """
+    return b"\x00".join(
+        (
+            b"walletd:wallet-key:v2",
+            user_id.encode("utf-8", "surrogatepass"),
+            address.encode(),
+            key_type.encode(),
+            str(int(version)).encode(),
+        )
+    )
+
+
+def legacy_wallet_aad(user_id: str, address: str) -> bytes:
+    """The first format (seal_format 1), naming neither key type nor version.
+
+    Keys sealed before key types existed carry it. The loader accepts it only on a row that
+    is ``hmac-sha256`` at version 1, which every such key is: so the format cannot be used to
+    move a key to another type or version (a v1 blob on any other row is refused before it is
+    unsealed, and a v2 blob fails to unseal under v1 data). Rotation and ``rekey`` re-seal in
+    the current format.
+    """
     return (
         b"walletd:wallet-key:v1\x00"
         + user_id.encode("utf-8", "surrogatepass")

@@ -24,19 +24,30 @@ Statement = tuple[str, Sequence[Any]]
 
 WALLET_COLUMNS = (
     "user_id, address, owner_uid, sealed_key, created_at, key_created_at,"
-    " signature_count, max_age_days, max_signatures, auto_rotate, reserved_count"
+    " signature_count, max_age_days, max_signatures, auto_rotate, reserved_count,"
+    " key_type, key_version, seal_format"
 )
 SELECT_WALLETS = f"SELECT {WALLET_COLUMNS} FROM wallets"  # noqa: S608 - constant
 COUNT_WALLETS_BY_OWNER = "SELECT owner_uid, count(*) FROM wallets GROUP BY owner_uid"
 
 
+#: The associated-data format every key sealed today uses (see walletd.storage.sealing).
+SEAL_FORMAT = 2
+
+
 def insert_wallet(
-    user_id: str, address: str, owner_uid: int, sealed_key: bytes, created_at: float
+    user_id: str,
+    address: str,
+    owner_uid: int,
+    sealed_key: bytes,
+    created_at: float,
+    key_type: str = "hmac-sha256",
 ) -> Statement:
     return (
         "INSERT INTO wallets (user_id, address, owner_uid, sealed_key, created_at,"
-        " key_created_at, signature_count) VALUES (?, ?, ?, ?, ?, ?, 0)",
-        (user_id, address, owner_uid, sealed_key, created_at, created_at),
+        " key_created_at, signature_count, key_type, key_version, seal_format)"
+        " VALUES (?, ?, ?, ?, ?, ?, 0, ?, 1, ?)",
+        (user_id, address, owner_uid, sealed_key, created_at, created_at, key_type, SEAL_FORMAT),
     )
 
 
@@ -45,18 +56,56 @@ def delete_wallet(user_id: str) -> Statement:
 
 
 def replace_key(
-    user_id: str, address: str, sealed_key: bytes, key_created_at: float, owner_uid: int
+    user_id: str,
+    address: str,
+    sealed_key: bytes,
+    key_created_at: float,
+    owner_uid: int,
+    version: int = 1,
 ) -> Statement:
-    """A rotation (or a recovery's hand-over): new key, counts back to zero."""
+    """A rotation (or a recovery's hand-over): new key and version, counts back to zero."""
     return (
         "UPDATE wallets SET address = ?, sealed_key = ?, key_created_at = ?,"
-        " signature_count = 0, reserved_count = 0, owner_uid = ? WHERE user_id = ?",
-        (address, sealed_key, key_created_at, owner_uid, user_id),
+        " signature_count = 0, reserved_count = 0, owner_uid = ?, key_version = ?,"
+        " seal_format = ? WHERE user_id = ?",
+        (address, sealed_key, key_created_at, owner_uid, version, SEAL_FORMAT, user_id),
     )
 
 
 def reseal_key(user_id: str, sealed_key: bytes) -> Statement:
-    return ("UPDATE wallets SET sealed_key = ? WHERE user_id = ?", (sealed_key, user_id))
+    """A key sealed again (``rekey``), always in the current associated-data format."""
+    return (
+        "UPDATE wallets SET sealed_key = ?, seal_format = ? WHERE user_id = ?",
+        (sealed_key, SEAL_FORMAT, user_id),
+    )
+
+
+# --------------------------------------------------------------------------- public keys
+
+PUBLIC_KEY_COLUMNS = "version, key_type, public_key, address, created_at"
+SELECT_PUBLIC_KEY = (
+    f"SELECT {PUBLIC_KEY_COLUMNS} FROM public_keys"  # noqa: S608 - constant
+    " WHERE user_id = ? AND version = ?"
+)
+SELECT_PUBLIC_KEYS = (
+    f"SELECT {PUBLIC_KEY_COLUMNS} FROM public_keys"  # noqa: S608 - constant
+    " WHERE user_id = ? ORDER BY version"
+)
+
+
+def insert_public_key(
+    user_id: str, version: int, key_type: str, public_key: bytes, address: str, created_at: float
+) -> Statement:
+    """One version of a public-key wallet's key, kept after the private key is destroyed."""
+    return (
+        "INSERT INTO public_keys (user_id, version, key_type, public_key, address, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (user_id, version, key_type, public_key, address, created_at),
+    )
+
+
+def delete_public_keys(user_id: str) -> Statement:
+    return ("DELETE FROM public_keys WHERE user_id = ?", (user_id,))
 
 
 def set_signature_count(user_id: str, address: str, count: int) -> Statement:
