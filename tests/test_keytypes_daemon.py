@@ -5,16 +5,18 @@ and kill -9, and refusals of bad typed data."""
 from __future__ import annotations
 
 import copy
+import random
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import trio
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 from nacl.signing import VerifyKey
 
 import walletd_wire as wire
-from wallet_client import AsyncWalletClient, InvalidArgumentError, WalletClient, verify
+from wallet_client import AsyncWalletClient, InvalidArgumentError, Wallet, WalletClient, verify
 from wallet_client.errors import WalletNotFoundError as NotFoundError
 from walletd.config import Config
 from walletd.server.serve import Server
@@ -272,6 +274,7 @@ async def test_deleting_a_wallet_deletes_its_history(pk_client: AsyncWalletClien
 # ------------------------------------------------------------------ restarts and kill -9
 
 
+@pytest.mark.slow
 def test_history_survives_restart_and_kill9(daemon: Callable[..., DaemonProcess]) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path, timeout=30) as c:
@@ -295,3 +298,49 @@ def test_history_survives_restart_and_kill9(daemon: Callable[..., DaemonProcess]
             assert c.verify_signature(t, b"before rotation", before[t], version=1)
             assert not c.verify_signature(t, b"before rotation", before[t])
     assert proc.stop() == 0
+
+
+@pytest.mark.parametrize("key_type", ["hmac-sha256", "ed25519", "secp256k1"])
+async def test_rotation_status_names_the_key_type_and_version(
+    pk_client: AsyncWalletClient, key_type: str
+) -> None:
+    await pk_client.create_wallet("agent", key_type)
+    status = await pk_client.rotation_status("agent")
+    assert (status.key_type, status.version) == (key_type, 1)
+    new_address = await pk_client.rotate_keys("agent")
+    status = await pk_client.rotation_status("agent")
+    assert (status.key_type, status.version, status.address) == (key_type, 2, new_address)
+
+
+@pytest.mark.parametrize("key_type", ["ed25519", "secp256k1"])
+async def test_many_messages_signed_in_the_daemon_verify_with_independent_tools(
+    pk_client: AsyncWalletClient, key_type: str
+) -> None:
+    """Round trips through the daemon for messages of every length 0..96 and random bytes:
+    each signature verifies offline with walletd's library and with an independent one
+    (PyNaCl for Ed25519, eth-account for secp256k1), and only for its own message."""
+    rng = random.Random(14)
+    address = await pk_client.create_wallet("agent", key_type)
+    public = await pk_client.get_public_key("agent")
+    for length in range(97):
+        message = rng.randbytes(length)
+        signature = await pk_client.sign_message("agent", message)
+        assert verify(address, message, signature, key_type=key_type)
+        assert not verify(address, message + b"x", signature, key_type=key_type)
+        if key_type == "ed25519":
+            VerifyKey(public.public_key).verify(message, signature)
+        else:
+            assert Account.recover_message(encode_defunct(message), signature=signature) == address
+
+
+async def test_the_wallet_facade_creates_and_uses_public_key_wallets(server: Server) -> None:
+    def use() -> None:
+        with WalletClient(server.config.socket, timeout=10) as client:
+            wallet = Wallet("facade", client=client)
+            address = wallet.create("secp256k1")
+            assert eth_address(wallet.public_key) == address
+            signature = wallet.sign_typed_data(mail())
+            assert verify(address, mail(), signature, key_type="secp256k1")
+            assert wallet.verify(b"m", wallet.sign(b"m"))
+
+    await trio.to_thread.run_sync(use)

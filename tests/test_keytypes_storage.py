@@ -22,6 +22,9 @@ from .legacy_db import downgrade_to_v2
 from .support import DaemonProcess
 from .test_store import snapshot
 
+# Starts walletd and walletctl processes.
+pytestmark = pytest.mark.slow
+
 
 def _master(state_dir: Path) -> MasterKey:
     return MasterKey((state_dir / "master.key").read_bytes(), "test")

@@ -17,6 +17,9 @@ from wallet_client.walletctl import main
 from .support import DaemonProcess
 from .test_eip712 import mail
 
+# Starts walletd and walletctl processes.
+pytestmark = pytest.mark.slow
+
 Run = Callable[..., tuple[int, str, str]]
 
 

@@ -25,8 +25,9 @@ class Wallet:
     def client(self) -> WalletClient:
         return self._client
 
-    def create(self) -> str:
-        return self._client.create_wallet(self.user_id)
+    def create(self, key_type: str = "hmac-sha256") -> str:
+        """Create the wallet (``key_type``: hmac-sha256, ed25519 or secp256k1); its address."""
+        return self._client.create_wallet(self.user_id, key_type)
 
     @property
     def address(self) -> str | None:
@@ -41,6 +42,15 @@ class Wallet:
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         return self._client.verify_signature(self.user_id, message, signature)
+
+    def sign_typed_data(self, typed_data: dict[str, Any]) -> bytes:
+        """EIP-712 signature of ``typed_data`` (secp256k1 wallets)."""
+        return self._client.sign_typed_data(self.user_id, typed_data)
+
+    @property
+    def public_key(self) -> bytes:
+        """The current public key (public-key wallets; invalid_argument for hmac-sha256)."""
+        return self._client.get_public_key(self.user_id).public_key
 
     def delete(self) -> bool:
         return self._client.delete_wallet(self.user_id)

@@ -134,6 +134,8 @@ class RotationStatusResult(Struct):
     key_age_days: float
     policy: RotationPolicy
     address: str
+    key_type: str = "hmac-sha256"
+    version: int = 1  # the key version the status is about
 
 
 class RotationRecord(Struct):

@@ -261,6 +261,8 @@ class Rotation:
             key_age_days=round(wallet.key_age_days(now), 6),
             policy=wallet.policy,
             address=wallet.address,
+            key_type=str(wallet.key_type),
+            version=wallet.version,
         )
 
     async def rotation_history(
