@@ -32,7 +32,7 @@ from walletd.storage.sealing import (
     load_master_key,
     wallet_aad,
 )
-from walletd.storage.statedir import StateLock, check_state_dir
+from walletd.storage.statedir import StateLock, check_state_dir, tighten_state_files
 from walletd.storage.store import DB_NAME, Statement, Store
 
 log = structlog.get_logger("walletd")
@@ -43,6 +43,8 @@ CHECK_KEY = "master_key_check"
 AUDIT_KEY = "audit_key"
 BACKUP_KEY = "backup_key"
 SUBKEYS = (AUDIT_KEY, BACKUP_KEY)
+# The database and its side files: a restored copy with loose modes is tightened at start.
+STATE_FILES = (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")
 
 
 def subkey_aad(name: str) -> bytes:
@@ -77,6 +79,8 @@ def open_store(config: Config) -> tuple[Store, MasterKey, LoadedState]:
     check_state_dir(state_dir)
     lock = StateLock.acquire(state_dir)
     try:
+        for loose in tighten_state_files(state_dir, STATE_FILES):
+            log.warning("state_file_mode_fixed", file=loose, now="0600")
         store, master, state = _open_locked(config, state_dir / DB_NAME)
     except BaseException:
         lock.release()
