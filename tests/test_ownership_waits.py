@@ -120,3 +120,38 @@ async def test_concurrent_failed_attempts_each_say_what_happened(
         ("recovery_failed", 4),
         ("recovery_locked", 5),
     ]
+
+
+@pytest.mark.root
+async def test_a_user_id_created_again_by_another_uid_sees_only_its_own_records(
+    start_server: StartServer, make_config: MakeConfig, open_tmp: Path
+) -> None:
+    server = await shared_server(start_server, make_config, open_tmp)
+    sock = str(server.config.socket)
+    async with AsyncWalletClient(sock) as admin:
+        await admin.create_wallet("reused")
+        old = (await admin.create_backup("reused", {"note": "root's"}))["backup_id"]
+        await admin.rotate_keys("reused", reason="root's own reason")
+        older = (await admin.create_backup("reused"))["backup_id"]
+        assert await admin.delete_wallet("reused")
+        seen = await trio.to_thread.run_sync(
+            lambda: call_as(
+                NOBODY.pw_uid,
+                NOBODY.pw_gid,
+                children_tenure.recreate_and_probe,
+                sock,
+                "reused",
+                old,
+            )
+        )
+        mine = seen["mine"]
+        assert seen["listed"] == [mine]
+        assert seen["problems"] == []
+        assert seen["history"] == []  # not root's rotation, its reason or its uid
+        assert seen["verify"] == ["error", "not_found"]
+        assert seen["delete"] == ["ok", False]  # an unknown id to this owner: nothing deleted
+        # Admins see every record kept under the id, the earlier wallet's included.
+        listed = {b["backup_id"] for b in await admin.list_backups("reused")}
+        assert listed == {old, older, mine}
+        history = await admin.rotation_history("reused")
+        assert [r.reason for r in history] == ["root's own reason"]
