@@ -18,7 +18,7 @@ import structlog
 
 from walletd.config import Config
 from walletd.errors import StartupError
-from walletd.model.audit_chain import GENESIS_HASH, HEAD_KEY
+from walletd.model.audit_chain import GENESIS_HASH, HEAD_KEY, AuditChain
 from walletd.model.key_material import KeyType
 from walletd.model.ritual import Ritual, decode_steps
 from walletd.model.wallets import PolicyOverride, Wallet, zero
@@ -129,6 +129,8 @@ def initial_rows(sealer: Sealer, subkeys: dict[str, bytes]) -> list[Statement]:
     rows += [
         sql.insert_meta(name, sealer.seal(key, subkey_aad(name))) for name, key in subkeys.items()
     ]
+    # A tagged head from the start: a database without one that holds anything was emptied.
+    rows.append(sql.put_audit_head(*AuditChain(subkeys[AUDIT_KEY]).pending_head()))
     return rows
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from walletd.config import Config
 from walletd.errors import StartupError
 from walletd.model.audit_chain import HEAD_KEY, HEAD_TAG_KEY, AuditChain, verify_chain
+from walletd.model.audit_state import cross_check, missing_head
 from walletd.storage import sql
 from walletd.storage.loader import (
     AUDIT_KEY,
@@ -160,6 +161,19 @@ def _inspect_content(
     )
     if broken is not None:
         problems.append(f"audit chain broken at record {broken}: {why}")
+    problems.extend(audit_against_state(store, rows))
+
+
+def audit_against_state(store: Store, rows: list[tuple[Any, ...]]) -> list[str]:
+    """A missing head, and wallets the chain does not explain (walletd.model.audit_state)."""
+    wallets = dict(store.query(sql.SELECT_WALLET_ADDRESSES))
+    (rituals,) = store.query(sql.COUNT_RITUALS)[0]
+    problems = []
+    gone = missing_head(store.meta(HEAD_KEY), len(rows), len(wallets), rituals)
+    if gone is not None:
+        problems.append(f"audit: {gone}")
+    problems.extend(f"audit: {p}" for p in cross_check(rows, wallets))
+    return problems
 
 
 # ---------------------------------------------------------------------- rekey
