@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from walletd.config import Config
 from walletd.errors import StartupError
@@ -58,7 +59,7 @@ def test_state_dir_open_to_others_is_refused(make_config: MakeConfig, dir_mode: 
 
 @pytest.mark.parametrize("name", [DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"])
 def test_restored_files_with_loose_modes_are_made_private(
-    make_config: MakeConfig, name: str, capsys: pytest.CaptureFixture[str]
+    make_config: MakeConfig, name: str
 ) -> None:
     config = make_config()
     state = make_state(config)
@@ -66,13 +67,14 @@ def test_restored_files_with_loose_modes_are_made_private(
     if not target.exists():
         target.write_bytes(b"")  # an empty log/index, as a restore may leave
     target.chmod(0o644)
-    store, _, _ = open_store(config)
+    with capture_logs() as logs:
+        store, _, _ = open_store(config)
     try:
         assert target.stat().st_mode & 0o777 == 0o600
     finally:
         store.close()  # (a clean close may remove the log and index again)
-    captured = capsys.readouterr()
-    assert "state_file_mode_fixed" in captured.out + captured.err
+    fixed = [e for e in logs if e["event"] == "state_file_mode_fixed"]
+    assert len(fixed) == 1 and name in fixed[0]["file"] and "0644" in fixed[0]["file"]
 
 
 def test_check_reports_loose_files_without_changing_them(make_config: MakeConfig) -> None:
