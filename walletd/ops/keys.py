@@ -23,6 +23,7 @@ from walletd.model.peer import Peer
 from walletd.model.signer import Signer
 from walletd.model.wallets import Wallet
 from walletd.ops.context import Context
+from walletd.ops.ownership import Claim
 from walletd.ops.rotation import Rotation
 from walletd.ops.signing import Signing, _check_batch
 from walletd.storage import sql
@@ -65,9 +66,11 @@ class KeyOps:
                 f"user {wallet.user_id!r} has no key version {version} "
                 f"(versions 1 to {wallet.version})"
             )
+        claim = Claim.of(peer, wallet)
         rows = await self.ctx.store.query(sql.SELECT_PUBLIC_KEY, (wallet.user_id, version))
         # Re-check after the wait: the wallet may have been deleted or handed over meanwhile.
-        if self.ctx.wallet_for(peer, wallet.user_id) is not wallet or not rows:
+        claim.recheck(self.book)
+        if not rows:
             raise not_found(f"user {wallet.user_id!r} has no key version {version}")
         stored_version, key_type, public_key, address, created_at = rows[0]
         return wire.PublicKeyResult(
@@ -90,16 +93,17 @@ class KeyOps:
         except TypedDataError as exc:
             raise invalid(f"invalid EIP-712 typed data: {exc}") from None
         if wallet.signature_count >= wallet.quiet_end:
-            return self._sign_typed_guarded(wallet, typed)
+            return self._sign_typed_guarded(Claim.of(peer, wallet), typed)
         signature = _typed_signer(typed)(wallet)(b"")
         wallet.signature_count += 1
         self.book.unflushed.add(wallet)
         return wire.SignatureResult(signature, wallet.address, wallet.key_type, wallet.version)
 
-    async def _sign_typed_guarded(self, wallet: Wallet, typed: TypedData) -> wire.SignatureResult:
+    async def _sign_typed_guarded(self, claim: Claim, typed: TypedData) -> wire.SignatureResult:
+        wallet = claim.wallet
         items: list[wire.SignedItem] = []
         try:
-            await self.rotation.sign_guarded(wallet, [b""], items, _typed_signer(typed))
+            await self.rotation.sign_guarded(claim, [b""], items, _typed_signer(typed))
         except RequestError:
             if not items:
                 raise

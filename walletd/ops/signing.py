@@ -16,8 +16,8 @@ from collections.abc import Awaitable
 import walletd_wire as wire
 from walletd.errors import RequestError, invalid
 from walletd.model.peer import Peer
-from walletd.model.wallets import Wallet
 from walletd.ops.context import Context
+from walletd.ops.ownership import Claim
 from walletd.ops.rotation import Rotation
 
 
@@ -33,17 +33,18 @@ class Signing:
         wallet = self.ctx.wallet_for(peer, req.user_id)
         count = wallet.signature_count
         if count >= wallet.quiet_end:
-            return self._sign_guarded(wallet, req.message)
+            return self._sign_guarded(Claim.of(peer, wallet), req.message)
         wallet.signature_count = count + 1
         self.book.unflushed.add(wallet)
         return wire.SignatureResult(
             wallet.signer(req.message), wallet.address, wallet.key_type, wallet.version
         )
 
-    async def _sign_guarded(self, wallet: Wallet, message: bytes) -> wire.SignatureResult:
+    async def _sign_guarded(self, claim: Claim, message: bytes) -> wire.SignatureResult:
+        wallet = claim.wallet
         items: list[wire.SignedItem] = []
         try:
-            await self.rotation.sign_guarded(wallet, [message], items)
+            await self.rotation.sign_guarded(claim, [message], items)
         except RequestError:
             if not items:
                 raise
@@ -67,7 +68,7 @@ class Signing:
         wallet = self.ctx.wallet_for(peer, req.user_id)
         messages = req.messages
         if wallet.signature_count + len(messages) > wallet.quiet_end:
-            return self._sign_batch_guarded(wallet, messages)
+            return self._sign_batch_guarded(Claim.of(peer, wallet), messages)
         sign, address, version = wallet.signer, wallet.address, wallet.version
         items = [wire.SignedItem(sign(m), address, None, version) for m in messages]
         wallet.signature_count += len(messages)
@@ -75,11 +76,11 @@ class Signing:
         return wire.SignBatchResult(items)
 
     async def _sign_batch_guarded(
-        self, wallet: Wallet, messages: list[bytes]
+        self, claim: Claim, messages: list[bytes]
     ) -> wire.SignBatchResult:
         items: list[wire.SignedItem] = []
         try:
-            await self.rotation.sign_guarded(wallet, messages, items)
+            await self.rotation.sign_guarded(claim, messages, items)
         except RequestError as exc:
             # The items signed before the failure stand; the rest carry its error.
             body = wire.ErrorBody(exc.code, exc.message)

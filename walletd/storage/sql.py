@@ -251,3 +251,8 @@ def put_meta_pair(key1: str, value1: bytes, key2: str, value2: bytes) -> Stateme
         "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?), (?, ?)",
         (key1, value1, key2, value2),
     )
+
+
+# -- audit cross-check (walletd.model.audit_state): what the chain must explain
+SELECT_WALLET_ADDRESSES = "SELECT user_id, address FROM wallets"
+COUNT_RITUALS = "SELECT count(*) FROM rituals"
