@@ -35,7 +35,7 @@ from walletd.ops.context import Context
 from walletd.ops.rotation import Rotation
 from walletd.storage import sql
 
-MAX_STEPS = 16
+MAX_STEPS = wire.MAX_RITUAL_STEPS
 MAX_PROMPT_BYTES = 1024
 
 T = TypeVar("T")
