@@ -14,9 +14,15 @@ import walletd_wire as wire
 from walletd.ops import peek
 
 from .adversarial.wire import BAD_UTF8_BYTES, BAD_UTF8_MARK
-from .test_dispatch_errors import ADMIN, Responder, daemon, make_responder  # noqa: F401 (fixtures)
+from .test_dispatch_errors import ADMIN, MakeResponder, Responder
+from .test_dispatch_errors import make_responder as make_responder  # the fixture
 
 encode = msgspec.msgpack.encode
+
+
+@pytest.fixture
+def responder(make_responder: MakeResponder) -> Responder:
+    return make_responder()
 
 
 def _bounded_fields() -> dict[str, int | None]:
@@ -42,8 +48,8 @@ def test_every_list_and_map_on_the_wire_is_bounded_and_reported() -> None:
     assert wire.LIST_LIMITS["initiate_recovery.responses"] == 16
 
 
-async def test_hello_reports_the_limits(daemon: Responder) -> None:
-    result = (await daemon.call({"op": "hello", "id": 1}))["result"]
+async def test_hello_reports_the_limits(responder: Responder) -> None:
+    result = (await responder.call({"op": "hello", "id": 1}))["result"]
     assert result["limits"] == {
         "max_frame_bytes": 1 << 20,
         "max_batch_items": wire.MAX_BATCH_ITEMS,
@@ -117,11 +123,11 @@ KEPT_ID = [
 
 @pytest.mark.parametrize(("payload", "says"), KEPT_ID)
 async def test_decodable_errors_keep_the_request_id(
-    daemon: Responder, payload: bytes, says: str
+    responder: Responder, payload: bytes, says: str
 ) -> None:
     """Failed before for trailing bytes (id None), a duplicate op ("Invalid value 'status'")
     and a duplicate field (none: the last value was used)."""
-    response = await daemon.error(payload, ADMIN)
+    response = await responder.error(payload, ADMIN)
     assert response["id"] == 11, response
     assert response["error"]["code"] == "bad_request", response
     assert says in response["error"]["message"], response
