@@ -45,6 +45,8 @@ def test_every_key_type(tmp_path: Path) -> None:
         backup_dir = "/var/backups/w"
         counter_flush_interval = 0.5
         max_connections = 10
+        max_connections_per_uid = 5
+        admin_reserved_connections = 2
         max_frame_bytes = 65536
         idle_timeout = 30          # an integer where a float is expected
         frame_timeout = 2.5
@@ -79,6 +81,8 @@ def test_every_key_type(tmp_path: Path) -> None:
         "backup_dir": "/var/backups/w",
         "counter_flush_interval": 0.5,
         "max_connections": 10,
+        "max_connections_per_uid": 5,
+        "admin_reserved_connections": 2,
         "max_frame_bytes": 65536,
         "idle_timeout": 30.0,
         "frame_timeout": 2.5,

@@ -62,6 +62,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     counter_flush_interval: PositiveFloat = 1.0
     # Limits and timeouts (seconds).
     max_connections: PositiveInt = 256
+    # Per-uid connection cap and admin reserve (walletd/server/admission.py).
+    max_connections_per_uid: PositiveInt = 64  # admins are exempt
+    admin_reserved_connections: PositiveInt = 4  # at least 1 slot whatever max_connections
     max_frame_bytes: Annotated[int, Meta(ge=1024, le=64 << 20)] = 1 << 20
     idle_timeout: PositiveFloat = 300.0
     frame_timeout: PositiveFloat = 10.0

@@ -9,12 +9,18 @@ Every list and map is bounded in the type, so nothing is decoded that would be r
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 from msgspec import Meta, Struct
 
+from .bounded import bounded_map
+
 __all__ = [
+    "LIST_LIMITS",
     "MAX_BATCH_ITEMS",
+    "MAX_METADATA_DEPTH",
+    "MAX_METADATA_ENTRIES",
+    "MAX_RITUAL_STEPS",
     "MAX_TYPED_DATA_KEYS",
     "OPS",
     "REQUEST_TYPES",
@@ -67,6 +73,24 @@ MAX_BATCH_ITEMS: Final = 4096
 #: the bound is looser so that an extra key is refused by walletd_wire.eip712 with a message
 #: saying which keys are allowed (invalid_argument), not by the decoder (bad_request).
 MAX_TYPED_DATA_KEYS: Final = 16
+
+#: Steps of a recovery ritual, and so responses of one attempt.
+MAX_RITUAL_STEPS: Final = 16
+
+#: ``create_backup.metadata``: entries per map or list, and levels of maps/lists (the
+#: metadata map itself is level 1). Descriptive data; its JSON is also capped (16 KiB).
+MAX_METADATA_ENTRIES: Final = 64
+MAX_METADATA_DEPTH: Final = 3
+
+# typed_data keeps ``Any`` below its top level: the spelled-out bounded type grows as 2**depth
+# and EIP-712 allows 16 levels (msgspec needs 15 s to build that decoder). walletd_wire.eip712
+# bounds it after the decode (MAX_VALUES); see SECURITY.md for what that leaves.
+if TYPE_CHECKING:
+    Metadata = dict[str, Any]
+else:
+    Metadata = bounded_map(
+        depth=MAX_METADATA_DEPTH, max_map=MAX_METADATA_ENTRIES, max_list=MAX_METADATA_ENTRIES
+    )
 
 # msgspec bounds must fit an int64, so ids are 0 .. 2**63-1 (documented in PROTOCOL.md).
 Int63 = Annotated[int, Meta(ge=0, le=2**63 - 1)]
@@ -140,12 +164,12 @@ class VerifyItem(Struct, forbid_unknown_fields=True):
 
 class SignBatch(Request, tag="sign_batch"):
     user_id: str
-    messages: list[bytes]
+    messages: Annotated[list[bytes], Meta(max_length=MAX_BATCH_ITEMS)]
 
 
 class VerifyBatch(Request, tag="verify_batch"):
     user_id: str
-    items: list[VerifyItem]
+    items: Annotated[list[VerifyItem], Meta(max_length=MAX_BATCH_ITEMS)]
     version: Int63 | None = None
 
 
@@ -183,7 +207,7 @@ class BackupWallet(Request, tag="backup_wallet"):
 
 class CreateBackup(Request, tag="create_backup"):
     user_id: str
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 class ListBackups(Request, tag="list_backups"):
@@ -220,7 +244,7 @@ class RitualStep(Struct, forbid_unknown_fields=True):
 
 class RegisterRitual(Request, tag="register_ritual"):
     user_id: str
-    steps: list[RitualStep]
+    steps: Annotated[list[RitualStep], Meta(max_length=MAX_RITUAL_STEPS)]
 
 
 class UnregisterRitual(Request, tag="unregister_ritual"):
@@ -245,7 +269,9 @@ class IsLocked(Request, tag="is_locked"):
 
 class InitiateRecovery(Request, tag="initiate_recovery"):
     user_id: str
-    responses: list[str]  # SHA-256 hex of each answer, in prompt order
+    # SHA-256 hex of each answer, in prompt order. More than a ritual can have steps is
+    # refused by the decoder; a wrong count within that is a failed attempt.
+    responses: Annotated[list[str], Meta(max_length=MAX_RITUAL_STEPS)]
 
 
 class ResetAttempts(Request, tag="reset_attempts"):
@@ -291,3 +317,14 @@ AnyRequest = (
 
 REQUEST_TYPES: Final[tuple[type[Request], ...]] = AnyRequest.__args__
 OPS: Final[tuple[str, ...]] = tuple(str(t.__struct_config__.tag) for t in REQUEST_TYPES)
+
+#: Every bounded list or map on the wire, keyed ``op.field``, as ``hello`` reports them
+#: (``limits.lists``): a client can check a request against them before sending it.
+LIST_LIMITS: Final[dict[str, int]] = {
+    "sign_batch.messages": MAX_BATCH_ITEMS,
+    "verify_batch.items": MAX_BATCH_ITEMS,
+    "register_ritual.steps": MAX_RITUAL_STEPS,
+    "initiate_recovery.responses": MAX_RITUAL_STEPS,
+    "create_backup.metadata": MAX_METADATA_ENTRIES,
+    "sign_typed_data.typed_data": MAX_TYPED_DATA_KEYS,
+}

@@ -25,6 +25,7 @@ __all__ = [
     "DeletedResult",
     "ExistsResult",
     "HelloResult",
+    "Limits",
     "LockedResult",
     "NeedsRotationResult",
     "PromptsResult",
@@ -47,11 +48,20 @@ __all__ = [
 ]
 
 
+class Limits(Struct):
+    """What a request may hold, so a client can check before sending (``hello.limits``)."""
+
+    max_frame_bytes: int
+    max_batch_items: int
+    lists: dict[str, int]  # every bounded list or map on the wire, keyed "op.field"
+
+
 class HelloResult(Struct):
     protocol: int
     server: str
     ops: list[str]
     key_types: list[str] = []
+    limits: Limits | None = None  # None from a daemon older than the limits
 
 
 class StatusResult(Struct):

@@ -36,7 +36,7 @@ from walletd.ops.ownership import Claim
 from walletd.ops.rotation import Rotation
 from walletd.storage import sql
 
-MAX_STEPS = 16
+MAX_STEPS = wire.MAX_RITUAL_STEPS
 MAX_PROMPT_BYTES = 1024
 
 T = TypeVar("T")

@@ -104,8 +104,15 @@ class WalletOps:
     # ------------------------------------------------------------------ status
 
     def hello(self, peer: Peer, req: wire.Hello) -> wire.HelloResult:
+        limits = wire.Limits(
+            self.ctx.config.max_frame_bytes, wire.MAX_BATCH_ITEMS, dict(wire.LIST_LIMITS)
+        )
         return wire.HelloResult(
-            wire.PROTOCOL_VERSION, f"walletd {__version__}", list(wire.OPS), list(KEY_TYPES)
+            wire.PROTOCOL_VERSION,
+            f"walletd {__version__}",
+            list(wire.OPS),
+            list(KEY_TYPES),
+            limits,
         )
 
     def status(self, peer: Peer, req: wire.Status) -> wire.StatusResult:
