@@ -15,6 +15,7 @@ from msgspec import Meta, Struct
 
 __all__ = [
     "MAX_BATCH_ITEMS",
+    "MAX_PURPOSE_CHARS",
     "MAX_TYPED_DATA_KEYS",
     "OPS",
     "REQUEST_TYPES",
@@ -68,6 +69,13 @@ MAX_BATCH_ITEMS: Final = 4096
 #: saying which keys are allowed (invalid_argument), not by the decoder (bad_request).
 MAX_TYPED_DATA_KEYS: Final = 16
 
+#: The longest ``purpose`` the decoder accepts. The daemon's own limit is tighter
+#: (walletd.model.validation.MAX_PURPOSE_CHARS), so a long purpose is refused with a message
+#: saying how long it may be (invalid_argument), not by the decoder (bad_request).
+MAX_PURPOSE_CHARS: Final = 4096
+
+Purpose = Annotated[str, Meta(max_length=MAX_PURPOSE_CHARS)]
+
 # msgspec bounds must fit an int64, so ids are 0 .. 2**63-1 (documented in PROTOCOL.md).
 Int63 = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 RequestId = Int63
@@ -111,6 +119,8 @@ class DeleteWallet(Request, tag="delete_wallet"):
 class SignMessage(Request, tag="sign_message"):
     user_id: str
     message: bytes
+    # Why the caller signs, in its own words; recorded in the audit log with the signature.
+    purpose: Purpose | None = None
 
 
 class VerifySignature(Request, tag="verify_signature"):
@@ -131,6 +141,7 @@ class SignTypedData(Request, tag="sign_typed_data"):
 
     user_id: str
     typed_data: Annotated[dict[str, Any], Meta(max_length=MAX_TYPED_DATA_KEYS)]
+    purpose: Purpose | None = None  # as in SignMessage
 
 
 class VerifyItem(Struct, forbid_unknown_fields=True):
