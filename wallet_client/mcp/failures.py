@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from wallet_client.errors import WalletError
+from wallet_client.errors import DaemonUnavailableError, WalletError
 from walletd_wire import ErrorCode
 
 __all__ = ["ToolFailure", "failure_from"]
@@ -65,5 +65,11 @@ class ToolFailure(Exception):
 
 
 def failure_from(exc: WalletError) -> ToolFailure:
-    """A client exception as a tool failure: its wire code and message."""
+    """A client exception as a tool failure: its wire code and message.
+
+    The client's own "cannot reach walletd" messages name the socket path, which a model
+    has no use for (and issue 17 keeps every path out of its sight): they are replaced.
+    """
+    if isinstance(exc, DaemonUnavailableError) and exc.code == ErrorCode.UNAVAILABLE:
+        return ToolFailure(exc.code, "walletd is not reachable, or did not answer in time")
     return ToolFailure(str(exc.code), exc.message)
