@@ -116,7 +116,9 @@ class DeleteWallet(Request, tag="delete_wallet"):
     user_id: str
 
 
-class SignMessage(Request, tag="sign_message"):
+# omit_defaults: a request without a purpose encodes exactly as before the field existed,
+# so new clients keep working with daemons that do not know it.
+class SignMessage(Request, tag="sign_message", omit_defaults=True):
     user_id: str
     message: bytes
     # Why the caller signs, in its own words; recorded in the audit log with the signature.
@@ -135,7 +137,7 @@ class GetPublicKey(Request, tag="get_public_key"):
     version: Int63 | None = None  # None: the current key
 
 
-class SignTypedData(Request, tag="sign_typed_data"):
+class SignTypedData(Request, tag="sign_typed_data", omit_defaults=True):
     """EIP-712: the ``eth_signTypedData_v4`` document, decoded as a plain map and validated by
     walletd_wire.eip712 (whose refusals are invalid_argument with a message saying why)."""
 
