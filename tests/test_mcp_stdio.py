@@ -24,6 +24,7 @@ from walletd.server.serve import Server
 
 from .adversarial.test_security_edges import Secrets
 from .support import NOBODY, RUN_AS, MakeConfig, StartServer
+from .test_eip712 import mail
 
 PROTOCOL = "2025-11-25"
 
@@ -118,6 +119,8 @@ async def test_initialize_list_sign_and_verify_over_stdio(
 ) -> None:
     server: Server = await start_server(make_config(ephemeral=True, log_level="debug"))
     message = "SECRET-MESSAGE-" + secrets.token_hex(16)
+    doc = mail()
+    doc["message"]["contents"] = "SECRET-CONTENTS-" + secrets.token_hex(16)
     argv = mcp_argv(server.config.socket, "--log-level", "debug")
     async with mcp_child(argv, tmp_path) as child:
         init = await child.initialize()
@@ -143,11 +146,17 @@ async def test_initialize_list_sign_and_verify_over_stdio(
         assert valid["structuredContent"] == {"valid": True}
         forged = await child.call("wallet_verify_signature", {**check, "signature": "00" * 64})
         assert forged["structuredContent"] == {"valid": False}
+        await child.call("wallet_create", {"user_id": "eth", "key_type": "secp256k1"})
+        typed = await child.call(
+            "wallet_sign_typed_data", {"user_id": "eth", "typed_data": doc, "purpose": "mail"}
+        )
+        assert typed["structuredContent"]["status"] == "signed"
         refused = await child.call("wallet_create", {"user_id": "agent"})
         assert refused["isError"] is True
         assert refused["structuredContent"]["error"]["code"] == "already_exists"
         secret = Secrets()
         secret.add("message", message.encode())
+        secret.add("typed data contents", doc["message"]["contents"].encode())
         for user_id, wallet in server.ctx.book.wallets.items():
             secret.add(f"key of {user_id}", bytes(wallet.key))
     written = child.everything_written()
