@@ -27,7 +27,9 @@ EXAMPLES: dict[str, wire.Request] = {
     "has_wallet": wire.HasWallet(id=5, user_id="alice"),
     "list_wallets": wire.ListWallets(id=6),
     "delete_wallet": wire.DeleteWallet(id=7, user_id="alice"),
-    "sign_message": wire.SignMessage(id=8, user_id="alice", message=b"\x00\xffhi"),
+    "sign_message": wire.SignMessage(
+        id=8, user_id="alice", message=b"\x00\xffhi", purpose="log in"
+    ),
     "verify_signature": wire.VerifySignature(
         id=9, user_id="alice", message=b"m", signature=b"\x01" * 32, version=2
     ),
@@ -64,7 +66,7 @@ EXAMPLES: dict[str, wire.Request] = {
     "reset_attempts": wire.ResetAttempts(id=32, user_id="alice"),
     "get_public_key": wire.GetPublicKey(id=33, user_id="alice", version=1),
     "sign_typed_data": wire.SignTypedData(
-        id=34, user_id="alice", typed_data={"types": {}, "primaryType": "Mail"}
+        id=34, user_id="alice", typed_data={"types": {}, "primaryType": "Mail"}, purpose="mail"
     ),
 }
 
@@ -88,6 +90,12 @@ def test_every_request_round_trips(op: str) -> None:
     assert plain["id"] == request.id
     # Every field is on the wire under its own name, and nothing else is.
     assert set(plain) == {"op", *request.__struct_fields__}
+
+
+def test_a_sign_request_without_purpose_encodes_as_before_the_field() -> None:
+    # Older daemons forbid unknown fields: a client that sends no purpose must not send nil.
+    plain = msgspec.msgpack.decode(encoder.encode(wire.SignMessage(id=1, user_id="a", message=b"")))
+    assert set(plain) == {"op", "id", "user_id", "message"}
 
 
 @pytest.mark.parametrize("op", wire.OPS)

@@ -156,17 +156,30 @@ class WalletClient:
     def delete_wallet(self, user_id: str) -> bool:
         return self._call(calls.delete_wallet(user_id))
 
-    def sign_message(self, user_id: str, message: bytes) -> bytes:
-        return self._call(calls.sign_message(user_id, message))
+    def sign_message(self, user_id: str, message: bytes, *, purpose: str | None = None) -> bytes:
+        """The wallet's signature of ``message``. A ``purpose`` (why, in a sentence) is
+        recorded in the audit log with the signature, which then costs one commit."""
+        return self._call(calls.sign_message(user_id, message, purpose))
 
-    def sign_message_detailed(self, user_id: str, message: bytes) -> wire.SignatureResult:
+    def sign_message_detailed(
+        self, user_id: str, message: bytes, *, purpose: str | None = None
+    ) -> wire.SignatureResult:
         """Like sign_message, with the signing key's address, key type and version."""
-        return self._call(calls.sign_message_detailed(user_id, message))
+        return self._call(calls.sign_message_detailed(user_id, message, purpose))
 
-    def sign_typed_data(self, user_id: str, typed_data: Mapping[str, Any]) -> bytes:
+    def sign_typed_data(
+        self, user_id: str, typed_data: Mapping[str, Any], *, purpose: str | None = None
+    ) -> bytes:
         """The EIP-712 signature (65 bytes r || s || v) of an ``eth_signTypedData_v4``
-        document, by a secp256k1 wallet. The daemon validates and hashes the document."""
-        return self._call(calls.sign_typed_data(user_id, typed_data))
+        document, by a secp256k1 wallet. The daemon validates and hashes the document.
+        ``purpose``: as for sign_message."""
+        return self._call(calls.sign_typed_data(user_id, typed_data, purpose))
+
+    def sign_typed_data_detailed(
+        self, user_id: str, typed_data: Mapping[str, Any], *, purpose: str | None = None
+    ) -> wire.SignatureResult:
+        """Like sign_typed_data, with the signing key's address, key type and version."""
+        return self._call(calls.sign_typed_data_detailed(user_id, typed_data, purpose))
 
     def verify_signature(
         self, user_id: str, message: bytes, signature: bytes, version: int | None = None

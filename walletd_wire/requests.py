@@ -20,6 +20,7 @@ __all__ = [
     "MAX_BATCH_ITEMS",
     "MAX_METADATA_DEPTH",
     "MAX_METADATA_ENTRIES",
+    "MAX_PURPOSE_CHARS",
     "MAX_RITUAL_STEPS",
     "MAX_TYPED_DATA_KEYS",
     "OPS",
@@ -92,6 +93,13 @@ else:
         depth=MAX_METADATA_DEPTH, max_map=MAX_METADATA_ENTRIES, max_list=MAX_METADATA_ENTRIES
     )
 
+#: The longest ``purpose`` the decoder accepts. The daemon's own limit is tighter
+#: (walletd.model.validation.MAX_PURPOSE_CHARS), so a long purpose is refused with a message
+#: saying how long it may be (invalid_argument), not by the decoder (bad_request).
+MAX_PURPOSE_CHARS: Final = 4096
+
+Purpose = Annotated[str, Meta(max_length=MAX_PURPOSE_CHARS)]
+
 # msgspec bounds must fit an int64, so ids are 0 .. 2**63-1 (documented in PROTOCOL.md).
 Int63 = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 RequestId = Int63
@@ -132,9 +140,13 @@ class DeleteWallet(Request, tag="delete_wallet"):
     user_id: str
 
 
-class SignMessage(Request, tag="sign_message"):
+# omit_defaults: a request without a purpose encodes exactly as before the field existed,
+# so new clients keep working with daemons that do not know it.
+class SignMessage(Request, tag="sign_message", omit_defaults=True):
     user_id: str
     message: bytes
+    # Why the caller signs, in its own words; recorded in the audit log with the signature.
+    purpose: Purpose | None = None
 
 
 class VerifySignature(Request, tag="verify_signature"):
@@ -149,12 +161,13 @@ class GetPublicKey(Request, tag="get_public_key"):
     version: Int63 | None = None  # None: the current key
 
 
-class SignTypedData(Request, tag="sign_typed_data"):
+class SignTypedData(Request, tag="sign_typed_data", omit_defaults=True):
     """EIP-712: the ``eth_signTypedData_v4`` document, decoded as a plain map and validated by
     walletd_wire.eip712 (whose refusals are invalid_argument with a message saying why)."""
 
     user_id: str
     typed_data: Annotated[dict[str, Any], Meta(max_length=MAX_TYPED_DATA_KEYS)]
+    purpose: Purpose | None = None  # as in SignMessage
 
 
 class VerifyItem(Struct, forbid_unknown_fields=True):

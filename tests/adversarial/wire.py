@@ -65,6 +65,7 @@ def field_values(targets: list[str]) -> dict[str, st.SearchStrategy[Any]]:
         "responses": st.lists(sha | st.text(max_size=70), max_size=3),
         "key_type": st.sampled_from(["hmac-sha256", "ed25519", "secp256k1"]) | st.text(max_size=12),
         "version": st.none() | st.integers(-2, 2**64 - 1),
+        "purpose": st.none() | st.text(max_size=300),
         "typed_data": st.dictionaries(
             st.sampled_from(["types", "primaryType", "domain", "message"]) | st.text(max_size=6),
             junk_for_typed_data(),

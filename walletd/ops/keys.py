@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import msgspec
+
 import walletd_wire as wire
 from walletd.errors import RequestError, invalid, not_found
 from walletd.model.key_material import KeyType
@@ -24,6 +26,7 @@ from walletd.model.signer import Signer
 from walletd.model.wallets import Wallet
 from walletd.ops.context import Context
 from walletd.ops.ownership import Claim
+from walletd.ops.purpose import check_purpose
 from walletd.ops.rotation import Rotation
 from walletd.ops.signing import Signing, _check_batch
 from walletd.storage import sql
@@ -82,6 +85,13 @@ class KeyOps:
     def sign_typed_data(
         self, peer: Peer, req: wire.SignTypedData
     ) -> wire.SignatureResult | Awaitable[wire.SignatureResult]:
+        if req.purpose is not None:
+            # Recorded in the audit log before the signature is returned: walletd.ops.purpose.
+            check_purpose(req.purpose)
+            signed = self.sign_typed_data(peer, msgspec.structs.replace(req, purpose=None))
+            return self.signing.purposes.record(
+                peer, "sign_typed_data", req.user_id, req.purpose, None, signed
+            )
         wallet = self.ctx.wallet_for(peer, req.user_id)
         if wallet.key_type is not KeyType.SECP256K1:
             raise invalid(

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
+import msgspec
+
 import walletd_wire as wire
 from walletd.errors import RequestError, invalid
 from walletd.model.peer import Peer
 from walletd.ops.context import Context
 from walletd.ops.ownership import Claim
+from walletd.ops.purpose import PurposeLog, check_purpose
 from walletd.ops.rotation import Rotation
 
 
@@ -26,10 +29,13 @@ class Signing:
         self.ctx = ctx
         self.book = ctx.book
         self.rotation = rotation
+        self.purposes = PurposeLog(ctx)
 
     def sign_message(
         self, peer: Peer, req: wire.SignMessage
     ) -> wire.SignatureResult | Awaitable[wire.SignatureResult]:
+        if req.purpose is not None:
+            return self._sign_with_purpose(peer, req, req.purpose)
         wallet = self.ctx.wallet_for(peer, req.user_id)
         count = wallet.signature_count
         if count >= wallet.quiet_end:
@@ -55,6 +61,15 @@ class Signing:
         assert item.address is not None
         assert item.version is not None
         return wire.SignatureResult(item.signature, item.address, wallet.key_type, item.version)
+
+    def _sign_with_purpose(
+        self, peer: Peer, req: wire.SignMessage, purpose: str
+    ) -> Awaitable[wire.SignatureResult]:
+        # Checked before signing, so a bad purpose costs no count; see walletd.ops.purpose.
+        check_purpose(purpose)
+        signed = self.sign_message(peer, msgspec.structs.replace(req, purpose=None))
+        size = len(req.message)
+        return self.purposes.record(peer, "sign_message", req.user_id, purpose, size, signed)
 
     def verify_signature(self, peer: Peer, req: wire.VerifySignature) -> wire.ValidResult:
         wallet = self.ctx.wallet_for(peer, req.user_id)
