@@ -64,8 +64,14 @@ def cmd_status(client: WalletClient, args: argparse.Namespace, out: Output) -> i
 
 
 def cmd_hello(client: WalletClient, args: argparse.Namespace, out: Output) -> int:
-    hello = msgspec.structs.asdict(client.hello())
-    out.result(hello, fields({**hello, "ops": " ".join(hello["ops"])}))
+    hello = msgspec.to_builtins(client.hello())
+    limits = hello.pop("limits", None) or {}
+    shown = {**hello, "ops": " ".join(hello["ops"])}
+    if limits:
+        shown["max_frame_bytes"] = limits.get("max_frame_bytes")
+        shown["max_batch_items"] = limits.get("max_batch_items")
+        shown["list_limits"] = " ".join(f"{k}={v}" for k, v in limits.get("lists", {}).items())
+    out.result({**hello, "limits": limits}, fields(shown))
     return ExitCode.OK
 
 

@@ -249,12 +249,22 @@ def request_id(payload: bytes) -> int | None:
     return None
 
 
+def _id_entry_in(payload: bytes, rid: Any) -> bool:
+    """Whether ``payload`` holds an ``"id": rid`` entry byte for byte. walletd keeps the id of a
+    request it cannot decode whenever its top-level map can still be read (trailing bytes, a
+    duplicate key, a bad value elsewhere: docs/PROTOCOL.md), which the lenient reader above
+    does not attempt; the echoed id must then be one the client really sent."""
+    if not isinstance(rid, int) or isinstance(rid, bool):
+        return False
+    return msgspec.msgpack.encode("id") + msgspec.msgpack.encode(rid) in payload
+
+
 def check_response(payload: bytes, response: Any) -> str | None:
     """What is wrong with ``response`` to ``payload``, or None."""
     if not isinstance(response, dict) or not isinstance(response.get("ok"), bool):
         return f"not a response envelope: {response!r:.200}"
     rid = response.get("id")
-    if rid is not None and rid != request_id(payload):
+    if rid is not None and rid != request_id(payload) and not _id_entry_in(payload, rid):
         return f"response id {rid} for a request with id {request_id(payload)}"
     if response["ok"]:
         return None if "result" in response else "ok without a result"
