@@ -6,6 +6,8 @@ per-minute aggregation of denial records are driven by advancing it, never by sl
 
 from __future__ import annotations
 
+import os
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,42 @@ from walletd.config import SigningConfig
 from walletd.server.serve import Server
 
 from . import policy_children
-from .support import Clock, MakeConfig, StartServer, call_as_nobody
+from .support import ROOT, Clock, MakeConfig, StartServer, call_as_nobody, running, wait_until
 
 ORDERS_ONLY: list[dict[str, Any]] = [
     {"id": "orders", "action": "allow", "match": {"prefix": "order:"}},
     {"id": "rest", "action": "deny", "reason": "orders only"},
 ]
+
+
+#: The operator example of issue 15, as docs/OPERATIONS.md shows it (the same file).
+EXAMPLE = ROOT / "docs" / "signing-policy.example.toml"
+CONTRACT = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
+
+
+def OPERATOR_EXAMPLE() -> dict[str, Any]:  # noqa: N802 - reads like the constant it stands for
+    with open(EXAMPLE, "rb") as f:
+        return tomllib.load(f)
+
+
+def permit(*, value: int, chain_id: int = 1, contract: str = CONTRACT) -> dict[str, Any]:
+    """An EIP-712 document with a ``value`` field, for typed-data rules."""
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Payment": [
+                {"name": "to", "type": "address"},
+                {"name": "value", "type": "uint256"},
+            ],
+        },
+        "primaryType": "Payment",
+        "domain": {"name": "Shop", "chainId": chain_id, "verifyingContract": contract},
+        "message": {"to": "0x" + "11" * 20, "value": value},
+    }
 
 
 async def open_client(server: Server) -> AsyncWalletClient:
@@ -180,3 +212,185 @@ async def test_a_bad_layer_name_is_invalid_argument(client: AsyncWalletClient) -
     await client.create_wallet("l")
     with pytest.raises(InvalidArgumentError, match="layer"):
         await client.set_signing_policy("l", "root", [], 0)
+
+
+# --------------------------------------------------------------------------- limits, batches
+
+
+HOURLY = [
+    {"id": "hourly", "action": "allow", "limit": {"count": 3, "window_s": 3600}},
+    {"id": "over", "action": "deny", "reason": "hourly limit used up"},
+]
+
+
+async def test_a_used_up_limit_falls_through_and_explain_consumes_nothing(
+    client: AsyncWalletClient, clock: Clock
+) -> None:
+    await client.create_wallet("lim")
+    await client.set_signing_policy("lim", "owner", HOURLY, 0)
+    for _ in range(5):
+        explained = await client.explain_signing("lim", b"m")
+        assert explained.action == "allow"
+        assert [(x.rule_id, x.remaining) for x in explained.limits] == [("hourly", 3)]
+    for left in (2, 1, 0):
+        assert await client.sign_message("lim", b"m")
+        assert (await client.explain_signing("lim", b"m")).limits[0].remaining == left
+    with pytest.raises(PolicyDeniedError, match="'over'"):
+        await client.sign_message("lim", b"m")
+    explained = await client.explain_signing("lim", b"m")
+    assert (explained.action, explained.rule_id, explained.limits[0].remaining) == (
+        "deny",
+        "over",
+        0,
+    )
+    clock.advance(3600 + 61)  # the window (conservative by one bucket) has passed
+    assert await client.sign_message("lim", b"m")
+
+
+async def test_a_batch_with_mixed_decisions_signs_the_allowed_items(
+    client: AsyncWalletClient,
+) -> None:
+    await client.create_wallet("b")
+    rules = [
+        {"id": "orders", "action": "allow", "match": {"prefix": "order:"},
+         "limit": {"count": 2, "window_s": 60}},
+        {"id": "rest", "action": "deny"},
+    ]
+    await client.set_signing_policy("b", "owner", rules, 0)
+    items = await client.sign_batch("b", [b"order:1", b"nope", b"order:2", b"order:3"])
+    assert [i.error.code if i.error else "signed" for i in items] == [
+        "signed",
+        "policy_denied",
+        "signed",
+        "policy_denied",
+    ]
+    assert items[0].signature and items[2].signature
+    assert await client.verify_signature("b", b"order:1", items[0].signature)
+    assert items[3].error is not None and "'rest'" in items[3].error.message
+
+
+async def test_typed_data_rules(client: AsyncWalletClient) -> None:
+    await client.create_wallet("eth", "secp256k1")
+    await client.set_signing_policy("eth", "owner", OPERATOR_EXAMPLE()["rules"], 0)
+    assert await client.sign_typed_data("eth", permit(value=10**18))
+    with pytest.raises(PolicyDeniedError, match="'rest'"):
+        await client.sign_typed_data("eth", permit(value=10**18 + 1))
+    with pytest.raises(PolicyDeniedError):
+        await client.sign_typed_data("eth", permit(value=1, chain_id=5))
+    explained = await client.explain_signing("eth", typed_data=permit(value=1))
+    assert (explained.action, explained.rule_id) == ("allow", "eip712-permits")
+
+
+# --------------------------------------------------------------------------- pause / resume
+
+
+async def test_pause_and_resume_by_scope_durable_across_restart(
+    make_config: MakeConfig, clock: Clock
+) -> None:
+    config = make_config()
+    async with running(config, clock) as server:
+        async with await open_client(server) as c:
+            for user in ("a", "b"):
+                await c.create_wallet(user)
+            assert [p.scope for p in await c.pause_signing("wallet", user_id="a")] == ["wallet"]
+            with pytest.raises(SigningPausedError):
+                await c.sign_message("a", b"x")
+            assert await c.sign_message("b", b"x")
+            await c.pause_signing("uid", uid=os.getuid())
+            with pytest.raises(SigningPausedError):
+                await c.sign_message("b", b"x")
+            with pytest.raises(SigningPausedError):  # a batch is refused whole
+                await c.sign_batch("b", [b"x"])
+    async with running(config, clock) as server:
+        async with await open_client(server) as c:
+            with pytest.raises(SigningPausedError):
+                await c.sign_message("b", b"x")
+            assert (await c.get_signing_policy("a")).paused
+            left = await c.resume_signing("uid", uid=os.getuid())
+            assert [(p.scope, p.user_id) for p in left] == [("wallet", "a")]
+            assert await c.sign_message("b", b"x")
+            with pytest.raises(SigningPausedError):
+                await c.sign_message("a", b"x")
+            await c.pause_signing()
+            with pytest.raises(SigningPausedError):
+                await c.sign_message("b", b"x")
+            await c.resume_signing()
+            await c.resume_signing("wallet", user_id="a")
+            assert await c.sign_message("a", b"x")
+            with pytest.raises(InvalidArgumentError, match="scope"):
+                await c.pause_signing("uid")
+            records = [r.event for r in await c.audit_log()]
+            assert records.count("signing_paused") == 3 and records.count("signing_resumed") == 3
+
+
+# --------------------------------------------------------------------------- durable limits
+
+
+async def test_limits_survive_a_clean_restart(make_config: MakeConfig, clock: Clock) -> None:
+    config = make_config()
+    async with running(config, clock) as server:
+        async with await open_client(server) as c:
+            await c.create_wallet("d")
+            await c.set_signing_policy("d", "owner", HOURLY, 0)
+            await c.sign_message("d", b"1")
+            await c.sign_message("d", b"2")
+    async with running(config, clock) as server:
+        async with await open_client(server) as c:
+            assert (await c.explain_signing("d", b"3")).limits[0].remaining == 1
+            await c.sign_message("d", b"3")
+            with pytest.raises(PolicyDeniedError):
+                await c.sign_message("d", b"4")
+
+
+# --------------------------------------------------------------------------- audit
+
+
+async def test_policy_changes_and_denials_are_audited_with_aggregation(
+    client: AsyncWalletClient, clock: Clock, server: Server
+) -> None:
+    clock.now = 1_800_000_000.0 - (1_800_000_000.0 % 60)  # the start of a minute
+    await client.create_wallet("au")
+    await client.set_signing_policy("au", "owner", ORDERS_ONLY, 0)
+    await client.set_signing_policy("au", "owner", ORDERS_ONLY, 1)
+    changed = [r for r in await client.audit_log("au") if r.event == "signing_policy_changed"]
+    versions = [(r.detail["layer"], r.detail["old_version"], r.detail["new_version"]) for r in changed]
+    assert versions == [("owner", 0, 1), ("owner", 1, 2)]
+    assert changed[0].actor_uid == os.getuid()
+    for _ in range(5):
+        with pytest.raises(PolicyDeniedError):
+            await client.sign_message("au", b"loop")
+        clock.advance(1)
+
+    def denials() -> list[dict[str, Any]]:
+        return [dict(r.detail) for r in records if r.event == "signing_denied"]
+
+    records = await client.audit_log("au")
+    assert denials() == [{"rule_id": "rest", "layer": "owner", "action": "deny", "count": 1}]
+    clock.advance(60)  # the minute has ended: the background flusher writes the aggregate
+    await wait_until(lambda: not server.daemon.ctx.policy.denials.get(("au", "owner", "rest")))
+    records = await client.audit_log("au")
+    (first, aggregate) = denials()
+    assert first["count"] == 1
+    assert aggregate["count"] == 4 and aggregate["aggregated"] is True
+    assert aggregate["uids"] == [os.getuid()]
+    assert (await client.audit_verify()).ok
+    for record in records:  # nothing signed appears in any record
+        assert "loop" not in str(record.detail)
+
+
+async def test_a_clean_stop_flushes_the_pending_aggregate(
+    make_config: MakeConfig, clock: Clock
+) -> None:
+    config = make_config()
+    clock.now = 1_800_000_000.0 - (1_800_000_000.0 % 60)
+    async with running(config, clock) as server:
+        async with await open_client(server) as c:
+            await c.create_wallet("st")
+            await c.set_signing_policy("st", "owner", ORDERS_ONLY, 0)
+            for _ in range(3):
+                with pytest.raises(PolicyDeniedError):
+                    await c.sign_message("st", b"no")
+    async with running(config, clock) as server:
+        async with await open_client(server) as c:
+            counts = [r.detail["count"] for r in await c.audit_log("st") if r.event == "signing_denied"]
+            assert counts == [1, 2]

@@ -96,7 +96,13 @@ class PolicyGate:
             return None
         if self._count_denial(peer, wallet, decision, now):
             raise PolicyDenied(denial_message(decision))
-        return self._admit_slow(peer, wallet, request)
+        return self._first_denial(peer, wallet, decision)
+
+    async def _first_denial(self, peer: Peer, wallet: Wallet, decision: Decision) -> None:
+        """Write the minute's first denial record of this wallet and rule, then refuse."""
+        async with self.ctx.writer:
+            await self.ctx.commit([], self._denial_entry(peer, wallet, decision))
+        raise PolicyDenied(denial_message(decision))
 
     async def _admit_slow(self, peer: Peer, wallet: Wallet, request: SigningRequest) -> None:
         ctx = self.ctx
