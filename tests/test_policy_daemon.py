@@ -7,6 +7,7 @@ per-minute aggregation of denial records are driven by advancing it, never by sl
 from __future__ import annotations
 
 import os
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -394,3 +395,95 @@ async def test_a_clean_stop_flushes_the_pending_aggregate(
         async with await open_client(server) as c:
             counts = [r.detail["count"] for r in await c.audit_log("st") if r.event == "signing_denied"]
             assert counts == [1, 2]
+
+
+# --------------------------------------------------------------------------- the issue's example
+
+
+async def test_the_operator_example_end_to_end(make_config: MakeConfig, clock: Clock) -> None:
+    """docs/signing-policy.example.toml: orders under 4 KiB, 100 an hour, weekdays 08-20;
+    EIP-712 only for chain 1 and the contract, value <= 1 ETH; not loosened by the owner;
+    not reset by a restart; explained; stopped by a pause."""
+    example = OPERATOR_EXAMPLE()["rules"]
+    clock.now = 1_800_000_000.0  # Friday 2027-01-15 08:00 UTC
+    config = make_config()
+    async with running(config, clock) as server:
+        async with await open_client(server) as c:
+            await c.create_wallet("agent")
+            await c.create_wallet("agent-eth", "secp256k1")
+            for user in ("agent", "agent-eth"):
+                await c.set_signing_policy(user, "admin", example, 0)
+                await c.set_signing_policy(user, "owner", [{"id": "yes", "action": "allow"}], 0)
+            assert await c.sign_message("agent", b"order:1")
+            with pytest.raises(PolicyDeniedError, match="'rest' of the admin layer"):
+                await c.sign_message("agent", b"order:" + b"x" * 4096)
+            with pytest.raises(PolicyDeniedError):
+                await c.sign_message("agent", b"transfer everything")
+            assert await c.sign_typed_data("agent-eth", permit(value=10**18))
+            for bad in (permit(value=10**18 + 1), permit(value=1, chain_id=5),
+                        permit(value=1, contract="0x" + "22" * 20)):
+                with pytest.raises(PolicyDeniedError):
+                    await c.sign_typed_data("agent-eth", bad)
+            items = await c.sign_batch("agent", [b"order:%d" % i for i in range(2, 101)])
+            assert all(i.signature for i in items)  # 100 in this hour
+            explained = await c.explain_signing("agent", b"order:101")
+            assert (explained.action, explained.rule_id) == ("deny", "rest")
+            assert [(x.rule_id, x.remaining) for x in explained.limits] == [("orders", 0)]
+            with pytest.raises(PolicyDeniedError):
+                await c.sign_message("agent", b"order:101")
+    clock.advance(1800)
+    async with running(config, clock) as server:  # a restart does not reset the hour
+        async with await open_client(server) as c:
+            with pytest.raises(PolicyDeniedError):
+                await c.sign_message("agent", b"order:102")
+            clock.advance(3600)  # 09:30: a new hour
+            assert await c.sign_message("agent", b"order:103")
+            clock.advance(86400)  # Saturday: outside the weekly hours
+            explained = await c.explain_signing("agent", b"order:104")
+            assert (explained.action, explained.rule_id) == ("deny", "rest")
+            clock.advance(2 * 86400)  # Monday 09:30
+            assert await c.sign_message("agent", b"order:105")
+            await c.pause_signing()
+            with pytest.raises(SigningPausedError):
+                await c.sign_message("agent", b"order:106")
+            with pytest.raises(SigningPausedError):
+                await c.sign_typed_data("agent-eth", permit(value=1))
+            assert (await c.explain_signing("agent", b"order:106")).paused
+
+
+# --------------------------------------------------------------------------- patterns
+
+
+async def test_a_pathological_pattern_does_not_stall_another_connection(
+    client: AsyncWalletClient, server: Server
+) -> None:
+    """RE2 is linear: a pattern that makes a backtracking engine take exponential time
+    matches a 1 MiB-class message in linear time while another connection keeps signing."""
+    await client.create_wallet("evil")
+    await client.create_wallet("other")
+    evil = [
+        {"id": "evil", "action": "allow", "match": {"pattern": "(a+)+$"}},
+        {"id": "rest", "action": "deny"},
+    ]
+    await client.set_signing_policy("evil", "owner", evil, 0)
+    message = b"a" * 200_000 + b"!"  # the classic catastrophic input for (a+)+$
+    latencies: list[float] = []
+
+    async def bystander(done: trio.Event) -> None:
+        async with await open_client(server) as other:
+            while not done.is_set():
+                started = time.perf_counter()
+                await other.sign_message("other", b"hello")
+                latencies.append(time.perf_counter() - started)
+
+    done = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(bystander, done)
+        for _ in range(20):
+            with pytest.raises(PolicyDeniedError):
+                await client.sign_message("evil", message)
+        done.set()
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    print(f"\nbystander: {len(latencies)} signatures, p99 {p99 * 1000:.2f} ms")
+    assert latencies, "the other connection was served"
