@@ -13,7 +13,7 @@ from wallet_client import WalletClient, errors
 ALLOW_EVERYTHING: list[dict[str, Any]] = [{"id": "anything", "action": "allow"}]
 
 
-def _outcome(call: Any) -> Any:
+def _outcome(call: Any) -> list[Any]:
     try:
         return ["ok", call()]
     except errors.WalletError as exc:

@@ -18,7 +18,6 @@ import trio
 from wallet_client import (
     AsyncWalletClient,
     InvalidArgumentError,
-    PermissionDeniedError,
     PolicyDeniedError,
     SigningPausedError,
 )
@@ -39,7 +38,7 @@ EXAMPLE = ROOT / "docs" / "signing-policy.example.toml"
 CONTRACT = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
 
 
-def OPERATOR_EXAMPLE() -> dict[str, Any]:  # noqa: N802 - reads like the constant it stands for
+def OPERATOR_EXAMPLE() -> dict[str, Any]:
     with open(EXAMPLE, "rb") as f:
         return tomllib.load(f)
 
@@ -253,8 +252,12 @@ async def test_a_batch_with_mixed_decisions_signs_the_allowed_items(
 ) -> None:
     await client.create_wallet("b")
     rules = [
-        {"id": "orders", "action": "allow", "match": {"prefix": "order:"},
-         "limit": {"count": 2, "window_s": 60}},
+        {
+            "id": "orders",
+            "action": "allow",
+            "match": {"prefix": "order:"},
+            "limit": {"count": 2, "window_s": 60},
+        },
         {"id": "rest", "action": "deny"},
     ]
     await client.set_signing_policy("b", "owner", rules, 0)
@@ -354,7 +357,9 @@ async def test_policy_changes_and_denials_are_audited_with_aggregation(
     await client.set_signing_policy("au", "owner", ORDERS_ONLY, 0)
     await client.set_signing_policy("au", "owner", ORDERS_ONLY, 1)
     changed = [r for r in await client.audit_log("au") if r.event == "signing_policy_changed"]
-    versions = [(r.detail["layer"], r.detail["old_version"], r.detail["new_version"]) for r in changed]
+    versions = [
+        (r.detail["layer"], r.detail["old_version"], r.detail["new_version"]) for r in changed
+    ]
     assert versions == [("owner", 0, 1), ("owner", 1, 2)]
     assert changed[0].actor_uid == os.getuid()
     for _ in range(5):
@@ -393,7 +398,9 @@ async def test_a_clean_stop_flushes_the_pending_aggregate(
                     await c.sign_message("st", b"no")
     async with running(config, clock) as server:
         async with await open_client(server) as c:
-            counts = [r.detail["count"] for r in await c.audit_log("st") if r.event == "signing_denied"]
+            counts = [
+                r.detail["count"] for r in await c.audit_log("st") if r.event == "signing_denied"
+            ]
             assert counts == [1, 2]
 
 
@@ -420,8 +427,11 @@ async def test_the_operator_example_end_to_end(make_config: MakeConfig, clock: C
             with pytest.raises(PolicyDeniedError):
                 await c.sign_message("agent", b"transfer everything")
             assert await c.sign_typed_data("agent-eth", permit(value=10**18))
-            for bad in (permit(value=10**18 + 1), permit(value=1, chain_id=5),
-                        permit(value=1, contract="0x" + "22" * 20)):
+            for bad in (
+                permit(value=10**18 + 1),
+                permit(value=1, chain_id=5),
+                permit(value=1, contract="0x" + "22" * 20),
+            ):
                 with pytest.raises(PolicyDeniedError):
                     await c.sign_typed_data("agent-eth", bad)
             items = await c.sign_batch("agent", [b"order:%d" % i for i in range(2, 101)])

@@ -15,6 +15,7 @@ from msgspec import Meta, Struct
 
 __all__ = [
     "MAX_BATCH_ITEMS",
+    "MAX_POLICY_RULES_ON_WIRE",
     "MAX_TYPED_DATA_KEYS",
     "OPS",
     "REQUEST_TYPES",
@@ -41,7 +42,6 @@ __all__ = [
     "IsLocked",
     "ListBackups",
     "ListWallets",
-    "MAX_POLICY_RULES_ON_WIRE",
     "NeedsRotation",
     "PauseSigning",
     "RegisterRitual",

@@ -265,7 +265,5 @@ def pauses_result(pauses: dict[str, tuple[float, int]]) -> wire.SigningPausesRes
     for key, (since, actor_uid) in sorted(pauses.items()):
         kind, _, rest = key.partition(":")
         uid: Any = int(rest) if kind == "uid" else None
-        out.append(
-            wire.PauseInfo(kind, uid, rest if kind == "wallet" else None, since, actor_uid)
-        )
+        out.append(wire.PauseInfo(kind, uid, rest if kind == "wallet" else None, since, actor_uid))
     return wire.SigningPausesResult(out)

@@ -1,10 +1,10 @@
 """What the signing policy sees of a request: the facts of an EIP-712 document.
 
 ``typed_facts`` reads a validated document (walletd_wire.eip712, whose normaliser gives
-``uintN``/``intN`` as ints, addresses as EIP-55 text, bytes as ``bytes``, given to rules as ``0x`` hex text) into the
-model's :class:`~walletd.model.policy_request.TypedFacts`. Fields of nested structs are
-flattened as ``"outer.inner"`` so a rule can name them; arrays are not matchable (a rule
-that names one does not hold).
+``uintN``/``intN`` as ints, addresses as EIP-55 text and bytes as ``bytes``, which rules see
+as ``0x`` hex text) into the model's :class:`~walletd.model.policy_request.TypedFacts`.
+Fields of nested structs are flattened as ``"outer.inner"`` so a rule can name them; arrays
+are not matchable (a rule that names one does not hold).
 """
 
 from __future__ import annotations

@@ -78,9 +78,7 @@ class PolicyGate:
 
     # ------------------------------------------------------------------ one signature
 
-    def admit(
-        self, peer: Peer, wallet: Wallet, request: SigningRequest
-    ) -> None | Awaitable[None]:
+    def admit(self, peer: Peer, wallet: Wallet, request: SigningRequest) -> Awaitable[None] | None:
         """None: admitted and charged. Raises PolicyDenied / SigningPaused. An awaitable when
         a reservation or the minute's first denial record must be committed first."""
         state = self.state

@@ -108,7 +108,6 @@ class Signing:
         wallet = self.ctx.wallet_for(peer, req.user_id)
         return wire.VerifyBatchResult([wallet.verify(i.message, i.signature) for i in req.items])
 
-
     # ------------------------------------------------------------------ under a policy
 
     def _sign_with_policy(
