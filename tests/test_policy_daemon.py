@@ -21,7 +21,7 @@ from wallet_client import (
     PolicyDeniedError,
     SigningPausedError,
 )
-from walletd.config import SigningConfig
+from walletd.config import ConfigError, SigningConfig, load_config
 from walletd.server.serve import Server
 
 from . import policy_children
@@ -497,3 +497,16 @@ async def test_a_pathological_pattern_does_not_stall_another_connection(
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     print(f"\nbystander: {len(latencies)} signatures, p99 {p99 * 1000:.2f} ms")
     assert latencies, "the other connection was served"
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_the_signing_table_refuses_an_unknown_timezone_or_default(tmp_path: Path) -> None:
+    path = tmp_path / "walletd.toml"
+    path.write_text('[signing]\ntimezone = "Mars/Olympus"\n')
+    with pytest.raises(ConfigError, match="timezone"):
+        load_config(str(path), {})
+    path.write_text('[signing]\ndefault = "maybe"\n')
+    with pytest.raises(ConfigError, match="signing.default"):
+        load_config(str(path), {})

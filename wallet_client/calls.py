@@ -346,53 +346,6 @@ def reset_attempts(user_id: str) -> Call[int]:
     )
 
 
-# ------------------------------------------------------------------ signing policy
-
-
-def get_signing_policy(user_id: str) -> Call[wire.SigningPolicyResult]:
-    return _call(wire.GetSigningPolicy(id=0, user_id=user_id), wire.SigningPolicyResult, _same)
-
-
-def set_signing_policy(
-    user_id: str, layer: str, rules: Sequence[Any], expected_version: int
-) -> Call[wire.SigningPolicyResult]:
-    # The document goes as given: the daemon's policy compiler is the one judge of it.
-    request = wire.SetSigningPolicy(
-        id=0, user_id=user_id, layer=layer, rules=list(rules), expected_version=expected_version
-    )
-    return _call(request, wire.SigningPolicyResult, _same)
-
-
-def explain_signing(
-    user_id: str,
-    message: bytes | None = None,
-    typed_data: Mapping[str, Any] | None = None,
-    op: str | None = None,
-) -> Call[wire.ExplainResult]:
-    request = wire.ExplainSigning(
-        id=0,
-        user_id=user_id,
-        message=message,
-        typed_data=None if typed_data is None else dict(typed_data),
-        for_op=op,
-    )
-    return _call(request, wire.ExplainResult, _same)
-
-
-def pause_signing(
-    scope: str = "all", uid: int | None = None, user_id: str | None = None
-) -> Call[list[wire.PauseInfo]]:
-    request = wire.PauseSigning(id=0, scope=scope, uid=uid, user_id=user_id)
-    return _call(request, wire.SigningPausesResult, lambda r: r.pauses)
-
-
-def resume_signing(
-    scope: str = "all", uid: int | None = None, user_id: str | None = None
-) -> Call[list[wire.PauseInfo]]:
-    request = wire.ResumeSigning(id=0, scope=scope, uid=uid, user_id=user_id)
-    return _call(request, wire.SigningPausesResult, lambda r: r.pauses)
-
-
 def _address(result: wire.AddressResult) -> str:
     if result.address is None:
         raise ProtocolError("the daemon returned no address")
