@@ -67,8 +67,12 @@ async def open_client(server: Server) -> AsyncWalletClient:
     return AsyncWalletClient(server.config.socket, timeout=10)
 
 
-async def test_a_wallet_without_rules_signs_as_before(client: AsyncWalletClient) -> None:
+async def test_a_wallet_without_rules_signs_as_before(
+    client: AsyncWalletClient, server: Server
+) -> None:
     await client.create_wallet("plain")
+    # The sign path's one check: a wallet without rules is not watched.
+    assert "plain" not in server.daemon.ctx.policy.watched
     policy = await client.get_signing_policy("plain")
     assert (policy.admin.version, policy.owner.version) == (0, 0)
     assert policy.admin.rules == [] and policy.default == "allow"
@@ -508,5 +512,35 @@ def test_the_signing_table_refuses_an_unknown_timezone_or_default(tmp_path: Path
     with pytest.raises(ConfigError, match="timezone"):
         load_config(str(path), {})
     path.write_text('[signing]\ndefault = "maybe"\n')
-    with pytest.raises(ConfigError, match="signing.default"):
+    with pytest.raises(ConfigError, match=r"signing\.default"):
         load_config(str(path), {})
+
+
+async def test_reload_applies_the_signing_table_live(
+    start_server: StartServer, make_config: MakeConfig
+) -> None:
+    config = make_config(ephemeral=True)
+    reloaded = make_config(ephemeral=True, signing=SigningConfig(default="deny"))
+    server = await start_server(config, reload_config=lambda: reloaded)
+    async with await open_client(server) as c:
+        await c.create_wallet("r")
+        assert await c.sign_message("r", b"x")
+        server.reload()
+        with pytest.raises(PolicyDeniedError, match="default"):
+            await c.sign_message("r", b"x")
+        assert (await c.get_signing_policy("r")).default == "deny"
+
+
+async def test_a_kept_rule_id_keeps_its_uses_and_a_deleted_wallet_forgets_its_policy(
+    client: AsyncWalletClient,
+) -> None:
+    await client.create_wallet("k")
+    await client.set_signing_policy("k", "owner", HOURLY, 0)
+    await client.sign_message("k", b"1")
+    lowered = [{**HOURLY[0], "limit": {"count": 2, "window_s": 3600}}, HOURLY[1]]
+    await client.set_signing_policy("k", "owner", lowered, 1)
+    assert (await client.explain_signing("k", b"2")).limits[0].remaining == 1
+    await client.delete_wallet("k")
+    await client.create_wallet("k")
+    policy = await client.get_signing_policy("k")
+    assert (policy.owner.version, policy.owner.rules) == (0, [])

@@ -34,6 +34,7 @@ from walletd.model.peer import DAEMON, Actor, Peer
 from walletd.model.policy_eval import Decision, charge, evaluate, reservations
 from walletd.model.policy_request import SigningRequest
 from walletd.model.policy_rules import Action
+from walletd.model.rate_window import ReservationNeeded
 from walletd.model.wallets import Wallet
 from walletd.ops.context import Context
 from walletd.ops.policy_state import DENIAL_MINUTE, DenialBucket, PolicyState
@@ -81,16 +82,20 @@ class PolicyGate:
     def admit(self, peer: Peer, wallet: Wallet, request: SigningRequest) -> Awaitable[None] | None:
         """None: admitted and charged. Raises PolicyDenied / SigningPaused. An awaitable when
         a reservation or the minute's first denial record must be committed first."""
-        state = self.state
-        if state.paused_for(wallet.user_id, wallet.owner_uid):
+        state = self.ctx.policy
+        if state.pauses and state.paused_for(wallet.user_id, wallet.owner_uid):
             raise paused_error(wallet.user_id)
-        policy = state.policy_of(wallet.user_id)
-        now = self.ctx.now()
-        decision = evaluate(policy.admin, policy.owner, state.default, request, now, policy.windows)
+        policy = state.wallets.get(wallet.user_id) or state.policy_of(wallet.user_id)
+        now = self.ctx.clock()
+        windows = policy.windows
+        decision = evaluate(policy.admin, policy.owner, state.default, request, now, windows)
         if decision.action is Action.ALLOW:
-            if reservations(decision, policy.windows, now):
+            try:
+                # All or nothing, and it refuses a use no durable reservation covers: the
+                # common case needs no separate reservations() check (measured ~1 us).
+                charge(decision, windows, now)
+            except ReservationNeeded:
                 return self._admit_slow(peer, wallet, request)
-            charge(decision, policy.windows, now)
             return None
         if self._count_denial(peer, wallet, decision, now):
             raise PolicyDenied(denial_message(decision))
