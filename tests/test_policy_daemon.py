@@ -221,7 +221,7 @@ async def test_a_bad_layer_name_is_invalid_argument(client: AsyncWalletClient) -
 # --------------------------------------------------------------------------- limits, batches
 
 
-HOURLY = [
+HOURLY: list[dict[str, Any]] = [
     {"id": "hourly", "action": "allow", "limit": {"count": 3, "window_s": 3600}},
     {"id": "over", "action": "deny", "reason": "hourly limit used up"},
 ]
