@@ -135,11 +135,8 @@ class PolicyGate:
                     for layer, rule_id, window in needed
                 ]
                 await ctx.commit(statements)
-                if state.wallets.get(wallet.user_id) is not policy:
-                    # A wallet without a stored policy (default deny has no limits, so this
-                    # is a layer set meanwhile): evaluate again against what is there now.
-                    continue
-            # Loop: evaluate again, now covered by the reservation, and charge.
+            # Loop: evaluate again (the commit let other requests run, and a layer may have
+            # been replaced meanwhile), now covered by the reservation, and charge.
 
     # ------------------------------------------------------------------ a batch
 
