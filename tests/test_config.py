@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from walletd.config import Config, ConfigError, load_config, parse_mode
+from walletd.config import Config, ConfigError, SigningConfig, load_config, parse_mode
 from walletd.main import EXIT_USAGE, build_parser, config_from
 
 from .support import ROOT
@@ -64,6 +64,10 @@ def test_every_key_type(tmp_path: Path) -> None:
         scrypt_r = 4
         scrypt_p = 2
         recovery_concurrency = 4
+        [signing]
+        default = "deny"
+        policy_group = "ops"
+        timezone = "Europe/Paris"
         """.replace("\n        ", "\n"),
     )
     config = load_config(path, {})
@@ -100,6 +104,7 @@ def test_every_key_type(tmp_path: Path) -> None:
         "scrypt_r": 4,
         "scrypt_p": 2,
         "recovery_concurrency": 4,
+        "signing": SigningConfig(default="deny", policy_group="ops", timezone="Europe/Paris"),
     }
     assert set(expected) == set(Config.__struct_fields__)  # every option is exercised
     assert msgspec.structs.asdict(config) == expected

@@ -262,16 +262,15 @@ async def test_read_only_server_lists_and_runs_no_writing_tool(
         assert await wallet.audit_log("agent") != []
 
 
-async def test_policy_and_approval_tools_say_unsupported_until_the_ops_land(
+async def test_explain_runs_the_daemon_policy_and_approval_tools_say_unsupported(
     wallet: AsyncWalletClient,
 ) -> None:
     async with mcp_client(wallet) as client:
         await ok(client, "wallet_create", {"user_id": "agent"})
-        explain = await error(
+        explain = await ok(
             client, "wallet_explain_signing", {"user_id": "agent", "message": "m"}
         )
-        assert explain["code"] == "unsupported"
-        assert explain["retryable"] is False
+        assert explain["action"] == "allow"  # no rules: the daemon default
         for name in ("wallet_approval_status", "wallet_wait_for_approval"):
             body = await error(client, name, {"approval_id": "a1"})
             assert body["code"] == "unsupported"

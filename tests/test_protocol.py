@@ -68,6 +68,19 @@ EXAMPLES: dict[str, wire.Request] = {
     "sign_typed_data": wire.SignTypedData(
         id=34, user_id="alice", typed_data={"types": {}, "primaryType": "Mail"}, purpose="mail"
     ),
+    "get_signing_policy": wire.GetSigningPolicy(id=35, user_id="alice"),
+    "set_signing_policy": wire.SetSigningPolicy(
+        id=36,
+        user_id="alice",
+        layer="owner",
+        rules=[{"id": "orders", "action": "allow", "match": {"prefix": "order:"}}],
+        expected_version=0,
+    ),
+    "explain_signing": wire.ExplainSigning(
+        id=37, user_id="alice", message=b"order:1", for_op="sign_batch"
+    ),
+    "pause_signing": wire.PauseSigning(id=38, scope="uid", uid=1000),
+    "resume_signing": wire.ResumeSigning(id=39, scope="wallet", user_id="alice"),
 }
 
 encoder = msgspec.msgpack.Encoder()
@@ -140,6 +153,8 @@ def test_error_codes_are_the_documented_closed_set() -> None:
         "unavailable",
         "storage_error",
         "internal",
+        "policy_denied",
+        "paused",
     ]
 
 

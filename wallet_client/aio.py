@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import walletd_wire as wire
 
 from . import _trio_transport as transport
-from . import calls
+from . import calls, calls_policy
 from ._unix import connection_dropped, resolve_socket_path
 from .calls import BackupList, Call, ClientCore
 from .errors import DaemonUnavailableError, WalletError
@@ -308,6 +308,43 @@ class AsyncWalletClient:
         """Answer ``user_id``'s ritual with the answers as typed (only their hashes are sent)."""
         result = await self._call(calls.initiate_recovery_result(user_id, responses))
         return result.recovered
+
+    # ------------------------------------------------------------------ signing policy
+
+    async def get_signing_policy(self, user_id: str) -> wire.SigningPolicyResult:
+        """Both layers of the wallet's signing policy, each with its version."""
+        return await self._call(calls_policy.get_signing_policy(user_id))
+
+    async def set_signing_policy(
+        self, user_id: str, layer: str, rules: Sequence[Any], expected_version: int
+    ) -> wire.SigningPolicyResult:
+        """Replace ``layer`` ("admin" or "owner") if it is still at ``expected_version``
+        (compare-and-set); a stale version or a bad document raises InvalidArgumentError."""
+        return await self._call(
+            calls_policy.set_signing_policy(user_id, layer, rules, expected_version)
+        )
+
+    async def explain_signing(
+        self,
+        user_id: str,
+        message: bytes | None = None,
+        typed_data: Mapping[str, Any] | None = None,
+        op: str | None = None,
+    ) -> wire.ExplainResult:
+        """What the policy would decide for this signature, and why; consumes nothing."""
+        return await self._call(calls_policy.explain_signing(user_id, message, typed_data, op))
+
+    async def pause_signing(
+        self, scope: str = "all", uid: int | None = None, user_id: str | None = None
+    ) -> list[wire.PauseInfo]:
+        """Admins: stop signing at once for everything, one uid's wallets or one wallet."""
+        return await self._call(calls_policy.pause_signing(scope, uid, user_id))
+
+    async def resume_signing(
+        self, scope: str = "all", uid: int | None = None, user_id: str | None = None
+    ) -> list[wire.PauseInfo]:
+        """Admins: lift the pause of that scope (others stay); returns the pauses left."""
+        return await self._call(calls_policy.resume_signing(scope, uid, user_id))
 
     async def recover(self, user_id: str, responses: Sequence[str]) -> str:
         """Like initiate_recovery, but return the new address and raise RitualError on failure."""

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import walletd_wire as wire
 
 from . import _sync_transport as transport
-from . import calls
+from . import calls, calls_policy
 from ._unix import connection_dropped, resolve_socket_path
 from .calls import BackupList, Call, ClientCore
 from .errors import DaemonUnavailableError, WalletError
@@ -285,6 +285,41 @@ class WalletClient:
         """Answer ``user_id``'s ritual with the answers as typed (only their hashes are sent)."""
         result = self._call(calls.initiate_recovery_result(user_id, responses))
         return result.recovered
+
+    # ------------------------------------------------------------------ signing policy
+
+    def get_signing_policy(self, user_id: str) -> wire.SigningPolicyResult:
+        """Both layers of the wallet's signing policy, each with its version."""
+        return self._call(calls_policy.get_signing_policy(user_id))
+
+    def set_signing_policy(
+        self, user_id: str, layer: str, rules: Sequence[Any], expected_version: int
+    ) -> wire.SigningPolicyResult:
+        """Replace ``layer`` ("admin" or "owner") if it is still at ``expected_version``
+        (compare-and-set); a stale version or a bad document raises InvalidArgumentError."""
+        return self._call(calls_policy.set_signing_policy(user_id, layer, rules, expected_version))
+
+    def explain_signing(
+        self,
+        user_id: str,
+        message: bytes | None = None,
+        typed_data: Mapping[str, Any] | None = None,
+        op: str | None = None,
+    ) -> wire.ExplainResult:
+        """What the policy would decide for this signature, and why; consumes nothing."""
+        return self._call(calls_policy.explain_signing(user_id, message, typed_data, op))
+
+    def pause_signing(
+        self, scope: str = "all", uid: int | None = None, user_id: str | None = None
+    ) -> list[wire.PauseInfo]:
+        """Admins: stop signing at once for everything, one uid's wallets or one wallet."""
+        return self._call(calls_policy.pause_signing(scope, uid, user_id))
+
+    def resume_signing(
+        self, scope: str = "all", uid: int | None = None, user_id: str | None = None
+    ) -> list[wire.PauseInfo]:
+        """Admins: lift the pause of that scope (others stay); returns the pauses left."""
+        return self._call(calls_policy.resume_signing(scope, uid, user_id))
 
     def recover(self, user_id: str, responses: Sequence[str]) -> str:
         """Like initiate_recovery, but return the new address and raise RitualError on failure."""

@@ -14,7 +14,9 @@
     │   ├── NoRitual            no_ritual         the wallet has no recovery ritual
     │   ├── IntegrityFailure    integrity_error   a record failed its integrity check
     │   ├── Unavailable         unavailable       at a limit, or shutting down
-    │   └── StorageFailure      storage_error     the change was not made durable
+    │   ├── StorageFailure      storage_error     the change was not made durable
+    │   ├── PolicyDenied        policy_denied     a signing-policy rule refused the signature
+    │   └── SigningPaused       paused            signing is paused (the kill switch)
     └── StartupError            walletd cannot start; nothing was changed
 
 ``frame_too_large`` is answered by the connection itself (the stream is lost), and
@@ -40,7 +42,9 @@ __all__ = [
     "Locked",
     "NoRitual",
     "NotFound",
+    "PolicyDenied",
     "RequestError",
+    "SigningPaused",
     "StartupError",
     "StorageFailure",
     "Unavailable",
@@ -114,6 +118,14 @@ class Unavailable(_Coded):
 
 class StorageFailure(_Coded):
     code_of_class = ErrorCode.STORAGE_ERROR
+
+
+class PolicyDenied(_Coded):
+    code_of_class = ErrorCode.POLICY_DENIED
+
+
+class SigningPaused(_Coded):
+    code_of_class = ErrorCode.PAUSED
 
 
 # Short spellings for the three refusals most operations raise.

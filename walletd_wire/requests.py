@@ -20,6 +20,7 @@ __all__ = [
     "MAX_BATCH_ITEMS",
     "MAX_METADATA_DEPTH",
     "MAX_METADATA_ENTRIES",
+    "MAX_POLICY_RULES_ON_WIRE",
     "MAX_PURPOSE_CHARS",
     "MAX_RITUAL_STEPS",
     "MAX_TYPED_DATA_KEYS",
@@ -33,10 +34,12 @@ __all__ = [
     "CreateWallet",
     "DeleteBackup",
     "DeleteWallet",
+    "ExplainSigning",
     "GetPolicy",
     "GetPrompts",
     "GetPublicKey",
     "GetRemainingAttempts",
+    "GetSigningPolicy",
     "GetWalletAddress",
     "HasRitual",
     "HasWallet",
@@ -47,15 +50,18 @@ __all__ = [
     "ListBackups",
     "ListWallets",
     "NeedsRotation",
+    "PauseSigning",
     "RegisterRitual",
     "Request",
     "RequestId",
     "ResetAttempts",
+    "ResumeSigning",
     "RitualStep",
     "RotateKeys",
     "RotationHistory",
     "RotationStatus",
     "SetPolicy",
+    "SetSigningPolicy",
     "SignBatch",
     "SignMessage",
     "SignTypedData",
@@ -291,6 +297,56 @@ class ResetAttempts(Request, tag="reset_attempts"):
     user_id: str
 
 
+# ------------------------------------------------------------------ signing policy (issue 15)
+
+#: Rules one ``set_signing_policy`` may carry on the wire. The policy compiler's own limit
+#: (walletd.model.policy_rules.MAX_RULES) is lower, so a document with too many rules is
+#: refused with invalid_argument saying so, not by the decoder (bad_request).
+MAX_POLICY_RULES_ON_WIRE: Final = 256
+
+
+class GetSigningPolicy(Request, tag="get_signing_policy"):
+    user_id: str
+
+
+class SetSigningPolicy(Request, tag="set_signing_policy"):
+    """Replace one layer (``"admin"`` or ``"owner"``) of a wallet's signing policy, if it is
+    still at ``expected_version`` (compare-and-set; 0: the layer was never set). ``rules`` is
+    the document as given: the daemon's policy compiler validates it whole."""
+
+    user_id: str
+    layer: str
+    rules: Annotated[list[Any], Meta(max_length=MAX_POLICY_RULES_ON_WIRE)]
+    expected_version: Int63
+
+
+class ExplainSigning(Request, tag="explain_signing"):
+    """What the policy would decide for a signature, without making it or consuming a use.
+    ``for_op`` (``op`` names the request itself): ``sign_message`` (the default with
+    ``message``), ``sign_batch`` (one item) or ``sign_typed_data`` (the default with
+    ``typed_data``)."""
+
+    user_id: str
+    message: bytes | None = None
+    typed_data: Annotated[dict[str, Any], Meta(max_length=MAX_TYPED_DATA_KEYS)] | None = None
+    for_op: str | None = None
+
+
+class PauseSigning(Request, tag="pause_signing"):
+    """The kill switch (admins only): ``scope`` is ``"all"``, ``"uid"`` (with ``uid``) or
+    ``"wallet"`` (with ``user_id``). Durable until ``resume_signing`` of the same scope."""
+
+    scope: str = "all"
+    uid: Int63 | None = None
+    user_id: str | None = None
+
+
+class ResumeSigning(Request, tag="resume_signing"):
+    scope: str = "all"
+    uid: Int63 | None = None
+    user_id: str | None = None
+
+
 AnyRequest = (
     Hello
     | Status
@@ -326,6 +382,11 @@ AnyRequest = (
     | ResetAttempts
     | GetPublicKey
     | SignTypedData
+    | GetSigningPolicy
+    | SetSigningPolicy
+    | ExplainSigning
+    | PauseSigning
+    | ResumeSigning
 )
 
 REQUEST_TYPES: Final[tuple[type[Request], ...]] = AnyRequest.__args__

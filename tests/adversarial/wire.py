@@ -71,6 +71,19 @@ def field_values(targets: list[str]) -> dict[str, st.SearchStrategy[Any]]:
             junk_for_typed_data(),
             max_size=5,
         ),
+        # The signing policy (issue 15): documents are plain lists of maps, mostly malformed.
+        "layer": st.sampled_from(["admin", "owner"]) | st.text(max_size=8),
+        "rules": st.lists(
+            st.fixed_dictionaries(
+                {"id": st.text(max_size=8), "action": st.sampled_from(["allow", "deny", "x"])}
+            )
+            | junk,
+            max_size=4,
+        ),
+        "expected_version": st.integers(-2, 2**64 - 1),
+        "for_op": st.none() | st.sampled_from(["sign_message", "sign_batch"]) | st.text(max_size=8),
+        "scope": st.sampled_from(["all", "uid", "wallet"]) | st.text(max_size=8),
+        "uid": st.none() | st.integers(-2, 2**64 - 1),
     }
 
 

@@ -23,6 +23,7 @@ from walletd.ops.audit import AuditQueries
 from walletd.ops.backups import Backups
 from walletd.ops.keys import KeyOps
 from walletd.ops.peek import peek_request
+from walletd.ops.policy import PolicyOps
 from walletd.ops.recovery import Recovery
 from walletd.ops.rotation import Rotation
 from walletd.ops.signing import Signing
@@ -49,6 +50,7 @@ class OpFamilies:
     recovery: Recovery
     audit: AuditQueries
     keys: KeyOps
+    policy: PolicyOps
 
 
 def op_table(f: OpFamilies) -> dict[type[wire.Request], Handler]:
@@ -88,6 +90,11 @@ def op_table(f: OpFamilies) -> dict[type[wire.Request], Handler]:
         wire.IsLocked: f.recovery.is_locked,
         wire.InitiateRecovery: f.recovery.initiate_recovery,
         wire.ResetAttempts: f.recovery.reset_attempts,
+        wire.GetSigningPolicy: f.policy.get_signing_policy,
+        wire.SetSigningPolicy: f.policy.set_signing_policy,
+        wire.ExplainSigning: f.policy.explain_signing,
+        wire.PauseSigning: f.policy.pause_signing,
+        wire.ResumeSigning: f.policy.resume_signing,
     }
 
 

@@ -22,10 +22,12 @@ from walletd.errors import RequestError, invalid, not_found
 from walletd.model.key_material import KeyType
 from walletd.model.keys import Secp256k1Signer
 from walletd.model.peer import Peer
+from walletd.model.policy_request import SigningRequest
 from walletd.model.signer import Signer
 from walletd.model.wallets import Wallet
 from walletd.ops.context import Context
 from walletd.ops.ownership import Claim
+from walletd.ops.policy_facts import typed_facts
 from walletd.ops.purpose import check_purpose
 from walletd.ops.rotation import Rotation
 from walletd.ops.signing import Signing, _check_batch
@@ -102,12 +104,36 @@ class KeyOps:
             typed = parse_typed_data(req.typed_data)
         except TypedDataError as exc:
             raise invalid(f"invalid EIP-712 typed data: {exc}") from None
+        if req.user_id in self.signing.policy.watched:
+            return self._sign_typed_with_policy(peer, wallet, typed)
+        return self._sign_typed_now(peer, wallet, typed)
+
+    def _sign_typed_now(
+        self, peer: Peer, wallet: Wallet, typed: TypedData
+    ) -> wire.SignatureResult | Awaitable[wire.SignatureResult]:
         if wallet.signature_count >= wallet.quiet_end:
             return self._sign_typed_guarded(Claim.of(peer, wallet), typed)
         signature = _typed_signer(typed)(wallet)(b"")
         wallet.signature_count += 1
         self.book.unflushed.add(wallet)
         return wire.SignatureResult(signature, wallet.address, wallet.key_type, wallet.version)
+
+    def _sign_typed_with_policy(
+        self, peer: Peer, wallet: Wallet, typed: TypedData
+    ) -> wire.SignatureResult | Awaitable[wire.SignatureResult]:
+        request = SigningRequest("sign_typed_data", wallet.key_type, None, typed_facts(typed))
+        pending = self.signing.gate.admit(peer, wallet, request)
+        if pending is None:
+            return self._sign_typed_now(peer, wallet, typed)
+        return self._sign_typed_after(pending, Claim.of(peer, wallet), typed)
+
+    async def _sign_typed_after(
+        self, pending: Awaitable[None], claim: Claim, typed: TypedData
+    ) -> wire.SignatureResult:
+        await pending
+        peer, wallet = claim.peer, claim.recheck(self.book)
+        result = self._sign_typed_now(peer, wallet, typed)
+        return result if isinstance(result, wire.SignatureResult) else await result
 
     async def _sign_typed_guarded(self, claim: Claim, typed: TypedData) -> wire.SignatureResult:
         wallet = claim.wallet

@@ -70,11 +70,13 @@ class WalletOps:
                     sql.delete_wallet(wallet.user_id),
                     sql.delete_public_keys(wallet.user_id),
                     sql.delete_ritual(wallet.user_id),
+                    *sql.delete_signing_state(wallet.user_id),
                 ],
                 entry,
             )
             self.book.remove(wallet.user_id)
             ctx.rituals.pop(wallet.user_id, None)
+            ctx.policy.forget(wallet.user_id)
         return wire.DeletedResult(True)
 
     # ------------------------------------------------------------------ reading

@@ -152,6 +152,11 @@ class Server:
             log.debug("counters_flushed", wallets=flushed)
         except Exception as exc:
             log.error("counter_flush_failed", error=str(exc))
+        try:
+            # Denials aggregated this minute, and the signing policy's exact rate windows.
+            await self.daemon.policy_gate.final_flush()
+        except Exception as exc:
+            log.error("policy_flush_failed", error=str(exc))
 
     # ------------------------------------------------------------------ connections
 
@@ -255,6 +260,7 @@ class Server:
                 nursery.start_soon(self._reaper)
                 nursery.start_soon(self._flusher)
                 nursery.start_soon(self.daemon.rotation.age_check_loop)
+                nursery.start_soon(self.daemon.policy_gate.flush_loop)
                 if self.notifier.enabled:
                     nursery.start_soon(self._notify_loop, watchdog_interval())
                 task_status.started()
@@ -339,6 +345,9 @@ class Server:
         try:
             new = self.reload_config()
             gatekeeper = _gatekeeper(new)
+            # All or nothing, and nothing can fail after it: the signing policy's [signing]
+            # table (a new timezone recompiles every stored layer first).
+            self.ctx.policy.reconfigure(new.signing)
         except Exception as exc:
             # Everything is validated before anything is applied: a half-applied reload
             # would be worse than none.
