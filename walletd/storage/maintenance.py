@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from walletd.config import Config
 from walletd.errors import StartupError
 from walletd.model.audit_chain import HEAD_KEY, HEAD_TAG_KEY, AuditChain, verify_chain
@@ -26,6 +28,7 @@ from walletd.storage import sql
 from walletd.storage.loader import (
     AUDIT_KEY,
     CHECK_KEY,
+    ROW_TAG_KEY,
     STATE_FILES,
     SUBKEYS,
     load_rituals,
@@ -35,6 +38,7 @@ from walletd.storage.loader import (
     subkey_aad,
     verify_master_key,
 )
+from walletd.storage.row_tagging import RowTagger, tag_problems
 from walletd.storage.schema import SCHEMA_VERSION
 from walletd.storage.sealing import (
     MasterKey,
@@ -123,7 +127,10 @@ def _inspect(config: Config, store: Store, summary: dict[str, Any], problems: li
             problems.append(f"integrity: ... and {len(integrity) - 20} more")
     if version < SCHEMA_VERSION:
         summary["schema_version"] = f"{version} (the next start migrates it to {SCHEMA_VERSION})"
-        view = store.migrated_copy()  # in memory: the file stays as it is
+        # In memory (the file stays as it is), with a throwaway key and no migration values:
+        # the tags the next start computes are not checked, since that start trusts the rows.
+        view = store.migrated_copy(RowTagger(os.urandom(32)))
+        summary["row_tags"] = "computed at the next start (the database predates them)"
         try:
             _inspect_content(config, view, summary, problems)
         finally:
@@ -138,7 +145,12 @@ def _inspect_content(
     owners = store.query(sql.COUNT_WALLETS_BY_OWNER)
     summary["wallets"] = sum(count for _, count in owners)
     summary["owners"] = {str(uid): count for uid, count in sorted(owners)}
-    rituals = load_rituals(store)
+    try:
+        rituals = load_rituals(store)
+    except msgspec.MsgspecError:
+        # Undecodable steps: the row tags below name whose they are.
+        problems.append("rituals: a ritual's steps cannot be decoded")
+        rituals = {}
     summary["rituals"] = len(rituals)
     summary["locked_rituals"] = sum(1 for r in rituals.values() if r.locked_at is not None)
     try:
@@ -146,10 +158,15 @@ def _inspect_content(
         summary["master_key"] = master.source
         verify_master_key(store, master)
         sealer = master.sealer()
-        subkeys = load_subkeys(store, sealer)
+        tagged = "row_tags" not in summary
+        subkeys = load_subkeys(store, sealer, SUBKEYS if tagged else (AUDIT_KEY,))
     except StartupError as exc:
         problems.append(str(exc))
         return
+    if tagged:
+        found = tag_problems(store, subkeys[ROW_TAG_KEY])
+        summary["row_tags"] = "intact" if not found else f"{len(found)} problems"
+        problems.extend(found)
     try:
         summary["keys_unsealed"] = len(load_wallets(store, sealer))
     except StartupError as exc:
@@ -190,7 +207,8 @@ def rekey_state(config: Config, new_key_file: str) -> None:
         new = MasterKey(read_key_file(Path(new_key_file)), f"file {new_key_file}")
         state = preflight(db_path, old)
         statements = _reseal(state.wallets, state.subkeys, state.chain_head, new)
-        store = Store.open_writable(db_path)
+        # With the row tagger: re-sealing changes seal_format, and its triggers re-tag.
+        store = Store.open_writable(db_path, state.tagger())
         try:
             store.write(statements)
         finally:
