@@ -22,6 +22,7 @@ import msgspec
 
 from walletd.config import Config
 from walletd.errors import StartupError
+from walletd.model.audit_anchor import Checkpoint, compare, parse_checkpoint
 from walletd.model.audit_chain import HEAD_KEY, HEAD_TAG_KEY, AuditChain, verify_chain
 from walletd.model.audit_state import cross_check, missing_head
 from walletd.storage import sql
@@ -63,9 +64,23 @@ def _master_key(config: Config) -> MasterKey:
 # ---------------------------------------------------------------------- check
 
 
-def check_state(config: Config, *, as_json: bool = False) -> bool:
+def read_checkpoint(path: str) -> Checkpoint:
+    """The ``--expect-head`` file; ValueError with a message naming the file and what is wrong."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the expected head {path}: {exc}") from None
+    try:
+        return parse_checkpoint(text)
+    except ValueError as exc:
+        raise ValueError(
+            f"{path} is not an audit head from 'walletctl audit head': {exc}"
+        ) from None
+
+
+def check_state(config: Config, *, as_json: bool = False, expect: Checkpoint | None = None) -> bool:
     """Print a summary of the state; True when no problem was found."""
-    summary = inspect_state(config)
+    summary = inspect_state(config, expect)
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
@@ -88,7 +103,7 @@ def _user(uid: str) -> str:
         return f"uid {uid}"
 
 
-def inspect_state(config: Config) -> dict[str, Any]:
+def inspect_state(config: Config, expect: Checkpoint | None = None) -> dict[str, Any]:
     """The summary ``check`` prints: counts, owners, sources and every problem found."""
     state_dir = Path(config.state_dir)
     db_path = state_dir / DB_NAME
@@ -104,7 +119,7 @@ def inspect_state(config: Config) -> dict[str, Any]:
         problems.append(str(exc))
         return summary
     try:
-        _inspect(config, store, summary, problems)
+        _inspect(config, store, summary, problems, expect)
     except sqlite3.DatabaseError as exc:
         problems.append(f"database {db_path} is unreadable or corrupt ({exc})")
     finally:
@@ -112,7 +127,13 @@ def inspect_state(config: Config) -> dict[str, Any]:
     return summary
 
 
-def _inspect(config: Config, store: Store, summary: dict[str, Any], problems: list[str]) -> None:
+def _inspect(
+    config: Config,
+    store: Store,
+    summary: dict[str, Any],
+    problems: list[str],
+    expect: Checkpoint | None = None,
+) -> None:
     version = store.pragmas()["user_version"]
     summary["schema_version"] = version
     if not 1 <= version <= SCHEMA_VERSION:
@@ -132,15 +153,19 @@ def _inspect(config: Config, store: Store, summary: dict[str, Any], problems: li
         view = store.migrated_copy(RowTagger(os.urandom(32)))
         summary["row_tags"] = "computed at the next start (the database predates them)"
         try:
-            _inspect_content(config, view, summary, problems)
+            _inspect_content(config, view, summary, problems, expect)
         finally:
             view.close()
     else:
-        _inspect_content(config, store, summary, problems)
+        _inspect_content(config, store, summary, problems, expect)
 
 
 def _inspect_content(
-    config: Config, store: Store, summary: dict[str, Any], problems: list[str]
+    config: Config,
+    store: Store,
+    summary: dict[str, Any],
+    problems: list[str],
+    expect: Checkpoint | None = None,
 ) -> None:
     owners = store.query(sql.COUNT_WALLETS_BY_OWNER)
     summary["wallets"] = sum(count for _, count in owners)
@@ -179,6 +204,13 @@ def _inspect_content(
     if broken is not None:
         problems.append(f"audit chain broken at record {broken}: {why}")
     problems.extend(audit_against_state(store, rows))
+    if expect is not None:
+        # The outside anchor (walletd.model.audit_anchor): the one check an older copy of
+        # the whole state cannot pass.
+        differs = compare(subkeys[AUDIT_KEY], expect, [row[-1] for row in rows])
+        summary["expected_head"] = "contained" if differs is None else "not contained"
+        if differs is not None:
+            problems.append(f"audit: {differs}")
 
 
 def audit_against_state(store: Store, rows: list[tuple[Any, ...]]) -> list[str]:
