@@ -66,6 +66,7 @@ EXAMPLES: dict[str, wire.Request] = {
     "sign_typed_data": wire.SignTypedData(
         id=34, user_id="alice", typed_data={"types": {}, "primaryType": "Mail"}
     ),
+    "audit_head": wire.AuditHead(id=35),
 }
 
 encoder = msgspec.msgpack.Encoder()
