@@ -19,7 +19,24 @@ def sealer_for(state_dir: Path) -> Sealer:
     return Sealer((state_dir / GENERATED_KEY_NAME).read_bytes())
 
 
+def downgrade_to_v4(db: Path) -> None:
+    """What schema 4 held (3 on this branch, plus the signing policy's tables elsewhere): no
+    row tags and no row-tag sub-key."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ALTER TABLE wallets DROP COLUMN row_tag")
+        conn.execute("ALTER TABLE rituals DROP COLUMN row_tag")
+        conn.execute("DELETE FROM meta WHERE key = 'row_tag_key'")
+        conn.execute("PRAGMA user_version = 4")
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
 def downgrade_to_v2(db: Path) -> None:
+    downgrade_to_v4(db)
     sealer = sealer_for(db.parent)
     conn = sqlite3.connect(db, isolation_level=None)
     try:

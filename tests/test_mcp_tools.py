@@ -267,9 +267,7 @@ async def test_explain_runs_the_daemon_policy_and_approval_tools_say_unsupported
 ) -> None:
     async with mcp_client(wallet) as client:
         await ok(client, "wallet_create", {"user_id": "agent"})
-        explain = await ok(
-            client, "wallet_explain_signing", {"user_id": "agent", "message": "m"}
-        )
+        explain = await ok(client, "wallet_explain_signing", {"user_id": "agent", "message": "m"})
         assert explain["action"] == "allow"  # no rules: the daemon default
         for name in ("wallet_approval_status", "wallet_wait_for_approval"):
             body = await error(client, name, {"approval_id": "a1"})

@@ -81,6 +81,7 @@ EXAMPLES: dict[str, wire.Request] = {
     ),
     "pause_signing": wire.PauseSigning(id=38, scope="uid", uid=1000),
     "resume_signing": wire.ResumeSigning(id=39, scope="wallet", user_id="alice"),
+    "audit_head": wire.AuditHead(id=40),
 }
 
 encoder = msgspec.msgpack.Encoder()

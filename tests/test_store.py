@@ -31,7 +31,7 @@ from walletd.config import Config
 from walletd.errors import RequestError, StartupError
 from walletd.ops.daemon import build_daemon
 from walletd.storage.loader import open_store, preflight
-from walletd.storage.schema import MIGRATIONS, SCHEMA_VERSION, migrate
+from walletd.storage.schema import MIGRATIONS, SCHEMA_VERSION, migrate, without_row_tag_key
 from walletd.storage.sealing import load_master_key
 from walletd.storage.statedir import StateLock, check_state_dir
 from walletd.storage.store import DB_NAME, AsyncStore, Store
@@ -290,6 +290,7 @@ def test_read_only_open_beside_a_running_daemon(daemon: DaemonFactory) -> None:
 
 def test_migrations_go_forward_one_transaction_each(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    without_row_tag_key(conn)  # version 5 names the row tagger's functions
     assert migrate(conn) == 0
     assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     conn.execute("INSERT INTO meta (key, value) VALUES ('k', x'00')")
@@ -420,7 +421,7 @@ def _downgrade_to_v1(db: Path) -> None:
 
 @pytest.mark.slow
 def test_an_older_database_is_migrated_only_after_every_check(daemon: DaemonFactory) -> None:
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
         signatures = {}

@@ -283,6 +283,11 @@ class AsyncWalletClient:
     async def audit_verify(self) -> wire.AuditVerifyResult:
         return await self._call(calls.audit_verify())
 
+    async def audit_head(self) -> wire.AuditHeadResult:
+        """The audit chain's head as a tagged checkpoint (admin): keep it off this host and
+        compare with ``walletd check --expect-head FILE``."""
+        return await self._call(calls.audit_head())
+
     async def register_ritual(self, user_id: str, steps: Sequence[wire.RitualStep]) -> int:
         return await self._call(calls.register_ritual(user_id, steps))
 

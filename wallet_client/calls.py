@@ -283,6 +283,10 @@ def audit_verify() -> Call[wire.AuditVerifyResult]:
     return _call(wire.AuditVerify(id=0), wire.AuditVerifyResult, _same)
 
 
+def audit_head() -> Call[wire.AuditHeadResult]:
+    return _call(wire.AuditHead(id=0), wire.AuditHeadResult, _same)
+
+
 def register_ritual(user_id: str, steps: Sequence[wire.RitualStep]) -> Call[int]:
     if not steps:
         # As in the library this replaces: an empty ritual is refused before anything is sent.

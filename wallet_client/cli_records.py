@@ -84,6 +84,8 @@ def cmd_audit(client: WalletClient, args: argparse.Namespace, out: Output) -> in
         raise UsageError("give USER or --user USER, not both")
     if args.target == "verify":
         return cmd_audit_verify(client, args, out)
+    if args.target == "head":
+        return cmd_audit_head(client, args, out)
     user = args.user_option if args.user_option is not None else args.target
     records = client.audit_log(user, since=args.since, limit=args.limit, before_seq=args.before_seq)
     out.result([msgspec.structs.asdict(r) for r in records], (_audit_line(r) for r in records))
@@ -110,6 +112,14 @@ def cmd_audit_verify(client: WalletClient, args: argparse.Namespace, out: Output
         text = f"broken at record {result.first_broken_seq}: {result.problem}"
     out.result(msgspec.structs.asdict(result), text)
     return ExitCode.OK if result.ok else ExitCode.NO
+
+
+def cmd_audit_head(client: WalletClient, args: argparse.Namespace, out: Output) -> int:
+    """The checkpoint as one line of JSON in either mode: it is meant to be kept in a file
+    (off this host) and handed to ``walletd check --expect-head FILE``."""
+    head = msgspec.structs.asdict(client.audit_head())
+    out.result(head, json_text(head))
+    return ExitCode.OK
 
 
 # --------------------------------------------------------------------------- parser
@@ -162,13 +172,18 @@ def add_commands(
     audit = command(
         "audit",
         cmd_audit,
-        "list audit records, or 'audit verify' the hash chain",
+        "list audit records, 'audit verify' the hash chain, or print its 'audit head'",
         description="List audit records (all you may see, or USER's), oldest first; "
-        "'walletctl audit verify' walks the hash chain instead: exit 0 intact, 1 broken. "
-        "For a user named 'verify', use --user verify.",
+        "'walletctl audit verify' walks the hash chain instead: exit 0 intact, 1 broken; "
+        "'walletctl audit head' prints the chain's head as a tagged JSON checkpoint (admin) "
+        "to keep off this host and give to 'walletd check --expect-head FILE'. "
+        "For a user named 'verify' or 'head', use --user.",
     )
     audit.add_argument(
-        "target", nargs="?", metavar="USER | verify", help="a user's records, or verify the chain"
+        "target",
+        nargs="?",
+        metavar="USER | verify | head",
+        help="a user's records, verify the chain, or print its head",
     )
     audit.add_argument("--user", dest="user_option", metavar="USER", help="only USER's records")
     audit.add_argument(

@@ -260,6 +260,11 @@ class WalletClient:
     def audit_verify(self) -> wire.AuditVerifyResult:
         return self._call(calls.audit_verify())
 
+    def audit_head(self) -> wire.AuditHeadResult:
+        """The audit chain's head as a tagged checkpoint (admin): keep it off this host and
+        compare with ``walletd check --expect-head FILE``."""
+        return self._call(calls.audit_head())
+
     def register_ritual(self, user_id: str, steps: Sequence[wire.RitualStep]) -> int:
         return self._call(calls.register_ritual(user_id, steps))
 

@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="check the state read-only and print a summary")
     _state_options(check, argparse.SUPPRESS)
     check.add_argument("--json", action="store_true", help="print the summary as JSON")
+    check.add_argument(
+        "--expect-head",
+        metavar="FILE",
+        help="a checkpoint from 'walletctl audit head': report the state as rolled back or "
+        "replaced unless its audit chain still contains it",
+    )
     check.set_defaults(func=cmd_check)
     rekey = sub.add_parser("rekey", help="re-seal every key under a new master key")
     _state_options(rekey, argparse.SUPPRESS)
@@ -156,10 +162,17 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
-    from walletd.storage.maintenance import check_state
+    from walletd.storage.maintenance import check_state, read_checkpoint
 
+    expected = None
+    if args.expect_head is not None:
+        try:
+            expected = read_checkpoint(args.expect_head)
+        except ValueError as exc:
+            print(f"walletd check: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     harden()
-    return EXIT_OK if check_state(config, as_json=args.json) else EXIT_PROBLEMS
+    return EXIT_OK if check_state(config, as_json=args.json, expect=expected) else EXIT_PROBLEMS
 
 
 def cmd_rekey(args: argparse.Namespace, config: Config) -> int:

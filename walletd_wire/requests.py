@@ -27,6 +27,7 @@ __all__ = [
     "OPS",
     "REQUEST_TYPES",
     "AnyRequest",
+    "AuditHead",
     "AuditLog",
     "AuditVerify",
     "BackupWallet",
@@ -254,6 +255,10 @@ class AuditVerify(Request, tag="audit_verify"):
     pass
 
 
+class AuditHead(Request, tag="audit_head"):
+    """The audit chain's current head as a tagged checkpoint, to keep outside the host."""
+
+
 class RitualStep(Struct, forbid_unknown_fields=True):
     """One question of a recovery ritual: the prompt and the SHA-256 hex of its answer."""
 
@@ -387,6 +392,7 @@ AnyRequest = (
     | ExplainSigning
     | PauseSigning
     | ResumeSigning
+    | AuditHead
 )
 
 REQUEST_TYPES: Final[tuple[type[Request], ...]] = AnyRequest.__args__

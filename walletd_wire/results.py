@@ -14,6 +14,7 @@ from .envelope import ErrorBody
 
 __all__ = [
     "AddressResult",
+    "AuditHeadResult",
     "AuditLogResult",
     "AuditRecord",
     "AuditVerifyResult",
@@ -224,6 +225,16 @@ class AuditVerifyResult(Struct):
     records: int
     first_broken_seq: int | None = None
     problem: str | None = None
+
+
+class AuditHeadResult(Struct):
+    """A checkpoint of the audit chain (walletd.model.audit_anchor), as JSON keeps it."""
+
+    format: str
+    seq: int
+    hash: str
+    tag: str
+    timestamp: float
 
 
 class RitualInfoResult(Struct):

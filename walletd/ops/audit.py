@@ -7,6 +7,7 @@ from typing import Any
 
 import walletd_wire as wire
 from walletd.errors import invalid
+from walletd.model.audit_anchor import FORMAT, make_checkpoint
 from walletd.model.audit_chain import HEAD_KEY, HEAD_TAG_KEY, verify_chain
 from walletd.model.audit_state import cross_check, missing_head
 from walletd.model.peer import Peer
@@ -73,6 +74,15 @@ class AuditQueries:
             if problems:
                 return wire.AuditVerifyResult(False, len(rows), len(rows) + 1, problems[0])
         return wire.AuditVerifyResult(broken is None, len(rows), broken, problem)
+
+    async def audit_head(self, peer: Peer, req: wire.AuditHead) -> wire.AuditHeadResult:
+        """The head this daemon last committed, tagged: the outside anchor (audit_anchor)."""
+        self.ctx.require_admin(peer, "audit_head")
+        # The chain in memory is what this daemon wrote and committed; a head edited in the
+        # file while it runs cannot get into a checkpoint.
+        chain = self.ctx.chain
+        point = make_checkpoint(self._key, chain.last_seq, chain.last_hash, self.ctx.clock())
+        return wire.AuditHeadResult(FORMAT, point.seq, point.hash, point.tag, point.timestamp)
 
 
 def _record(row: tuple[Any, ...]) -> wire.AuditRecord:

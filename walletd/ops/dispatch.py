@@ -82,6 +82,7 @@ def op_table(f: OpFamilies) -> dict[type[wire.Request], Handler]:
         wire.DeleteBackup: f.backups.delete_backup,
         wire.AuditLog: f.audit.audit_log,
         wire.AuditVerify: f.audit.audit_verify,
+        wire.AuditHead: f.audit.audit_head,
         wire.RegisterRitual: f.recovery.register_ritual,
         wire.UnregisterRitual: f.recovery.unregister_ritual,
         wire.HasRitual: f.recovery.has_ritual,

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
 from walletd.config import Config
 from walletd.errors import StartupError
-from walletd.model.audit_chain import GENESIS_HASH, HEAD_KEY, AuditChain
+from walletd.model.audit_chain import GENESIS_HASH, HEAD_KEY, HEAD_TAG_KEY, AuditChain
+from walletd.model.audit_state import missing_head
 from walletd.model.key_material import KeyType
 from walletd.model.ritual import Ritual, decode_steps
 from walletd.model.wallets import PolicyOverride, Wallet, zero
 from walletd.storage import sql
+from walletd.storage.row_tagging import RowTagger, tag_problems
 from walletd.storage.schema import SCHEMA_VERSION
 from walletd.storage.sealing import (
     MasterKey,
@@ -42,7 +44,10 @@ CHECK_KEY = "master_key_check"
 # changing them (which would break every audit hash and backup tag made before).
 AUDIT_KEY = "audit_key"
 BACKUP_KEY = "backup_key"
-SUBKEYS = (AUDIT_KEY, BACKUP_KEY)
+ROW_TAG_KEY = "row_tag_key"  # walletd.model.row_tags; since schema 5
+SUBKEYS = (AUDIT_KEY, BACKUP_KEY, ROW_TAG_KEY)
+#: The schema that introduced row tags: an older database gets its tags at its first start.
+ROW_TAGS_SINCE = 5
 # The database and its side files: a restored copy with loose modes is tightened at start.
 STATE_FILES = (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")
 
@@ -57,6 +62,12 @@ class LoadedState:
     rituals: dict[str, Ritual]
     chain_head: tuple[int, str]
     subkeys: dict[str, bytes]
+    #: What the schema-5 migration of an older database inserts into meta (see RowTagger).
+    migration: dict[str, bytes] = field(default_factory=dict)
+
+    def tagger(self) -> RowTagger:
+        """The row tagger every writable connection to this state is opened with."""
+        return RowTagger(self.subkeys[ROW_TAG_KEY], self.migration)
 
 
 def fresh_subkeys() -> dict[str, bytes]:
@@ -74,7 +85,8 @@ def open_store(config: Config) -> tuple[Store, MasterKey, LoadedState]:
     """
     if config.ephemeral:
         key = MasterKey(secrets.token_bytes(32), "ephemeral (memory only)")
-        return Store.open_memory(), key, empty_state()
+        state = empty_state()
+        return Store.open_memory(state.tagger()), key, state
     state_dir = Path(config.state_dir)
     check_state_dir(state_dir)
     lock = StateLock.acquire(state_dir)
@@ -102,14 +114,16 @@ def _open_locked(config: Config, db_path: Path) -> tuple[Store, MasterKey, Loade
     if not existing:
         state = empty_state()
         try:
-            store = Store.create(db_path, initial_rows(master.sealer(), state.subkeys))
+            store = Store.create(
+                db_path, initial_rows(master.sealer(), state.subkeys), state.tagger()
+            )
         except (OSError, sqlite3.Error) as exc:
             raise StartupError(f"cannot create a new state in {db_path.parent}: {exc}") from exc
         return store, master, state
     # Check and load everything read-only first, so that a refusal leaves the files
     # byte-for-byte unchanged; only then open for writing.
     state = preflight(db_path, master)
-    return Store.open_writable(db_path), master, state
+    return Store.open_writable(db_path, state.tagger()), master, state
 
 
 def _refuse_orphaned_log(db_path: Path) -> None:
@@ -139,14 +153,23 @@ def preflight(db_path: Path, master: MasterKey) -> LoadedState:
     readonly = Store.open_readonly(db_path)
     try:
         verify_master_key(readonly, master)
-        if readonly.pragmas()["user_version"] < SCHEMA_VERSION:
+        version = readonly.pragmas()["user_version"]
+        if version < SCHEMA_VERSION:
             # Load what the migrated database will hold, from a migrated copy in memory:
             # the file itself is migrated only once everything has passed.
-            preview = readonly.migrated_copy()
+            sealer = master.sealer()
+            if version >= ROW_TAGS_SINCE:
+                row_key = load_subkeys(readonly, sealer, (ROW_TAG_KEY,))[ROW_TAG_KEY]
+            else:
+                row_key = secrets.token_bytes(32)
+            migration = migration_values(readonly, sealer, version, row_key)
+            preview = readonly.migrated_copy(RowTagger(row_key, migration))
             try:
-                return load_state(preview, master.sealer())
+                state = load_state(preview, master.sealer())
             finally:
                 preview.close()
+            state.migration = migration
+            return state
         return load_state(readonly, master.sealer())
     finally:
         readonly.close()
@@ -166,12 +189,40 @@ def verify_master_key(store: Store, master: MasterKey) -> None:
         )
 
 
+def migration_values(
+    store: Store, sealer: Sealer, version: int, row_key: bytes
+) -> dict[str, bytes]:
+    """What migrating ``store`` from ``version`` writes into meta, decided once beforehand.
+
+    Before schema 5: a new row-tag sub-key, sealed (the first start computes every row's tag
+    with it, trusting the rows as they are then: SECURITY.md says so), and a genesis audit
+    head if there is none, which is legitimate only while nothing exists yet.
+    """
+    if version >= ROW_TAGS_SINCE:
+        return {}
+    values = {ROW_TAG_KEY: sealer.seal(row_key, subkey_aad(ROW_TAG_KEY))}
+    if store.meta(HEAD_KEY) is None:
+        (records,) = store.query(sql.COUNT_AUDIT)[0]
+        wallets = sum(n for _, n in store.query(sql.COUNT_WALLETS_BY_OWNER))
+        (rituals,) = store.query(sql.COUNT_RITUALS)[0]
+        gone = missing_head(None, records, wallets, rituals)
+        if gone is not None:
+            raise StartupError(f"{store.path}: {gone}. walletd changed nothing")
+        audit_key = load_subkeys(store, sealer, (AUDIT_KEY,))[AUDIT_KEY]
+        values[HEAD_KEY], values[HEAD_TAG_KEY] = AuditChain(audit_key).pending_head()
+    return values
+
+
 _NO_OVERRIDE = PolicyOverride()
 
 
 def load_state(store: Store, sealer: Sealer) -> LoadedState:
     """Everything the daemon keeps in memory, unsealed; StartupError naming what fails."""
     subkeys = load_subkeys(store, sealer)
+    # Tags before keys: a refused row is refused before any key is unsealed.
+    problems = tag_problems(store, subkeys[ROW_TAG_KEY])
+    if problems:
+        raise StartupError(_tag_failure(store.path, problems))
     wallets = load_wallets(store, sealer)
     rituals = load_rituals(store)
     return LoadedState(wallets, rituals, load_chain_head(store), subkeys)
@@ -242,9 +293,11 @@ def load_rituals(store: Store) -> dict[str, Ritual]:
     }
 
 
-def load_subkeys(store: Store, sealer: Sealer) -> dict[str, bytes]:
+def load_subkeys(
+    store: Store, sealer: Sealer, names: tuple[str, ...] = SUBKEYS
+) -> dict[str, bytes]:
     subkeys = {}
-    for name in SUBKEYS:
+    for name in names:
         sealed_subkey = store.meta(name)
         try:
             if sealed_subkey is None:
@@ -275,4 +328,14 @@ def _unseal_failure(path: Path | None, users: list[str]) -> str:
         f"{what} to unseal (tampered with, or moved from another row, key type or "
         "version); walletd changed "
         "nothing. Restore the database from a backup"
+    )
+
+
+def _tag_failure(path: Path | None, problems: list[str]) -> str:
+    shown = "; ".join(problems[:5]) + (
+        f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+    )
+    return (
+        f"{path} was changed outside walletd: {shown}. walletd changed nothing; restore the "
+        "database from a backup ('walletd check' lists every problem)"
     )

@@ -18,14 +18,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from walletd.config import Config
 from walletd.errors import StartupError
+from walletd.model.audit_anchor import Checkpoint, compare, parse_checkpoint
 from walletd.model.audit_chain import HEAD_KEY, HEAD_TAG_KEY, AuditChain, verify_chain
 from walletd.model.audit_state import cross_check, missing_head
 from walletd.storage import sql
 from walletd.storage.loader import (
     AUDIT_KEY,
     CHECK_KEY,
+    ROW_TAG_KEY,
     STATE_FILES,
     SUBKEYS,
     load_rituals,
@@ -35,6 +39,7 @@ from walletd.storage.loader import (
     subkey_aad,
     verify_master_key,
 )
+from walletd.storage.row_tagging import RowTagger, tag_problems
 from walletd.storage.schema import SCHEMA_VERSION
 from walletd.storage.sealing import (
     MasterKey,
@@ -59,9 +64,23 @@ def _master_key(config: Config) -> MasterKey:
 # ---------------------------------------------------------------------- check
 
 
-def check_state(config: Config, *, as_json: bool = False) -> bool:
+def read_checkpoint(path: str) -> Checkpoint:
+    """The ``--expect-head`` file; ValueError with a message naming the file and what is wrong."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the expected head {path}: {exc}") from None
+    try:
+        return parse_checkpoint(text)
+    except ValueError as exc:
+        raise ValueError(
+            f"{path} is not an audit head from 'walletctl audit head': {exc}"
+        ) from None
+
+
+def check_state(config: Config, *, as_json: bool = False, expect: Checkpoint | None = None) -> bool:
     """Print a summary of the state; True when no problem was found."""
-    summary = inspect_state(config)
+    summary = inspect_state(config, expect)
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
@@ -84,7 +103,7 @@ def _user(uid: str) -> str:
         return f"uid {uid}"
 
 
-def inspect_state(config: Config) -> dict[str, Any]:
+def inspect_state(config: Config, expect: Checkpoint | None = None) -> dict[str, Any]:
     """The summary ``check`` prints: counts, owners, sources and every problem found."""
     state_dir = Path(config.state_dir)
     db_path = state_dir / DB_NAME
@@ -100,7 +119,7 @@ def inspect_state(config: Config) -> dict[str, Any]:
         problems.append(str(exc))
         return summary
     try:
-        _inspect(config, store, summary, problems)
+        _inspect(config, store, summary, problems, expect)
     except sqlite3.DatabaseError as exc:
         problems.append(f"database {db_path} is unreadable or corrupt ({exc})")
     finally:
@@ -108,7 +127,13 @@ def inspect_state(config: Config) -> dict[str, Any]:
     return summary
 
 
-def _inspect(config: Config, store: Store, summary: dict[str, Any], problems: list[str]) -> None:
+def _inspect(
+    config: Config,
+    store: Store,
+    summary: dict[str, Any],
+    problems: list[str],
+    expect: Checkpoint | None = None,
+) -> None:
     version = store.pragmas()["user_version"]
     summary["schema_version"] = version
     if not 1 <= version <= SCHEMA_VERSION:
@@ -123,22 +148,34 @@ def _inspect(config: Config, store: Store, summary: dict[str, Any], problems: li
             problems.append(f"integrity: ... and {len(integrity) - 20} more")
     if version < SCHEMA_VERSION:
         summary["schema_version"] = f"{version} (the next start migrates it to {SCHEMA_VERSION})"
-        view = store.migrated_copy()  # in memory: the file stays as it is
+        # In memory (the file stays as it is), with a throwaway key and no migration values:
+        # the tags the next start computes are not checked, since that start trusts the rows.
+        view = store.migrated_copy(RowTagger(os.urandom(32)))
+        summary["row_tags"] = "computed at the next start (the database predates them)"
         try:
-            _inspect_content(config, view, summary, problems)
+            _inspect_content(config, view, summary, problems, expect)
         finally:
             view.close()
     else:
-        _inspect_content(config, store, summary, problems)
+        _inspect_content(config, store, summary, problems, expect)
 
 
 def _inspect_content(
-    config: Config, store: Store, summary: dict[str, Any], problems: list[str]
+    config: Config,
+    store: Store,
+    summary: dict[str, Any],
+    problems: list[str],
+    expect: Checkpoint | None = None,
 ) -> None:
     owners = store.query(sql.COUNT_WALLETS_BY_OWNER)
     summary["wallets"] = sum(count for _, count in owners)
     summary["owners"] = {str(uid): count for uid, count in sorted(owners)}
-    rituals = load_rituals(store)
+    try:
+        rituals = load_rituals(store)
+    except msgspec.MsgspecError:
+        # Undecodable steps: the row tags below name whose they are.
+        problems.append("rituals: a ritual's steps cannot be decoded")
+        rituals = {}
     summary["rituals"] = len(rituals)
     summary["locked_rituals"] = sum(1 for r in rituals.values() if r.locked_at is not None)
     try:
@@ -146,10 +183,15 @@ def _inspect_content(
         summary["master_key"] = master.source
         verify_master_key(store, master)
         sealer = master.sealer()
-        subkeys = load_subkeys(store, sealer)
+        tagged = "row_tags" not in summary
+        subkeys = load_subkeys(store, sealer, SUBKEYS if tagged else (AUDIT_KEY,))
     except StartupError as exc:
         problems.append(str(exc))
         return
+    if tagged:
+        found = tag_problems(store, subkeys[ROW_TAG_KEY])
+        summary["row_tags"] = "intact" if not found else f"{len(found)} problems"
+        problems.extend(found)
     try:
         summary["keys_unsealed"] = len(load_wallets(store, sealer))
     except StartupError as exc:
@@ -162,6 +204,13 @@ def _inspect_content(
     if broken is not None:
         problems.append(f"audit chain broken at record {broken}: {why}")
     problems.extend(audit_against_state(store, rows))
+    if expect is not None:
+        # The outside anchor (walletd.model.audit_anchor): the one check an older copy of
+        # the whole state cannot pass.
+        differs = compare(subkeys[AUDIT_KEY], expect, [row[-1] for row in rows])
+        summary["expected_head"] = "contained" if differs is None else "not contained"
+        if differs is not None:
+            problems.append(f"audit: {differs}")
 
 
 def audit_against_state(store: Store, rows: list[tuple[Any, ...]]) -> list[str]:
@@ -190,7 +239,8 @@ def rekey_state(config: Config, new_key_file: str) -> None:
         new = MasterKey(read_key_file(Path(new_key_file)), f"file {new_key_file}")
         state = preflight(db_path, old)
         statements = _reseal(state.wallets, state.subkeys, state.chain_head, new)
-        store = Store.open_writable(db_path)
+        # With the row tagger: re-sealing changes seal_format, and its triggers re-tag.
+        store = Store.open_writable(db_path, state.tagger())
         try:
             store.write(statements)
         finally:

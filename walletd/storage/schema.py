@@ -11,9 +11,9 @@ import contextlib
 import sqlite3
 from collections.abc import Mapping
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "without_row_tag_key"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 MIGRATIONS: dict[int, str] = {
     # version -> script that brings version-1 to version
@@ -108,7 +108,42 @@ MIGRATIONS: dict[int, str] = {
         actor_uid INTEGER NOT NULL
     );
     """,
+    # Row tags (issue 12, item 3; walletd.model.row_tags). The functions are the loader's
+    # (walletd.storage.row_tagging): the tags of existing rows are computed here, in the same
+    # transaction as the new version, with the new sub-key the loader sealed beforehand; so
+    # is a genesis audit head for a database that had none. A database being created has an
+    # empty meta table at this point and gets both from its initial rows instead. The column
+    # lists are this version's: a later migration that tags more columns re-tags itself.
+    5: """
+    ALTER TABLE wallets ADD COLUMN row_tag BLOB;
+    ALTER TABLE rituals ADD COLUMN row_tag BLOB;
+    UPDATE wallets SET row_tag = walletd_row_tag('wallets', user_id, address, owner_uid,
+        created_at, key_created_at, signature_count, max_age_days, max_signatures, auto_rotate,
+        reserved_count, key_type, key_version, seal_format);
+    UPDATE rituals SET row_tag = walletd_row_tag('rituals', user_id, steps, attempts, locked_at);
+    INSERT INTO meta (key, value)
+        SELECT name, walletd_migration_value(name)
+        FROM (SELECT 'row_tag_key' AS name UNION ALL SELECT 'audit_head'
+              UNION ALL SELECT 'audit_head_tag')
+        WHERE walletd_migration_value(name) IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM meta WHERE meta.key = name)
+    """,
 }
+
+
+def without_row_tag_key(conn: sqlite3.Connection) -> None:
+    """Let ``conn`` migrate without a row tagger (walletd.storage.row_tagging).
+
+    Version 5 names the tagger's SQL functions, so they must exist even for an empty
+    database (one being created, a test's). These stand-ins insert nothing and fail the
+    migration on any row that would need a tag, so no row is ever left untagged by them.
+    """
+
+    def refuse(*_values: object) -> bytes:
+        raise ValueError("this database has rows to tag but no row-tag key was given")
+
+    conn.create_function("walletd_row_tag", -1, refuse)
+    conn.create_function("walletd_migration_value", 1, lambda _name: None)
 
 
 def migrate(

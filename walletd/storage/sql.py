@@ -17,6 +17,7 @@ from walletd.model.audit_chain import COLUMNS, HEAD_KEY, HEAD_TAG_KEY
 
 if TYPE_CHECKING:
     from walletd.model.audit_chain import AuditEntry
+    from walletd.model.row_tags import TaggedTable
 
 Statement = tuple[str, Sequence[Any]]
 
@@ -308,3 +309,45 @@ def put_meta_pair(key1: str, value1: bytes, key2: str, value2: bytes) -> Stateme
 # -- audit cross-check (walletd.model.audit_state): what the chain must explain
 SELECT_WALLET_ADDRESSES = "SELECT user_id, address FROM wallets"
 COUNT_RITUALS = "SELECT count(*) FROM rituals"
+COUNT_AUDIT = "SELECT count(*) FROM audit"
+
+
+# ------------------------------------------------------------------------------ row tags
+# (walletd.model.row_tags says what they bind and why; walletd.storage.row_tagging installs
+# them.) The tag is written by TEMP triggers, which live in walletd's own connection and never
+# in the database file: every INSERT or UPDATE of a tagged row, by any statement above or any
+# added later, re-tags the row in the same transaction, from the values as SQLite stored them.
+# An application function is usable in a TEMP trigger even with trusted_schema=OFF, while a
+# trigger planted in the file cannot call it (and check_schema_objects refuses such triggers).
+
+#: The SQL function computing a row's tag: walletd_row_tag(table, *values).
+ROW_TAG_FUNCTION = "walletd_row_tag"
+#: The SQL function the schema-5 migration reads its prepared meta values from (or NULL).
+MIGRATION_VALUE_FUNCTION = "walletd_migration_value"
+
+
+def row_tag_triggers(table: TaggedTable) -> list[str]:
+    """The TEMP triggers that keep ``table``'s tags current (names and columns are checked
+    identifiers, see walletd.model.row_tags.tagged_table)."""
+    new = ", ".join(f"NEW.{c}" for c in table.columns)
+    tag = f"{ROW_TAG_FUNCTION}('{table.name}', {new})"
+    where = f"{table.key} = NEW.{table.key}"
+    body = f"BEGIN UPDATE {table.name} SET row_tag = {tag} WHERE {where}; END"  # noqa: S608
+    cols = ", ".join(table.columns)
+    return [
+        f"CREATE TEMP TRIGGER IF NOT EXISTS {table.name}_tag_insert AFTER INSERT"
+        f" ON main.{table.name} {body}",
+        f"CREATE TEMP TRIGGER IF NOT EXISTS {table.name}_tag_update AFTER UPDATE OF {cols}"
+        f" ON main.{table.name} {body}",
+    ]
+
+
+def select_tagged(table: TaggedTable) -> str:
+    """Every row's tagged columns and its tag, for checking."""
+    return f"SELECT {', '.join(table.columns)}, row_tag FROM {table.name}"  # noqa: S608
+
+
+#: Triggers and views in the database file: walletd creates none, so any is planted.
+SELECT_SCHEMA_EXTRAS = (
+    "SELECT type, name FROM sqlite_schema WHERE type IN ('trigger', 'view') ORDER BY name"
+)

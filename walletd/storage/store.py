@@ -26,14 +26,17 @@ import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
 from walletd.errors import RequestError, StartupError, StorageFailure
 from walletd.storage import sql
-from walletd.storage.schema import SCHEMA_VERSION, migrate
+from walletd.storage.schema import SCHEMA_VERSION, migrate, without_row_tag_key
 from walletd.storage.statedir import StateLock, fsync_dir
+
+if TYPE_CHECKING:
+    from walletd.storage.row_tagging import RowTagger
 
 __all__ = ["DB_NAME", "AsyncStore", "Statement", "Store"]
 
@@ -57,6 +60,21 @@ def _connect(target: str, *, uri: bool) -> sqlite3.Connection:
     conn.execute("PRAGMA cell_size_check=ON")
     conn.execute("PRAGMA trusted_schema=OFF")
     return conn
+
+
+def _migrate(conn: sqlite3.Connection, tagger: RowTagger | None) -> None:
+    """Bring ``conn`` to the current schema; with a tagger, keep its row tags from then on.
+
+    The schema-5 migration computes the first tags with the tagger's functions, so migrating
+    an older database needs one (without, it fails on the missing function, changing nothing).
+    """
+    if tagger is not None:
+        tagger.install_functions(conn)
+    else:
+        without_row_tag_key(conn)
+    migrate(conn)
+    if tagger is not None:
+        tagger.install_triggers(conn)
 
 
 def _uri(path: Path, **params: str) -> str:
@@ -115,9 +133,9 @@ class Store:
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def open_memory(cls) -> Store:
+    def open_memory(cls, tagger: RowTagger | None = None) -> Store:
         conn = _connect(":memory:", uri=False)
-        migrate(conn)
+        _migrate(conn, tagger)
         return cls(conn, None)
 
     @classmethod
@@ -232,16 +250,18 @@ class Store:
                 "walletd changed nothing"
             )
 
-    def migrated_copy(self) -> Store:
+    def migrated_copy(self, tagger: RowTagger) -> Store:
         """An in-memory copy brought to the current schema, to load and check an old database
         before the real one is migrated."""
         conn = _connect(":memory:", uri=False)
         self._conn.backup(conn)
-        migrate(conn)
+        _migrate(conn, tagger)
         return Store(conn, self.path)
 
     @classmethod
-    def create(cls, path: Path, initial: Sequence[Statement] = ()) -> Store:
+    def create(
+        cls, path: Path, initial: Sequence[Statement] = (), tagger: RowTagger | None = None
+    ) -> Store:
         """A new database with the current schema and ``initial`` rows, then open for writing.
 
         It is built as ``<name>.init`` (created 0600 before SQLite opens it; SQLite gives its
@@ -257,7 +277,7 @@ class Store:
         try:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA secure_delete=ON")
-            migrate(conn)
+            _migrate(conn, tagger)
             Store(conn, building).write(initial)
         finally:
             conn.close()
@@ -268,10 +288,10 @@ class Store:
             os.close(fd)
         os.rename(building, path)
         fsync_dir(path.parent)
-        return cls.open_writable(path)
+        return cls.open_writable(path, tagger)
 
     @classmethod
-    def open_writable(cls, path: Path) -> Store:
+    def open_writable(cls, path: Path, tagger: RowTagger | None = None) -> Store:
         """Open for serving: WAL, synchronous=FULL, secure_delete; migrated to the current schema.
 
         Refuses (StartupError) rather than serve from a database it cannot write: SQLite would
@@ -291,7 +311,7 @@ class Store:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("BEGIN IMMEDIATE")  # proves we may write: takes the write lock
             conn.execute("ROLLBACK")
-            migrate(conn)
+            _migrate(conn, tagger)
         except sqlite3.Error as exc:
             if conn is not None:
                 conn.close()
