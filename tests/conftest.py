@@ -56,6 +56,15 @@ def make_config(tmp_path: Path) -> MakeConfig:
     return make
 
 
+@pytest.fixture(autouse=True)
+def _log_to_this_tests_stderr() -> None:
+    """walletd's logger writes to the stream that was sys.stderr when logging was configured;
+    under pytest that is one test's capture file, closed when the test ends. Configure it
+    afresh for every test, so a daemon built without a server (a dispatcher alone) never logs
+    into an earlier test's closed stream. Tests that configure logging themselves still do."""
+    configure_logging("info", "json")
+
+
 @pytest.fixture
 async def start_server(nursery: trio.Nursery, clock: Clock) -> StartServer:
     """``await start_server(config)`` -> a running in-process Server."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import walletd_wire as wire
 
-from .calls import Call, _call, _same
+from .client_core import Call, _call, _same
 
 
 def get_signing_policy(user_id: str) -> Call[wire.SigningPolicyResult]:
