@@ -284,3 +284,50 @@ async def test_counters_rolled_back_with_their_older_tag_are_not_caught(
                 await c.sign_message("alice", b"x")
     _put_back(config, "signature_count, row_tag", old)
     assert problems(config) == []
+
+
+# --------------------------------------------------------------------------- signing policy
+
+
+async def policy_state(config: Config, clock: Clock) -> None:
+    """A wallet with an owner layer whose limit has been used, and a pause."""
+    async with running(config, clock) as server:
+        async with AsyncWalletClient(server.config.socket) as c:
+            await c.create_wallet("carol")
+            rules = [
+                {"id": "few", "action": "allow", "limit": {"count": 3, "window_s": 3600}},
+                {"id": "rest", "action": "deny"},
+            ]
+            await c.set_signing_policy("carol", "owner", rules, 0)
+            for _ in range(3):
+                await c.sign_message("carol", b"m")
+            await c.pause_signing("wallet", user_id="carol")
+    assert problems(config) == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        # Reopen a used-up limit: a fresh record for the window.
+        ("UPDATE rate_windows SET record = x'00' WHERE user_id = 'carol'", "carol"),
+        # Loosen the layer behind the daemon's back.
+        (
+            "UPDATE signing_policies SET document = '[]' WHERE user_id = 'carol'",
+            "carol",
+        ),
+        # Backdate the pause (its scope is its key).
+        ("UPDATE signing_pauses SET since = 0", "wallet:carol"),
+    ],
+)
+async def test_signing_policy_rows_are_tagged(
+    make_config: MakeConfig, clock: Clock, edit: str, named: str
+) -> None:
+    config = make_config()
+    await policy_state(config, clock)
+    conn = db(config)
+    conn.execute(edit)
+    conn.close()
+    message = refused_at_start(config)
+    assert repr(named) in message, message
+    found = [p for p in problems(config) if "row tag" in p]
+    assert len(found) == 1 and repr(named) in found[0], found

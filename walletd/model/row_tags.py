@@ -84,6 +84,15 @@ WALLETS = tagged_table(
 # The rituals table: the steps (salted scrypt hashes: replacing them with hashes of known
 # answers would let anyone recover the wallet), the attempt count and the lock.
 RITUALS = tagged_table("rituals", "user_id", ("steps", "attempts", "locked_at"))
+# The signing policy (issue 15): each layer's document and version, each rule's durable rate
+# window (resetting one would reopen a used-up limit) and the pauses of the kill switch (their
+# key is the scope: "all", "uid:<n>" or "wallet:<user_id>"). Deleting a whole row is not
+# caught by a tag (SECURITY.md says what is); changing one is.
+SIGNING_POLICIES = tagged_table(
+    "signing_policies", "user_id", ("layer", "version", "document", "updated_at", "actor_uid")
+)
+RATE_WINDOWS = tagged_table("rate_windows", "user_id", ("layer", "rule_id", "record"))
+SIGNING_PAUSES = tagged_table("signing_pauses", "scope", ("since", "actor_uid"))
 
 
 def row_tag(key: bytes, table: str, values: Sequence[Any]) -> bytes:

@@ -25,7 +25,12 @@ if TYPE_CHECKING:
 __all__ = ["RowTagger", "tag_problems"]
 
 # How a tampered row is named in a problem: by what it is and by whom it belongs to.
-_NOUNS = {"wallets": "wallet", "rituals": "ritual"}
+_NOUNS = {
+    "wallets": "wallet",
+    "rituals": "ritual",
+    "signing_policies": "signing policy",
+    "rate_windows": "signing rate window",
+}
 
 
 class RowTagger:
@@ -80,8 +85,13 @@ def tag_problems(store: Store, key: bytes) -> list[str]:
     for table in TABLES.values():
         noun = _NOUNS.get(table.name, f"{table.name} row")
         for user_id in tampered(key, table, store.rows(sql.select_tagged(table))):
+            whose = (
+                f"signing pause {user_id!r}"
+                if table.name == "signing_pauses"
+                else f"{noun} of user {user_id!r}"
+            )
             problems.append(
-                f"{noun} of user {user_id!r}: its row tag does not match its columns "
+                f"{whose}: its row tag does not match its columns "
                 f"({', '.join(table.columns[1:])}): changed outside walletd"
             )
     return problems

@@ -121,6 +121,15 @@ MIGRATIONS: dict[int, str] = {
         created_at, key_created_at, signature_count, max_age_days, max_signatures, auto_rotate,
         reserved_count, key_type, key_version, seal_format);
     UPDATE rituals SET row_tag = walletd_row_tag('rituals', user_id, steps, attempts, locked_at);
+    ALTER TABLE signing_policies ADD COLUMN row_tag BLOB;
+    ALTER TABLE rate_windows ADD COLUMN row_tag BLOB;
+    ALTER TABLE signing_pauses ADD COLUMN row_tag BLOB;
+    UPDATE signing_policies SET row_tag = walletd_row_tag('signing_policies', user_id, layer,
+        version, document, updated_at, actor_uid);
+    UPDATE rate_windows SET row_tag = walletd_row_tag('rate_windows', user_id, layer, rule_id,
+        record);
+    UPDATE signing_pauses SET row_tag = walletd_row_tag('signing_pauses', scope, since,
+        actor_uid);
     INSERT INTO meta (key, value)
         SELECT name, walletd_migration_value(name)
         FROM (SELECT 'row_tag_key' AS name UNION ALL SELECT 'audit_head'

@@ -331,7 +331,8 @@ def row_tag_triggers(table: TaggedTable) -> list[str]:
     identifiers, see walletd.model.row_tags.tagged_table)."""
     new = ", ".join(f"NEW.{c}" for c in table.columns)
     tag = f"{ROW_TAG_FUNCTION}('{table.name}', {new})"
-    where = f"{table.key} = NEW.{table.key}"
+    # By rowid: a table may hold several rows per user id (a layer each, a window per rule).
+    where = "rowid = NEW.rowid"
     body = f"BEGIN UPDATE {table.name} SET row_tag = {tag} WHERE {where}; END"  # noqa: S608
     cols = ", ".join(table.columns)
     return [
