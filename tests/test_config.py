@@ -58,6 +58,7 @@ def test_every_key_type(tmp_path: Path) -> None:
         rotation_check_interval = 5.0
         max_attempts = 3
         lockout_seconds = 900.0
+        lockout_max_seconds = 3600.0
         scrypt_n = 1024
         scrypt_r = 4
         scrypt_p = 2
@@ -92,6 +93,7 @@ def test_every_key_type(tmp_path: Path) -> None:
         "rotation_check_interval": 5.0,
         "max_attempts": 3,
         "lockout_seconds": 900.0,
+        "lockout_max_seconds": 3600.0,
         "scrypt_n": 1024,
         "scrypt_r": 4,
         "scrypt_p": 2,
@@ -178,7 +180,7 @@ def test_example_config_covers_every_option_and_loads(tmp_path: Path) -> None:
     # Uncommenting every option still gives a valid file.
     uncommented = re.sub(r"^# ([a-z_]+ = )", r"\1", text, flags=re.MULTILINE)
     config = load_config(write(tmp_path, uncommented), {})
-    assert config.lockout_seconds == 3600.0
+    assert config.lockout_seconds == 900.0
 
 
 # --------------------------------------------------------------------------- flags

@@ -77,7 +77,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     rotation_check_interval: PositiveFloat = 60.0
     # Recovery ritual.
     max_attempts: Annotated[int, Meta(ge=1, le=1000)] = 5
-    lockout_seconds: PositiveFloat | None = None
+    # A lockout lasts lockout_seconds, doubling with each lockout in a row (a failed attempt
+    # after one expired counts on), up to lockout_max_seconds. "until_reset" (TOML has no
+    # null) keeps a lock until an admin resets it; in memory that is None.
+    lockout_seconds: PositiveFloat | str | None = 900.0
+    lockout_max_seconds: PositiveFloat = 86400.0
     scrypt_n: Annotated[int, Meta(ge=2, le=1 << 20)] = 1 << 14
     scrypt_r: Annotated[int, Meta(ge=1, le=64)] = 8
     scrypt_p: Annotated[int, Meta(ge=1, le=16)] = 1
@@ -85,6 +89,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     def __post_init__(self) -> None:
         self.socket_mode = parse_mode(self.socket_mode)
+        if isinstance(self.lockout_seconds, str):
+            if self.lockout_seconds != "until_reset":
+                raise ValueError('lockout_seconds must be a number of seconds or "until_reset"')
+            self.lockout_seconds = None
         if self.scrypt_n & (self.scrypt_n - 1):
             raise ValueError("scrypt_n must be a power of two")
 
@@ -92,6 +100,12 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     def mode(self) -> int:
         assert isinstance(self.socket_mode, int)
         return self.socket_mode
+
+    @property
+    def lockout_duration(self) -> float | None:
+        """The first lockout's length in seconds; None: until an admin resets it."""
+        assert not isinstance(self.lockout_seconds, str)
+        return self.lockout_seconds
 
     @property
     def backups_path(self) -> Path:

@@ -22,6 +22,7 @@ import trio
 
 import walletd_wire as wire
 from walletd.errors import Locked, NoRitual, StartupError, invalid
+from walletd.model.lockout import LockoutRule
 from walletd.model.peer import Actor, Peer
 from walletd.model.ritual import (
     Ritual,
@@ -67,18 +68,16 @@ class Recovery:
             raise NoRitual(f"user {user_id!r} has no recovery ritual")
         return ritual
 
+    def _rule(self) -> LockoutRule:
+        # Built per call: a reload may change the settings (they are live).
+        config = self.ctx.config
+        return LockoutRule(config.max_attempts, config.lockout_duration, config.lockout_max_seconds)
+
     def _locked(self, ritual: Ritual, now: float) -> bool:
-        if ritual.attempts < self.ctx.config.max_attempts:
-            return False
-        timeout = self.ctx.config.lockout_seconds
-        return timeout is None or ritual.locked_at is None or now < ritual.locked_at + timeout
+        return self._rule().locked(ritual.attempts, ritual.locked_at, now)
 
     def remaining(self, ritual: Ritual, now: float) -> int:
-        if self._locked(ritual, now):
-            return 0
-        if ritual.attempts >= self.ctx.config.max_attempts:
-            return self.ctx.config.max_attempts  # the lockout expired
-        return self.ctx.config.max_attempts - ritual.attempts
+        return self._rule().remaining(ritual.attempts, ritual.locked_at, now)
 
     # ------------------------------------------------------------------ management
 
@@ -170,8 +169,7 @@ class Recovery:
                 raise Locked(
                     f"recovery for user {user_id!r} is locked: too many attempts",
                 )
-            attempts = 1 if ritual.attempts >= ctx.config.max_attempts else ritual.attempts + 1
-            locked_at = now if attempts >= ctx.config.max_attempts else None
+            attempts, locked_at = self._rule().next_attempt(ritual.attempts, now)
             entry = ctx.audit(
                 "recovery_attempted", user_id, [], actor, detail={"attempt": attempts}
             )
