@@ -31,13 +31,16 @@ from walletd.model.ritual import (
     encode_steps,
     hash_steps,
 )
-from walletd.model.validation import check_sha256_hex, check_user_id
+from walletd.model.validation import (
+    check_prompt,
+    check_sha256_hex,
+    check_user_id,
+)
 from walletd.ops.context import Context
 from walletd.ops.rotation import Rotation
 from walletd.storage import sql
 
 MAX_STEPS = 16
-MAX_PROMPT_BYTES = 1024
 
 T = TypeVar("T")
 
@@ -216,9 +219,7 @@ def _check_steps(steps: list[wire.RitualStep]) -> list[wire.RitualStep]:
         raise invalid(f"a ritual has 1 to {MAX_STEPS} steps, got {len(steps)}")
     out = []
     for number, step in enumerate(steps, 1):
-        size = len(step.prompt.encode("utf-8", "surrogatepass"))
-        if not 1 <= size <= MAX_PROMPT_BYTES:
-            raise invalid(f"prompt {number} must be 1-{MAX_PROMPT_BYTES} bytes of text")
+        check_prompt(step.prompt, number)
         digest = check_sha256_hex(step.expected_response_hash, f"the hash of step {number}")
         out.append(wire.RitualStep(step.prompt, digest))
     return out

@@ -14,7 +14,7 @@ from walletd import __version__
 from walletd.errors import AlreadyExists, invalid
 from walletd.model.key_material import KEY_TYPES, KeyType, new_key_material, parse_key_type
 from walletd.model.peer import Actor, Peer
-from walletd.model.validation import check_user_id
+from walletd.model.validation import check_new_user_id, check_user_id
 from walletd.model.wallets import Wallet, zero
 from walletd.ops.context import Context
 from walletd.storage import sql
@@ -31,7 +31,7 @@ class WalletOps:
     # ------------------------------------------------------------------ create / delete
 
     async def create_wallet(self, peer: Peer, req: wire.CreateWallet) -> wire.AddressResult:
-        user_id = check_user_id(req.user_id)
+        user_id = check_new_user_id(req.user_id)
         try:
             key_type = parse_key_type(req.key_type)
         except ValueError as exc:
