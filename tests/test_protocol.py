@@ -132,6 +132,7 @@ def test_error_codes_are_the_documented_closed_set() -> None:
         "unavailable",
         "storage_error",
         "internal",
+        "quota_exceeded",
     ]
 
 

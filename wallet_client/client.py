@@ -192,8 +192,12 @@ class WalletClient:
     def rotation_status(self, user_id: str) -> wire.RotationStatusResult:
         return self._call(calls.rotation_status(user_id))
 
-    def rotation_history(self, user_id: str) -> list[wire.RotationRecord]:
-        return self._call(calls.rotation_history(user_id))
+    def rotation_history(
+        self, user_id: str, *, limit: int = 1000, before_seq: int | None = None
+    ) -> list[wire.RotationRecord]:
+        """Oldest first, at most ``limit``; pass the first record's ``seq`` as ``before_seq``
+        to read further back."""
+        return self._call(calls.rotation_history(user_id, limit=limit, before_seq=before_seq))
 
     def get_policy(self, user_id: str) -> wire.RotationPolicy:
         return self._call(calls.get_policy(user_id))

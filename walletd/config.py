@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-__all__ = ["Config", "ConfigError", "load_config", "parse_mode"]
+__all__ = ["Config", "ConfigError", "QuotaConfig", "load_config", "parse_mode"]
 
 PositiveFloat = Annotated[float, Meta(gt=0)]
 PositiveInt = Annotated[int, Meta(ge=1)]
@@ -42,6 +42,19 @@ RESTART_ONLY = frozenset(
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message says which option and why."""
+
+
+class QuotaConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The ``[quotas]`` table: what one non-admin uid may make (admins are exempt).
+
+    The defaults are far above what a person does by hand; they exist so one uid cannot fill
+    the disk the others share. All are live on reload and apply to the next request; nothing
+    already stored is removed when a quota is lowered, only further growth is refused.
+    """
+
+    wallets_per_uid: Annotated[int, Meta(ge=1)] = 1000
+    backups_per_wallet: Annotated[int, Meta(ge=1)] = 1000
+    backup_bytes_per_wallet: Annotated[int, Meta(ge=64 << 10)] = 8 << 20
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -86,6 +99,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     scrypt_r: Annotated[int, Meta(ge=1, le=64)] = 8
     scrypt_p: Annotated[int, Meta(ge=1, le=16)] = 1
     recovery_concurrency: Annotated[int, Meta(ge=1, le=64)] = 2
+    # Quotas: the [quotas] table (QuotaConfig).
+    quotas: QuotaConfig = msgspec.field(default_factory=QuotaConfig)
 
     def __post_init__(self) -> None:
         self.socket_mode = parse_mode(self.socket_mode)

@@ -14,7 +14,8 @@
     │   ├── NoRitual            no_ritual         the wallet has no recovery ritual
     │   ├── IntegrityFailure    integrity_error   a record failed its integrity check
     │   ├── Unavailable         unavailable       at a limit, or shutting down
-    │   └── StorageFailure      storage_error     the change was not made durable
+    │   ├── StorageFailure      storage_error     the change was not made durable
+    │   └── QuotaExceeded       quota_exceeded    a [quotas] limit of a non-admin uid
     └── StartupError            walletd cannot start; nothing was changed
 
 ``frame_too_large`` is answered by the connection itself (the stream is lost), and
@@ -40,6 +41,7 @@ __all__ = [
     "Locked",
     "NoRitual",
     "NotFound",
+    "QuotaExceeded",
     "RequestError",
     "StartupError",
     "StorageFailure",
@@ -114,6 +116,10 @@ class Unavailable(_Coded):
 
 class StorageFailure(_Coded):
     code_of_class = ErrorCode.STORAGE_ERROR
+
+
+class QuotaExceeded(_Coded):
+    code_of_class = ErrorCode.QUOTA_EXCEEDED
 
 
 # Short spellings for the three refusals most operations raise.

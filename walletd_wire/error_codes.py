@@ -28,3 +28,6 @@ class ErrorCode(enum.StrEnum):
     UNAVAILABLE = "unavailable"  # the daemon is at its connection limit or shutting down
     STORAGE_ERROR = "storage_error"  # the change could not be made durable; nothing changed
     INTERNAL = "internal"  # a bug in walletd; the message says nothing secret
+    # A quota of the [quotas] table: not transient (retrying does not help) and not about who
+    # the caller is (so not forbidden); the message names the quota and its value.
+    QUOTA_EXCEEDED = "quota_exceeded"

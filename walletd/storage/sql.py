@@ -141,7 +141,7 @@ def set_rotation_policy(
 # ----------------------------------------------------------------------------- rotations
 
 SELECT_ROTATIONS = (
-    "SELECT user_id, old_wallet_id, new_wallet_id, timestamp, reason, actor_uid"
+    "SELECT user_id, old_wallet_id, new_wallet_id, timestamp, reason, actor_uid, seq"
     " FROM rotations WHERE user_id = ? ORDER BY seq"
 )
 
