@@ -16,6 +16,7 @@ import argparse
 import io
 import math
 import os
+import pwd
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -257,12 +258,50 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         help="print the result as JSON on stdout, and nothing else there",
     )
     parser.add_argument(
+        "--expect-uid",
+        type=_uid_or_user,
+        metavar="UID|USER",
+        default=default(None),
+        help="refuse a socket not served by this uid or root (default: the walletd user's "
+        "uid for the system socket, else no check)",
+    )
+    parser.add_argument(
         "--timeout",
         type=_positive_float,
         metavar="SECONDS",
         default=default(DEFAULT_TIMEOUT),
         help=f"give up on walletd after this long (default {DEFAULT_TIMEOUT:g})",
     )
+
+
+def _uid_or_user(value: str) -> int:
+    if value.isdigit():
+        return int(value)
+    try:
+        return pwd.getpwnam(value).pw_uid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no user {value!r}") from None
+
+
+#: The user the packaged unit runs walletd as (systemd/walletd.service: User=walletd).
+DAEMON_USER = "walletd"
+
+
+def expected_server_uid(given: int | None, socket_path: str) -> int | None:
+    """The uid walletctl requires of the socket's server, when it is known.
+
+    ``--expect-uid`` when given; for the system socket, the uid of the ``walletd`` user the
+    packaged unit runs as (when that user exists); otherwise unknown, and not checked, as for
+    a development daemon under ``./.walletd/`` that runs as whoever started it.
+    """
+    if given is not None:
+        return given
+    if socket_path == DEFAULT_SOCKET:
+        try:
+            return pwd.getpwnam(DAEMON_USER).pw_uid
+        except KeyError:
+            return None
+    return None
 
 
 def _message_options(parser: argparse.ArgumentParser) -> argparse._MutuallyExclusiveGroup:
@@ -384,7 +423,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
     out = Output(args.json)
     try:
-        with WalletClient(resolve_socket_path(args.socket), timeout=args.timeout) as client:
+        socket_path = resolve_socket_path(args.socket)
+        expect_uid = expected_server_uid(args.expect_uid, socket_path)
+        with WalletClient(socket_path, timeout=args.timeout, expect_uid=expect_uid) as client:
             return int(args.func(client, args, out))
     except UsageError as exc:
         out.note(f"error: {exc}")
