@@ -92,6 +92,17 @@ def cmd_list(client: WalletClient, args: argparse.Namespace, out: Output) -> int
 
 
 def cmd_delete(client: WalletClient, args: argparse.Namespace, out: Output) -> int:
+    # A deleted key cannot be brought back. A person at a terminal confirms; a script (stdin
+    # not a terminal) proceeds as it always did, and --yes skips the question.
+    if not args.yes and sys.stdin.isatty():
+        sys.stderr.write(
+            f"Delete the wallet of {printable(args.user)}, its key and its ritual? "
+            "This cannot be undone. [y/N] "
+        )
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            out.note("not deleted")
+            return ExitCode.NO
     deleted = client.delete_wallet(args.user)
     out.result({"user_id": args.user, "deleted": deleted}, "deleted")
     return ExitCode.OK
@@ -346,7 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     user(command("create", cmd_create, "create a wallet for USER and print its address"))
     user(command("address", cmd_address, "print USER's address (exit 4 if there is none)"))
     command("list", cmd_list, "list the wallets you may use: one 'USER ADDRESS' a line")
-    user(command("delete", cmd_delete, "delete USER's wallet, its key and its ritual"))
+    delete = user(command("delete", cmd_delete, "delete USER's wallet, its key and its ritual"))
+    delete.add_argument(
+        "--yes", "-y", action="store_true", help="do not ask for confirmation on a terminal"
+    )
 
     sign = user(
         command(

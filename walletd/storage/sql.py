@@ -190,6 +190,10 @@ AUDIT_COLUMNS = COLUMNS
 SELECT_AUDIT = f"SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"  # noqa: S608 - constant
 
 
+#: Whether any audit record names a user id (an admin's audit USER for a user without a wallet).
+AUDIT_NAMES_USER = "SELECT 1 FROM audit WHERE user_id = ? LIMIT 1"
+
+
 def select_audit_page(where: str) -> str:
     """Newest first, ``where`` built only from fixed conditions with ``?`` placeholders."""
     return f"SELECT {AUDIT_COLUMNS} FROM audit WHERE {where} ORDER BY seq DESC LIMIT ?"  # noqa: S608
