@@ -151,8 +151,7 @@ class Backups:
         # The vault's stamp when the index last matched it; a fresh object matches nothing,
         # so the first backup op reads the directory once.
         self._stamp: object = object()
-        # Held while the index is brought up to date and around the daemon's own writes and
-        # deletes, so a stamp taken around one of those is the daemon's change alone.
+        # Held while the index is brought up to date from the directory (one reader at a time).
         self._index_lock = trio.Lock()
 
     def _tag(self, record: dict[str, Any]) -> str:
@@ -238,10 +237,13 @@ class Backups:
 
     async def _sync(self) -> None:
         """Bring the index up to date with the vault, reading only files it does not know."""
+        stamp = await self._run(self.vault.stamp)
+        if stamp == self._stamp:
+            return  # the common case: nothing changed outside the daemon; no lock, no listing
         async with self._index_lock:
             stamp = await self._run(self.vault.stamp)
             if stamp == self._stamp:
-                return
+                return  # another task brought it up to date meanwhile
             known = set(self.index.by_id)
             found = await self._run(self._read_new, known)
             for backup_id in known - set(found):
@@ -275,26 +277,30 @@ class Backups:
             return Entry(record.user_id, len(data), "the file name does not match the record"), None
         return Entry(record.user_id, len(data)), record
 
+    # The daemon's own writes and deletes run under the writer lock, never under the index
+    # lock: a listing must not wait for another uid's fsync. A listing that runs meanwhile
+    # may see the stamp change and read the directory itself; it finds the same entries.
+
     async def _write(self, backup_id: str, data: bytes, entry: Entry) -> None:
-        async with self._index_lock:
-            before = await self._run(self.vault.stamp)
-            await self._run(self.vault.write, backup_id, data)
-            self.index.put(backup_id, entry)
-            await self._own_change(before)
+        before = await self._run(self.vault.stamp)
+        await self._run(self.vault.write, backup_id, data)
+        self.index.put(backup_id, entry)
+        await self._own_change(before)
 
     async def _remove(self, backup_id: str) -> bool:
-        async with self._index_lock:
-            before = await self._run(self.vault.stamp)
-            deleted: bool = await self._run(self.vault.delete, backup_id)
-            self.index.remove(backup_id)
-            await self._own_change(before)
+        before = await self._run(self.vault.stamp)
+        deleted: bool = await self._run(self.vault.delete, backup_id)
+        self.index.remove(backup_id)
+        await self._own_change(before)
         return deleted
 
     async def _own_change(self, before: object) -> None:
-        # If the index matched the vault before this change, it matches after it too; if not,
-        # leave the stamp alone so the next op reads what someone else changed.
+        # If the index matched the vault before this change, it matches after it too (unless
+        # someone else changed the directory in the same instant: then that change is read
+        # at the next change of the stamp, or at a restart). If not, leave the stamp alone so
+        # the next op reads what someone else changed.
         after = await self._run(self.vault.stamp)
-        if before == self._stamp:
+        if before == self._stamp and not self._index_lock.locked():
             self._stamp = after
 
     async def list_backups(self, peer: Peer, req: wire.ListBackups) -> wire.BackupListResult:
