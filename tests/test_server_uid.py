@@ -23,7 +23,7 @@ from wallet_client import (
 )
 from wallet_client._unix import server_uid
 from wallet_client.calls import DEFAULT_SOCKET
-from wallet_client.walletctl import expected_server_uid
+from wallet_client.cli_peer import expected_server_uid
 
 from .support import NOBODY, MakeConfig, StartServer, run_as_nobody, wait_for_socket
 

@@ -16,7 +16,6 @@ import argparse
 import io
 import math
 import os
-import pwd
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -38,6 +37,7 @@ from .cli_io import (
     read_input,
     read_message,
 )
+from .cli_peer import confirm_delete, expected_server_uid, uid_or_user
 from .client import WalletClient, resolve_socket_path
 from .errors import DaemonUnavailableError, WalletError, WalletNotFoundError
 from .exitcodes import ExitCode
@@ -92,17 +92,9 @@ def cmd_list(client: WalletClient, args: argparse.Namespace, out: Output) -> int
 
 
 def cmd_delete(client: WalletClient, args: argparse.Namespace, out: Output) -> int:
-    # A deleted key cannot be brought back. A person at a terminal confirms; a script (stdin
-    # not a terminal) proceeds as it always did, and --yes skips the question.
-    if not args.yes and sys.stdin.isatty():
-        sys.stderr.write(
-            f"Delete the wallet of {printable(args.user)}, its key and its ritual? "
-            "This cannot be undone. [y/N] "
-        )
-        sys.stderr.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            out.note("not deleted")
-            return ExitCode.NO
+    if not confirm_delete(args.user, assume_yes=args.yes):
+        out.note("not deleted")
+        return ExitCode.NO
     deleted = client.delete_wallet(args.user)
     out.result({"user_id": args.user, "deleted": deleted}, "deleted")
     return ExitCode.OK
@@ -270,7 +262,7 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
     parser.add_argument(
         "--expect-uid",
-        type=_uid_or_user,
+        type=uid_or_user,
         metavar="UID|USER",
         default=default(None),
         help="refuse a socket not served by this uid or root (default: the walletd user's "
@@ -283,36 +275,6 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         default=default(DEFAULT_TIMEOUT),
         help=f"give up on walletd after this long (default {DEFAULT_TIMEOUT:g})",
     )
-
-
-def _uid_or_user(value: str) -> int:
-    if value.isdigit():
-        return int(value)
-    try:
-        return pwd.getpwnam(value).pw_uid
-    except KeyError:
-        raise argparse.ArgumentTypeError(f"no user {value!r}") from None
-
-
-#: The user the packaged unit runs walletd as (systemd/walletd.service: User=walletd).
-DAEMON_USER = "walletd"
-
-
-def expected_server_uid(given: int | None, socket_path: str) -> int | None:
-    """The uid walletctl requires of the socket's server, when it is known.
-
-    ``--expect-uid`` when given; for the system socket, the uid of the ``walletd`` user the
-    packaged unit runs as (when that user exists); otherwise unknown, and not checked, as for
-    a development daemon under ``./.walletd/`` that runs as whoever started it.
-    """
-    if given is not None:
-        return given
-    if socket_path == DEFAULT_SOCKET:
-        try:
-            return pwd.getpwnam(DAEMON_USER).pw_uid
-        except KeyError:
-            return None
-    return None
 
 
 def _message_options(parser: argparse.ArgumentParser) -> argparse._MutuallyExclusiveGroup:

@@ -235,6 +235,21 @@ class Backups:
 
     # ------------------------------------------------------------------ the index
 
+    def prime(self) -> int:
+        """Read the whole directory once, at startup (blocking); returns how many files.
+
+        Done before serving so the first backup op after a start does not pay for it while
+        holding the writer lock.
+        """
+        try:
+            stamp = self.vault.stamp()
+            found = self._read_new(set())
+        except OSError:
+            return 0  # unreadable now: the first backup op tries again, as storage_error
+        self.index.replace_all((bid, e) for bid, e in found.items() if e is not None)
+        self._stamp = stamp
+        return len(self.index)
+
     async def _sync(self) -> None:
         """Bring the index up to date with the vault, reading only files it does not know."""
         stamp = await self._run(self.vault.stamp)
@@ -277,10 +292,8 @@ class Backups:
             return Entry(record.user_id, len(data), "the file name does not match the record"), None
         return Entry(record.user_id, len(data)), record
 
-    # The daemon's own writes and deletes run under the writer lock, never under the index
-    # lock: a listing must not wait for another uid's fsync. A listing that runs meanwhile
-    # may see the stamp change and read the directory itself; it finds the same entries.
-
+    # Own writes and deletes (under the writer lock) never take the index lock: a listing must
+    # not wait for another uid's fsync. One that runs meanwhile may read the directory itself.
     async def _write(self, backup_id: str, data: bytes, entry: Entry) -> None:
         before = await self._run(self.vault.stamp)
         await self._run(self.vault.write, backup_id, data)
