@@ -11,9 +11,17 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from walletd.config import Config, ConfigError, SigningConfig, load_config, parse_mode
+from walletd.config import (
+    Config,
+    ConfigError,
+    QuotaConfig,
+    SigningConfig,
+    load_config,
+    parse_mode,
+)
 from walletd.main import EXIT_USAGE, build_parser, config_from
 
+from .config_options import config_options, example_lines
 from .support import ROOT
 
 EXAMPLE = ROOT / "systemd" / "walletd.toml.example"
@@ -60,6 +68,7 @@ def test_every_key_type(tmp_path: Path) -> None:
         rotation_check_interval = 5.0
         max_attempts = 3
         lockout_seconds = 900.0
+        lockout_max_seconds = 3600.0
         scrypt_n = 1024
         scrypt_r = 4
         scrypt_p = 2
@@ -68,6 +77,11 @@ def test_every_key_type(tmp_path: Path) -> None:
         default = "deny"
         policy_group = "ops"
         timezone = "Europe/Paris"
+
+        [quotas]
+        wallets_per_uid = 20
+        backups_per_wallet = 30
+        backup_bytes_per_wallet = 1048576
         """.replace("\n        ", "\n"),
     )
     config = load_config(path, {})
@@ -100,11 +114,15 @@ def test_every_key_type(tmp_path: Path) -> None:
         "rotation_check_interval": 5.0,
         "max_attempts": 3,
         "lockout_seconds": 900.0,
+        "lockout_max_seconds": 3600.0,
         "scrypt_n": 1024,
         "scrypt_r": 4,
         "scrypt_p": 2,
         "recovery_concurrency": 4,
         "signing": SigningConfig(default="deny", policy_group="ops", timezone="Europe/Paris"),
+        "quotas": QuotaConfig(
+            wallets_per_uid=20, backups_per_wallet=30, backup_bytes_per_wallet=1 << 20
+        ),
     }
     assert set(expected) == set(Config.__struct_fields__)  # every option is exercised
     assert msgspec.structs.asdict(config) == expected
@@ -181,13 +199,13 @@ def test_socket_mode_from_toml_string_and_octal_integer(tmp_path: Path) -> None:
 
 def test_example_config_covers_every_option_and_loads(tmp_path: Path) -> None:
     text = EXAMPLE.read_text()
-    mentioned = set(re.findall(r"^#? ?([a-z_]+) = ", text, re.MULTILINE))
-    assert mentioned == set(Config.__struct_fields__)
+    mentioned = {line.name for line in example_lines(text)}
+    assert mentioned == set(config_options())
     assert load_config(str(EXAMPLE), {}).socket_group == "walletd"
     # Uncommenting every option still gives a valid file.
     uncommented = re.sub(r"^# ([a-z_]+ = )", r"\1", text, flags=re.MULTILINE)
     config = load_config(write(tmp_path, uncommented), {})
-    assert config.lockout_seconds == 3600.0
+    assert config.lockout_seconds == 900.0
 
 
 # --------------------------------------------------------------------------- flags

@@ -30,12 +30,13 @@ import wallet_client.errors as client_errors
 import walletd_wire as wire
 from wallet_client import walletctl
 from walletd import main as walletd_main
-from walletd.config import RESTART_ONLY, Config, load_config
+from walletd.config import RESTART_ONLY, load_config
 from walletd.ops import dispatch
 from walletd.server.serve import Server
 from walletd_wire.framing import FrameDecoder, encode_frame
 
 from . import test_protocol
+from .config_options import config_options, example_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOL = ROOT / "docs" / "PROTOCOL.md"
@@ -51,7 +52,7 @@ def struct_info(struct: type[msgspec.Struct]) -> mi.StructType:
     return info
 
 
-CONFIG_FIELDS = {f.name: f for f in struct_info(Config).fields}
+CONFIG_FIELDS = config_options()
 
 
 # --------------------------------------------------------------------------- markdown helpers
@@ -307,7 +308,8 @@ def error_rows(protocol_md: str) -> dict[str, list[str]]:
         section(protocol_md, "## Error codes"),
         ["Code", "Meaning", "Connection afterwards", "Python exception"],
     )
-    listed = [code_names(row[0]) for row in rows]
+    # An option in a table is written `table.key` (`quotas.wallets_per_uid`).
+    listed = [re.findall(r"`([a-z_]+(?:\.[a-z_]+)?)`", row[0]) for row in rows]
     assert all(len(names) == 1 for names in listed), listed
     return {names[0]: row for names, row in zip(listed, rows, strict=True)}
 
@@ -506,7 +508,8 @@ async def test_hex_responses_are_what_a_daemon_sends(
 def option_rows() -> dict[str, list[str]]:
     text = section(OPERATIONS.read_text(), "### Every option")
     rows = table_with(text, ["Option", "Default", "Reload", "Meaning"])
-    listed = [code_names(row[0]) for row in rows]
+    # An option in a table is written `table.key` (`quotas.wallets_per_uid`).
+    listed = [re.findall(r"`([a-z_]+(?:\.[a-z_]+)?)`", row[0]) for row in rows]
     assert all(len(names) == 1 for names in listed), listed
     names = [n[0] for n in listed]
     assert len(names) == len(set(names)), "an option is documented twice"
@@ -524,18 +527,9 @@ def test_operations_reload_class_is_restart_only(option_rows: dict[str, list[str
     assert restart == RESTART_ONLY
 
 
-def config_default(name: str) -> Any:
-    """An option's default; a table (``[signing]``) as the TOML map of its set keys."""
-    field = CONFIG_FIELDS[name]
-    if field.default_factory is msgspec.NODEFAULT:
-        return field.default
-    table = msgspec.to_builtins(field.default_factory())
-    return {k: v for k, v in table.items() if v is not None}
-
-
 def test_operations_defaults_are_the_config_defaults(option_rows: dict[str, list[str]]) -> None:
     for name, row in option_rows.items():
-        default = config_default(name)
+        default = CONFIG_FIELDS[name].default
         cell = row[1]
         shown = re.match(r"`([^`]+)`", cell)
         if shown is None:
@@ -566,11 +560,9 @@ def test_operations_flags_exist_and_set_their_option() -> None:
 
 # --------------------------------------------------------------------------- walletd.toml.example
 
-OPTION_LINE = re.compile(r"^(?P<comment># ?)?(?P<name>[a-z_]+) = (?P<rest>.*)$", re.MULTILINE)
-
 
 def test_example_config_mentions_every_option_once() -> None:
-    names = [m.group("name") for m in OPTION_LINE.finditer(EXAMPLE.read_text())]
+    names = [line.name for line in example_lines(EXAMPLE.read_text())]
     assert set(CONFIG_FIELDS) - set(names) == set(), "options missing from the example"
     assert set(names) - set(CONFIG_FIELDS) == set(), "the example has unknown options"
     assert len(names) == len(set(names)), "an option appears twice in the example"
@@ -578,8 +570,8 @@ def test_example_config_mentions_every_option_once() -> None:
 
 def test_example_config_reload_tags_are_restart_only() -> None:
     tags = {
-        m.group("name"): re.search(r"# \[(live|restart)\]", m.group("rest"))
-        for m in OPTION_LINE.finditer(EXAMPLE.read_text())
+        line.name: re.search(r"# \[(live|restart)\]", line.rest)
+        for line in example_lines(EXAMPLE.read_text())
     }
     assert all(tags.values()), [name for name, tag in tags.items() if not tag]
     restart = {name for name, tag in tags.items() if tag and tag.group(1) == "restart"}
@@ -590,21 +582,27 @@ def test_example_config_loads_as_is_and_uncommented(tmp_path: Path) -> None:
     text = EXAMPLE.read_text()
     active = load_config(str(EXAMPLE), {})
     assert active.require_external_master_key is True  # what OPERATIONS.md promises
-    uncommented = OPTION_LINE.sub(r"\g<name> = \g<rest>", text)
+    uncommented = re.sub(r"^# ?([a-z_]+ = )", r"\1", text, flags=re.MULTILINE)
     path = tmp_path / "all.toml"
     path.write_text(uncommented)
     load_config(str(path), {})
-    assert set(tomllib.loads(uncommented)) == set(CONFIG_FIELDS)
+    loaded = tomllib.loads(uncommented)
+    flat = {
+        f"{key}.{sub}" if isinstance(value, dict) else key
+        for key, value in loaded.items()
+        for sub in (value if isinstance(value, dict) else [None])
+    }
+    assert flat == set(CONFIG_FIELDS)
 
 
 def test_example_config_comments_show_the_defaults() -> None:
     # "Lines starting with # show an option at its default" -- except options whose default
     # is "not set", where the commented line shows an example value.
-    for m in OPTION_LINE.finditer(EXAMPLE.read_text()):
-        default = config_default(m.group("name"))
-        if m.group("comment") and default is not None:
-            value = tomllib.loads(f"{m.group('name')} = {m.group('rest')}")[m.group("name")]
-            assert value == default, f"example: {m.group(0)!r}, Config default {default!r}"
+    for line in example_lines(EXAMPLE.read_text()):
+        default = CONFIG_FIELDS[line.name].default
+        if line.commented and default is not None:
+            value = tomllib.loads(f"{line.key} = {line.rest}")[line.key]
+            assert value == default, f"example: {line.line!r}, Config default {default!r}"
 
 
 # --------------------------------------------------------------------------- README.md

@@ -302,6 +302,7 @@ def test_internal_is_a_bug_and_says_nothing() -> None:
         ("integrity_error", e.BackupIntegrityError),
         ("unavailable", e.DaemonUnavailableError),
         ("storage_error", e.StorageError),
+        ("quota_exceeded", e.QuotaExceededError),
         ("internal", e.WalletError),
         ("from_a_newer_daemon", e.WalletError),
     ],

@@ -156,6 +156,7 @@ def test_error_codes_are_the_documented_closed_set() -> None:
         "internal",
         "policy_denied",
         "paused",
+        "quota_exceeded",
     ]
 
 

@@ -191,7 +191,7 @@ async def test_unregister_and_delete_remove_the_ritual(
 def test_recovery_settings() -> None:
     config = Config()
     assert config.max_attempts == 5
-    assert config.lockout_seconds is None  # locked until an admin resets, by default
+    assert config.lockout_seconds == 900.0  # finite by default: a lockout is a denial of service
     assert load_config(None, {"max_attempts": 1}).max_attempts == 1
     for bad in ({"max_attempts": 0}, {"lockout_seconds": 0}, {"recovery_concurrency": 0}):
         with pytest.raises(ConfigError):
@@ -328,14 +328,18 @@ async def test_lockout_expires_after_lockout_seconds(
 
 
 async def test_lockout_without_lockout_seconds_is_for_good(
-    client: AsyncWalletClient, alice: str, clock: Clock
+    start_server: StartServer, make_config: MakeConfig, clock: Clock
 ) -> None:
-    for _ in range(5):
-        assert not await client.initiate_recovery("alice", WRONG)
-    clock.advance(10 * 365 * 86400)
-    assert await client.is_locked("alice")
-    with pytest.raises(RitualLockedError):
-        await client.initiate_recovery("alice", RIGHT)
+    server = await start_server(make_config(ephemeral=True, lockout_seconds=None))
+    async with AsyncWalletClient(server.config.socket, timeout=10) as client:
+        await client.create_wallet("alice")
+        await client.register_ritual("alice", ritual())
+        for _ in range(5):
+            assert not await client.initiate_recovery("alice", WRONG)
+        clock.advance(10 * 365 * 86400)
+        assert await client.is_locked("alice")
+        with pytest.raises(RitualLockedError):
+            await client.initiate_recovery("alice", RIGHT)
 
 
 async def test_failures_are_indistinguishable(

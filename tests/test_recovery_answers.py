@@ -80,11 +80,12 @@ def test_rotation_defaults_are_codomyrmex_and_the_wire_is_unchanged() -> None:
     assert (policy.max_age_days, policy.max_signatures, policy.auto_rotate) == (90, 10000, False)
     record = wire.RotationRecord("u1", "0xaaa", "0xbbb", 1.5)
     assert record.reason == "scheduled"
-    # A daemon's full record still encodes to the same map, field for field, in order.
-    full = wire.RotationRecord("u1", "0xaaa", "0xbbb", 1.5, "manual", 0)
+    # A daemon's full record still encodes to the same map, field for field, in order; `seq`
+    # (for paging, issue 12) was added at the end.
+    full = wire.RotationRecord("u1", "0xaaa", "0xbbb", 1.5, "manual", 0, 3)
     decoded = msgspec.msgpack.decode(msgspec.msgpack.encode(full))
     assert list(decoded) == [
-        "user_id", "old_wallet_id", "new_wallet_id", "timestamp", "reason", "actor_uid"
+        "user_id", "old_wallet_id", "new_wallet_id", "timestamp", "reason", "actor_uid", "seq"
     ]  # fmt: skip
     assert msgspec.msgpack.decode(msgspec.msgpack.encode(full), type=wire.RotationRecord) == full
 

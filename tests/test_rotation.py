@@ -87,8 +87,9 @@ async def test_rotation_replaces_key_address_and_count(
     assert status.address == new_address
     [record] = await client.rotation_history("alice")
     assert record == wire.RotationRecord(
-        "alice", old_address, new_address, clock.now, "suspected leak", os.getuid()
+        "alice", old_address, new_address, clock.now, "suspected leak", os.getuid(), record.seq
     )
+    assert record.seq >= 1
 
 
 async def test_default_reason_is_manual_and_history_is_oldest_first(

@@ -35,6 +35,7 @@ from walletd.config import RESTART_ONLY, Config, load_config
 from walletd.server.listener import FD_NAMES
 from walletd.storage.sealing import CREDENTIAL_NAME
 
+from .config_options import config_options, example_lines
 from .support import ROOT, wait_for_socket, walletd_argv
 
 UNITS = ROOT / "systemd"
@@ -202,13 +203,20 @@ def test_units_agree_with_each_other_and_with_walletd() -> None:
 
 def test_example_config_documents_every_option() -> None:
     text = EXAMPLE.read_text()
-    documented = set(re.findall(r"^#? ?([a-z_]+) = ", text, flags=re.MULTILINE))
-    assert set(Config.__struct_fields__) - documented == set()
-    assert documented - set(Config.__struct_fields__) == set()
+    # Options of a table (`[quotas]`) are named `quotas.key` (tests/config_options.py).
+    lines = list(example_lines(text))
+    documented = {line.name for line in lines}
+    options = set(config_options())
+    assert options - documented == set()
+    assert documented - options == set()
 
     # Each option says whether a reload applies it; that must be what walletd does.
-    tags = dict(re.findall(r"^#? ?([a-z_]+) = .*?# \[(live|restart)\]", text, flags=re.MULTILINE))
-    assert set(tags) == set(Config.__struct_fields__)
+    tags = {
+        line.name: tag.group(1)
+        for line in lines
+        if (tag := re.search(r"# \[(live|restart)\]", line.rest))
+    }
+    assert set(tags) == options
     assert {name for name, tag in tags.items() if tag == "restart"} == RESTART_ONLY
 
     config = load_config(str(EXAMPLE), {})
@@ -218,6 +226,7 @@ def test_example_config_documents_every_option() -> None:
     uncommented = re.sub(r"^# ?([a-z_]+ = )", r"\1", text, flags=re.MULTILINE)
     values = tomllib.loads(uncommented)
     assert set(values) == set(Config.__struct_fields__)
+    assert set(values["quotas"]) == {n.split(".", 1)[1] for n in options if n.startswith("quotas.")}
     load_config(None, values)
 
 

@@ -199,7 +199,7 @@ def test_register_and_recover_on_a_terminal(
     # Wrong answers: exit 1, and one attempt is gone.
     code, out, screen = recover(terminal, sock, PET, "wrong one")
     assert (code, out) == (ExitCode.NO, "")
-    assert "recovery failed: the answers were not accepted (1 attempts left)" in screen
+    assert "recovery failed: the answers were not accepted (1 attempt left)" in screen
 
     # The right answers (hashed exactly as typed at registration): a new key, printed.
     code, out, _ = recover(terminal, sock, PET, CITY)

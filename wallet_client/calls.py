@@ -184,9 +184,13 @@ def rotation_status(user_id: str) -> Call[wire.RotationStatusResult]:
     return _call(wire.RotationStatus(id=0, user_id=user_id), wire.RotationStatusResult, _same)
 
 
-def rotation_history(user_id: str) -> Call[list[wire.RotationRecord]]:
+def rotation_history(
+    user_id: str, *, limit: int = 1000, before_seq: int | None = None
+) -> Call[list[wire.RotationRecord]]:
     return _call(
-        wire.RotationHistory(id=0, user_id=user_id), wire.RotationHistoryResult, lambda r: r.records
+        wire.RotationHistory(id=0, user_id=user_id, limit=limit, before_seq=before_seq),
+        wire.RotationHistoryResult,
+        lambda r: r.records,
     )
 
 

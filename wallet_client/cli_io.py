@@ -103,6 +103,12 @@ def decode_signature(text: str) -> bytes:
         digits = match.group(1)
         if digits and len(digits) % 2 == 0:
             return bytes.fromhex(digits)
+    if text[:2] in ("0x", "0X"):
+        # "0x" says hex; "0xzz" is also four base64 characters, which made it a 3-byte
+        # signature that verified as "invalid" instead of being a usage error.
+        raise argparse.ArgumentTypeError(
+            "a signature after 0x must be an even number of hex digits"
+        )
     try:
         value = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
     except (binascii.Error, ValueError):

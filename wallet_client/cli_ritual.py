@@ -22,7 +22,13 @@ import walletd_wire as wire
 from .calls import hash_response
 from .cli_io import Output, UsageError, fields, printable, read_input
 from .client import WalletClient
-from .errors import RitualError, RitualLockedError, WalletError, WalletNotFoundError
+from .errors import (
+    PermissionDeniedError,
+    RitualError,
+    RitualLockedError,
+    WalletError,
+    WalletNotFoundError,
+)
 from .exitcodes import ExitCode
 
 __all__ = ["Terminal", "add_commands"]
@@ -121,15 +127,31 @@ def _ask_answer(term: Terminal, number: int) -> str:
 # --------------------------------------------------------------------------- inspect / manage
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 attempt``, ``2 attempts``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def cmd_status(client: WalletClient, args: argparse.Namespace, out: Output) -> int:
     data: dict[str, Any] = {"user_id": args.user, "has_ritual": client.has_ritual(args.user)}
     if data["has_ritual"]:
         data["remaining_attempts"] = client.get_remaining_attempts(args.user)
         data["locked"] = client.is_locked(args.user)
     else:
+        _require_wallet(client, args.user)
         data["remaining_attempts"] = data["locked"] = None
     out.result(data, fields({k: v for k, v in data.items() if k != "user_id"}))
     return ExitCode.OK
+
+
+def _require_wallet(client: WalletClient, user: str) -> None:
+    """WalletNotFoundError for a user id with no wallet: a typo must not read as "no ritual"."""
+    try:
+        address = client.get_wallet_address(user)
+    except PermissionDeniedError:
+        return  # another uid's wallet: it exists, and has no ritual
+    if address is None:
+        raise WalletNotFoundError(message=f"no wallet for user {user!r}", code="not_found")
 
 
 def cmd_prompts(client: WalletClient, args: argparse.Namespace, out: Output) -> int:
@@ -184,7 +206,7 @@ def cmd_recover(client: WalletClient, args: argparse.Namespace, out: Output) -> 
         if remaining == 0:
             out.note("recovery failed: the answers were not accepted; recovery is now locked")
         else:
-            left = "" if remaining is None else f" ({remaining} attempts left)"
+            left = "" if remaining is None else f" ({plural(remaining, 'attempt')} left)"
             out.note(f"recovery failed: the answers were not accepted{left}")
         out.result({"user_id": user, "recovered": False, "remaining_attempts": remaining}, None)
         return ExitCode.NO

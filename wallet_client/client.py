@@ -20,7 +20,7 @@ import walletd_wire as wire
 
 from . import _sync_transport as transport
 from . import calls, calls_policy
-from ._unix import connection_dropped, resolve_socket_path
+from ._unix import check_server_uid, connection_dropped, resolve_socket_path
 from .calls import BackupList, Call, ClientCore
 from .errors import DaemonUnavailableError, WalletError
 
@@ -41,9 +41,13 @@ class WalletClient:
         socket_path: str | os.PathLike[str] | None = None,
         *,
         timeout: float | None = calls.DEFAULT_TIMEOUT,
+        expect_uid: int | None = None,
     ) -> None:
+        """``expect_uid``: the uid walletd runs as; a socket served by any other uid (root
+        excepted) is refused with PermissionDeniedError before anything is sent on it."""
         self.socket_path = resolve_socket_path(socket_path)
         self.timeout = timeout
+        self.expect_uid = expect_uid
         self._core = ClientCore()
         self._sock: transport.Connection | None = None
         self._lock = transport.Lock()
@@ -74,8 +78,16 @@ class WalletClient:
             connection = transport.Connection.open(self.socket_path, self.timeout)
         except OSError as exc:
             raise DaemonUnavailableError(
-                f"cannot connect to walletd at {self.socket_path}: {exc.strerror or exc}"
+                f"cannot connect to walletd at {self.socket_path}: {exc.strerror or exc} "
+                "(is walletd running? set $WALLETD_SOCKET or pass the socket path if it "
+                "listens elsewhere)"
             ) from exc
+        if self.expect_uid is not None:
+            try:
+                check_server_uid(connection.fileno(), self.expect_uid, self.socket_path)
+            except BaseException:
+                connection.close()
+                raise
         self._core.reset()
         return connection
 
@@ -205,8 +217,12 @@ class WalletClient:
     def rotation_status(self, user_id: str) -> wire.RotationStatusResult:
         return self._call(calls.rotation_status(user_id))
 
-    def rotation_history(self, user_id: str) -> list[wire.RotationRecord]:
-        return self._call(calls.rotation_history(user_id))
+    def rotation_history(
+        self, user_id: str, *, limit: int = 1000, before_seq: int | None = None
+    ) -> list[wire.RotationRecord]:
+        """Oldest first, at most ``limit``; pass the first record's ``seq`` as ``before_seq``
+        to read further back."""
+        return self._call(calls.rotation_history(user_id, limit=limit, before_seq=before_seq))
 
     def get_policy(self, user_id: str) -> wire.RotationPolicy:
         return self._call(calls.get_policy(user_id))

@@ -4,6 +4,7 @@
     ├── WalletNotFoundError          not_found: no such wallet, backup or history
     ├── WalletExistsError            already_exists: the user already has a wallet
     ├── PermissionDeniedError        forbidden: not the owner, not an admin, or not allowed in
+    │   └── QuotaExceededError       quota_exceeded: a quota of the daemon's [quotas] table
     ├── InvalidArgumentError         invalid_argument: a value the daemon will not accept
     ├── WalletKeyError               the daemon could not store or use a key
     │   └── StorageError             storage_error: the change was not made durable; nothing changed
@@ -39,6 +40,7 @@ __all__ = [
     "PermissionDeniedError",
     "PolicyDeniedError",
     "ProtocolError",
+    "QuotaExceededError",
     "RitualError",
     "RitualLockedError",
     "SigningPausedError",
@@ -183,6 +185,16 @@ class DaemonUnavailableError(WalletError):
     code = ErrorCode.UNAVAILABLE
 
 
+class QuotaExceededError(PermissionDeniedError):
+    """A quota (wallets per uid, backups per wallet): refused until something is deleted.
+
+    A PermissionDeniedError, so code that catches refusals catches this too; its own code,
+    so a program can tell "not yours" from "too many".
+    """
+
+    code = ErrorCode.QUOTA_EXCEEDED
+
+
 _BY_CODE: dict[str, type[WalletError]] = {
     ErrorCode.BAD_REQUEST: ProtocolError,
     ErrorCode.UNKNOWN_OP: ProtocolError,
@@ -198,6 +210,7 @@ _BY_CODE: dict[str, type[WalletError]] = {
     ErrorCode.STORAGE_ERROR: StorageError,
     ErrorCode.POLICY_DENIED: PolicyDeniedError,
     ErrorCode.PAUSED: SigningPausedError,
+    ErrorCode.QUOTA_EXCEEDED: QuotaExceededError,
 }
 
 

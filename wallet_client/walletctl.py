@@ -37,6 +37,7 @@ from .cli_io import (
     read_input,
     read_message,
 )
+from .cli_peer import confirm_delete, expected_server_uid, uid_or_user
 from .client import WalletClient, resolve_socket_path
 from .errors import DaemonUnavailableError, WalletError, WalletNotFoundError
 from .exitcodes import ExitCode
@@ -97,6 +98,9 @@ def cmd_list(client: WalletClient, args: argparse.Namespace, out: Output) -> int
 
 
 def cmd_delete(client: WalletClient, args: argparse.Namespace, out: Output) -> int:
+    if not confirm_delete(args.user, assume_yes=args.yes):
+        out.note("not deleted")
+        return ExitCode.NO
     deleted = client.delete_wallet(args.user)
     out.result({"user_id": args.user, "deleted": deleted}, "deleted")
     return ExitCode.OK
@@ -263,6 +267,14 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         help="print the result as JSON on stdout, and nothing else there",
     )
     parser.add_argument(
+        "--expect-uid",
+        type=uid_or_user,
+        metavar="UID|USER",
+        default=default(None),
+        help="refuse a socket not served by this uid or root (default: the walletd user's "
+        "uid for the system socket, else no check)",
+    )
+    parser.add_argument(
         "--timeout",
         type=_positive_float,
         metavar="SECONDS",
@@ -313,7 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     user(command("create", cmd_create, "create a wallet for USER and print its address"))
     user(command("address", cmd_address, "print USER's address (exit 4 if there is none)"))
     command("list", cmd_list, "list the wallets you may use: one 'USER ADDRESS' a line")
-    user(command("delete", cmd_delete, "delete USER's wallet, its key and its ritual"))
+    delete = user(command("delete", cmd_delete, "delete USER's wallet, its key and its ritual"))
+    delete.add_argument(
+        "--yes", "-y", action="store_true", help="do not ask for confirmation on a terminal"
+    )
 
     sign = user(
         command(
@@ -391,7 +406,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
     out = Output(args.json)
     try:
-        with WalletClient(resolve_socket_path(args.socket), timeout=args.timeout) as client:
+        socket_path = resolve_socket_path(args.socket)
+        expect_uid = expected_server_uid(args.expect_uid, socket_path)
+        with WalletClient(socket_path, timeout=args.timeout, expect_uid=expect_uid) as client:
             return int(args.func(client, args, out))
     except UsageError as exc:
         out.note(f"error: {exc}")

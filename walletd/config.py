@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-__all__ = ["Config", "ConfigError", "SigningConfig", "load_config", "parse_mode"]
+__all__ = ["Config", "ConfigError", "QuotaConfig", "SigningConfig", "load_config", "parse_mode"]
 
 PositiveFloat = Annotated[float, Meta(gt=0)]
 PositiveInt = Annotated[int, Meta(ge=1)]
@@ -66,6 +66,19 @@ class SigningConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError(f"[signing] timezone {self.timezone[:64]!r} is not known") from None
 
 
+class QuotaConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The ``[quotas]`` table: what one non-admin uid may make (admins are exempt).
+
+    The defaults are far above what a person does by hand; they exist so one uid cannot fill
+    the disk the others share. All are live on reload and apply to the next request; nothing
+    already stored is removed when a quota is lowered, only further growth is refused.
+    """
+
+    wallets_per_uid: Annotated[int, Meta(ge=1)] = 1000
+    backups_per_wallet: Annotated[int, Meta(ge=1)] = 1000
+    backup_bytes_per_wallet: Annotated[int, Meta(ge=64 << 10)] = 8 << 20
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Where clients connect.
     socket: str = ".walletd/walletd.sock"
@@ -102,16 +115,26 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     rotation_check_interval: PositiveFloat = 60.0
     # Recovery ritual.
     max_attempts: Annotated[int, Meta(ge=1, le=1000)] = 5
-    lockout_seconds: PositiveFloat | None = None
+    # A lockout lasts lockout_seconds, doubling with each lockout in a row (a failed attempt
+    # after one expired counts on), up to lockout_max_seconds. "until_reset" (TOML has no
+    # null) keeps a lock until an admin resets it; in memory that is None.
+    lockout_seconds: PositiveFloat | str | None = 900.0
+    lockout_max_seconds: PositiveFloat = 86400.0
     scrypt_n: Annotated[int, Meta(ge=2, le=1 << 20)] = 1 << 14
     scrypt_r: Annotated[int, Meta(ge=1, le=64)] = 8
     scrypt_p: Annotated[int, Meta(ge=1, le=16)] = 1
     recovery_concurrency: Annotated[int, Meta(ge=1, le=64)] = 2
     # Signing policy: the [signing] table (SigningConfig).
     signing: SigningConfig = msgspec.field(default_factory=SigningConfig)
+    # Quotas: the [quotas] table (QuotaConfig).
+    quotas: QuotaConfig = msgspec.field(default_factory=QuotaConfig)
 
     def __post_init__(self) -> None:
         self.socket_mode = parse_mode(self.socket_mode)
+        if isinstance(self.lockout_seconds, str):
+            if self.lockout_seconds != "until_reset":
+                raise ValueError('lockout_seconds must be a number of seconds or "until_reset"')
+            self.lockout_seconds = None
         if self.scrypt_n & (self.scrypt_n - 1):
             raise ValueError("scrypt_n must be a power of two")
 
@@ -119,6 +142,12 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     def mode(self) -> int:
         assert isinstance(self.socket_mode, int)
         return self.socket_mode
+
+    @property
+    def lockout_duration(self) -> float | None:
+        """The first lockout's length in seconds; None: until an admin resets it."""
+        assert not isinstance(self.lockout_seconds, str)
+        return self.lockout_seconds
 
     @property
     def backups_path(self) -> Path:

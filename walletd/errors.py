@@ -16,7 +16,8 @@
     │   ├── Unavailable         unavailable       at a limit, or shutting down
     │   ├── StorageFailure      storage_error     the change was not made durable
     │   ├── PolicyDenied        policy_denied     a signing-policy rule refused the signature
-    │   └── SigningPaused       paused            signing is paused (the kill switch)
+    │   ├── SigningPaused       paused            signing is paused (the kill switch)
+    │   └── QuotaExceeded       quota_exceeded    a [quotas] limit of a non-admin uid
     └── StartupError            walletd cannot start; nothing was changed
 
 ``frame_too_large`` is answered by the connection itself (the stream is lost), and
@@ -43,6 +44,7 @@ __all__ = [
     "NoRitual",
     "NotFound",
     "PolicyDenied",
+    "QuotaExceeded",
     "RequestError",
     "SigningPaused",
     "StartupError",
@@ -126,6 +128,10 @@ class PolicyDenied(_Coded):
 
 class SigningPaused(_Coded):
     code_of_class = ErrorCode.PAUSED
+
+
+class QuotaExceeded(_Coded):
+    code_of_class = ErrorCode.QUOTA_EXCEEDED
 
 
 # Short spellings for the three refusals most operations raise.

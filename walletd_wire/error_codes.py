@@ -31,3 +31,6 @@ class ErrorCode(enum.StrEnum):
     # Signing policy (issue 15): refusals of a signature the caller could otherwise make.
     POLICY_DENIED = "policy_denied"  # a policy rule refused it; names the rule and layer
     PAUSED = "paused"  # signing is paused for everything, the caller's uid or this wallet
+    # A quota of the [quotas] table: not transient (retrying does not help) and not about who
+    # the caller is (so not forbidden); the message names the quota and its value.
+    QUOTA_EXCEEDED = "quota_exceeded"

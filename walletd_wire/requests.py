@@ -208,6 +208,9 @@ class RotationStatus(Request, tag="rotation_status"):
 
 class RotationHistory(Request, tag="rotation_history"):
     user_id: str
+    # Paged like audit_log: the newest `limit` records with a smaller seq, oldest first.
+    limit: int = 1000
+    before_seq: Int63 | None = None
 
 
 class GetPolicy(Request, tag="get_policy"):

@@ -164,6 +164,9 @@ class RotationRecord(Struct):
     # daemon always sends both fields. -1 is no uid: the record did not come from a daemon.
     reason: str = "scheduled"
     actor_uid: int = -1
+    # The record's place in the rotations table, for paging with before_seq (-1: not from a
+    # daemon).
+    seq: int = -1
 
 
 class RotationHistoryResult(Struct):

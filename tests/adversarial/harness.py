@@ -33,6 +33,8 @@ NOBODY_UID = 65534
 BASE_CONFIG: dict[str, Any] = {
     "scrypt_n": 1024,
     "max_attempts": 3,
+    # The model keeps a lock until reset; the default (900 s) could expire in a long run.
+    "lockout_seconds": "until_reset",
     "rotation_max_age_days": 90,
     "rotation_max_signatures": 10000,
     "rotation_auto_rotate": False,

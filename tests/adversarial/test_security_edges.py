@@ -14,6 +14,7 @@ import base64
 import hashlib
 import os
 import secrets
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -187,10 +188,14 @@ def _nested(depth: int) -> Any:
 @given(user_id=st.text(max_size=300))
 def test_any_text_user_id_is_accepted_or_invalid(edge_daemon: DaemonProcess, user_id: str) -> None:
     """Any text: a wallet, or invalid_argument exactly when the id breaks the documented rule
-    (1-256 bytes of UTF-8 without control characters); nothing else."""
+    (1-256 bytes of UTF-8 without control characters; a new id in NFC without invisible
+    format characters, categories Cf, Zl, Zp); nothing else."""
     size = len(user_id.encode("utf-8", "surrogatepass"))
-    valid = 1 <= size <= MAX_USER_ID_BYTES and not any(
-        ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in user_id
+    valid = (
+        1 <= size <= MAX_USER_ID_BYTES
+        and not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in user_id)
+        and unicodedata.is_normalized("NFC", user_id)
+        and not any(unicodedata.category(c) in {"Cf", "Zl", "Zp"} for c in user_id)
     )
     with WalletClient(edge_daemon.socket_path, timeout=20) as client:
         outcome: Any

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import walletd_wire as wire
-from walletd.errors import invalid
+from walletd.errors import invalid, not_found
 from walletd.model.audit_anchor import FORMAT, make_checkpoint
 from walletd.model.audit_chain import HEAD_KEY, HEAD_TAG_KEY, verify_chain
 from walletd.model.audit_state import cross_check, missing_head
@@ -41,6 +41,15 @@ class AuditQueries:
                 where += " AND user_id = ?"
                 params.append(check_user_id(req.user_id))
             rows = await self.ctx.store.query(sql.select_audit_page(where), [*params, req.limit])
+            # An admin's typo must not read as "nothing happened": a user id that has no
+            # wallet and never had a record is not_found (a deleted one's stay readable).
+            if (
+                not rows
+                and req.user_id is not None
+                and req.user_id not in self.ctx.book.wallets
+                and not await self.ctx.store.query(sql.AUDIT_NAMES_USER, (req.user_id,))
+            ):
+                raise not_found(f"no wallet and no audit records for user {req.user_id!r}")
         else:
             if req.user_id is not None:
                 owned = [self.ctx.wallet_for(peer, req.user_id).user_id]

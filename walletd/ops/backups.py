@@ -32,7 +32,15 @@ import msgspec
 import trio
 
 import walletd_wire as wire
-from walletd.errors import IntegrityFailure, RequestError, StorageFailure, invalid, not_found
+from walletd.errors import (
+    IntegrityFailure,
+    QuotaExceeded,
+    RequestError,
+    StorageFailure,
+    invalid,
+    not_found,
+)
+from walletd.model.backup_index import BackupIndex, Entry
 from walletd.model.peer import Actor, Peer
 from walletd.model.validation import check_metadata, check_user_id
 from walletd.model.wallets import key_hash
@@ -43,6 +51,7 @@ from walletd.storage import sql
 
 FORMAT = "walletd-backup-v1"
 SUFFIX = ".json"
+GONE = "the file disappeared while it was read"
 
 
 class Vault(Protocol):
@@ -52,6 +61,9 @@ class Vault(Protocol):
     def read(self, backup_id: str) -> bytes | None: ...
     def list_ids(self) -> list[str]: ...
     def delete(self, backup_id: str) -> bool: ...
+    def stamp(self) -> object:
+        """A value that changes whenever a record is added or removed by anyone."""
+        ...
 
 
 class MemoryVault:
@@ -69,6 +81,9 @@ class MemoryVault:
 
     def delete(self, backup_id: str) -> bool:
         return self._records.pop(backup_id, None) is not None
+
+    def stamp(self) -> object:
+        return "memory"  # only the daemon changes it
 
 
 class DirectoryVault:
@@ -122,6 +137,14 @@ class DirectoryVault:
             return False
         return True
 
+    def stamp(self) -> object:
+        # A directory's mtime changes with every entry added, removed or renamed in it.
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns)
+
 
 class TamperedError(Exception):
     pass
@@ -136,6 +159,12 @@ class Backups:
         self.ctx = ctx
         self.vault = vault
         self._tag_key = tag_key
+        self.index = BackupIndex()
+        # The vault's stamp when the index last matched it; a fresh object matches nothing,
+        # so the first backup op reads the directory once.
+        self._stamp: object = object()
+        # Held while the index is brought up to date from the directory (one reader at a time).
+        self._index_lock = trio.Lock()
 
     def _tag(self, record: dict[str, Any]) -> str:
         return hmac.new(self._tag_key, _canonical(record), "sha256").hexdigest()
@@ -184,7 +213,10 @@ class Backups:
             data = json.dumps(
                 {"format": FORMAT, "record": plain, "tag": self._tag(plain)}, indent=1
             ).encode()
-            await self._run(self.vault.write, record.backup_id, data)
+            await self._sync()
+            if not peer.is_admin:
+                self._check_quota(wallet.user_id, len(data))
+            await self._write(record.backup_id, data, Entry(wallet.user_id, len(data)))
             entry = ctx.audit(
                 "backup_created",
                 wallet.user_id,
@@ -195,7 +227,7 @@ class Backups:
             try:
                 await ctx.commit([], entry)
             except BaseException:
-                await self._run(self.vault.delete, record.backup_id)
+                await self._remove(record.backup_id)
                 raise
         return record
 
@@ -209,49 +241,128 @@ class Backups:
         wallet = claim.recheck(self.ctx.book)
         return {wallet.address, *(row[1] for row in current_chain(rows, wallet.address))}
 
+    def _check_quota(self, user_id: str, size: int) -> None:
+        quotas = self.ctx.config.quotas
+        count, used = self.index.usage(user_id)
+        if count + 1 > quotas.backups_per_wallet:
+            raise QuotaExceeded(
+                f"user {user_id!r} has {count} backup records, the quota "
+                f"(quotas.backups_per_wallet) is {quotas.backups_per_wallet}; delete some first"
+            )
+        if used + size > quotas.backup_bytes_per_wallet:
+            raise QuotaExceeded(
+                f"user {user_id!r}'s backup records take {used} bytes and this one {size}; the "
+                f"quota (quotas.backup_bytes_per_wallet) is {quotas.backup_bytes_per_wallet}"
+            )
+
+    # ------------------------------------------------------------------ the index
+
+    def prime(self) -> int:
+        """Read the whole directory once, at startup (blocking); returns how many files.
+
+        Done before serving so the first backup op after a start does not pay for it while
+        holding the writer lock.
+        """
+        try:
+            stamp = self.vault.stamp()
+            found = self._read_new(set())
+        except OSError:
+            return 0  # unreadable now: the first backup op tries again, as storage_error
+        self.index.replace_all((bid, e) for bid, e in found.items() if e is not None)
+        self._stamp = stamp
+        return len(self.index)
+
+    async def _sync(self) -> None:
+        """Bring the index up to date with the vault, reading only files it does not know."""
+        stamp = await self._run(self.vault.stamp)
+        if stamp == self._stamp:
+            return  # the common case: nothing changed outside the daemon; no lock, no listing
+        async with self._index_lock:
+            stamp = await self._run(self.vault.stamp)
+            if stamp == self._stamp:
+                return  # another task brought it up to date meanwhile
+            known = set(self.index.by_id)
+            found = await self._run(self._read_new, known)
+            for backup_id in known - set(found):
+                self.index.remove(backup_id)  # removed by someone else
+            for backup_id, entry in found.items():
+                if entry is not None:
+                    self.index.put(backup_id, entry)
+            self._stamp = stamp  # taken before listing: a later change is seen next time
+
+    def _read_new(self, known: set[str]) -> dict[str, Entry | None]:
+        """Every id in the vault; an Entry for those not in ``known`` (worker thread)."""
+        return {
+            backup_id: None if backup_id in known else self._classify(backup_id)[0]
+            for backup_id in self.vault.list_ids()
+        }
+
+    def _classify(self, backup_id: str) -> tuple[Entry, wire.BackupRecord | None]:
+        """What the file of ``backup_id`` is: a good record, or a problem and its claimant."""
+        data: bytes | None = None
+        try:
+            data = self.vault.read(backup_id)
+            if data is None:
+                return Entry(None, 0, GONE), None
+            record = self._open(data)
+        except (OSError, TamperedError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            return Entry(_claimed_user(data), len(data or b""), str(reason)), None
+        if record.backup_id != backup_id:
+            # A verified record under another file name (a copy): it is not the backup the
+            # name promises, and verify/delete by that name would not find it.
+            return Entry(record.user_id, len(data), "the file name does not match the record"), None
+        return Entry(record.user_id, len(data)), record
+
+    # Own writes and deletes (under the writer lock) never take the index lock: a listing must
+    # not wait for another uid's fsync. One that runs meanwhile may read the directory itself.
+    async def _write(self, backup_id: str, data: bytes, entry: Entry) -> None:
+        before = await self._run(self.vault.stamp)
+        await self._run(self.vault.write, backup_id, data)
+        self.index.put(backup_id, entry)
+        await self._own_change(before)
+
+    async def _remove(self, backup_id: str) -> bool:
+        before = await self._run(self.vault.stamp)
+        deleted: bool = await self._run(self.vault.delete, backup_id)
+        self.index.remove(backup_id)
+        await self._own_change(before)
+        return deleted
+
+    async def _own_change(self, before: object) -> None:
+        # If the index matched the vault before this change, it matches after it too (unless
+        # someone else changed the directory in the same instant: then that change is read
+        # at the next change of the stamp, or at a restart). If not, leave the stamp alone so
+        # the next op reads what someone else changed.
+        after = await self._run(self.vault.stamp)
+        if before == self._stamp and not self._index_lock.locked():
+            self._stamp = after
+
     async def list_backups(self, peer: Peer, req: wire.ListBackups) -> wire.BackupListResult:
-        self._authorize(peer, req.user_id)
-        addresses = await self._own_addresses(peer, req.user_id)
-        records, problems = await self._run(self._scan, req.user_id, peer.is_admin)
+        await self._sync()
+        user_id = req.user_id
+        self._authorize(peer, user_id)
+        # Re-read this user's files only (an edit in place changes no directory stamp).
+        mine = list(self.index.of_user(user_id))
+        fresh = await self._run(lambda: {bid: self._classify(bid) for bid in mine})
+        records: list[wire.BackupRecord] = []
+        for backup_id, (entry, record) in fresh.items():
+            if entry.problem == GONE:
+                self.index.remove(backup_id)
+                continue
+            self.index.put(backup_id, entry)
+            if record is not None and record.user_id == user_id:
+                records.append(record)
+        # A non-admin sees only its own wallet's records (not an earlier wallet's of this id).
+        addresses = await self._own_addresses(peer, user_id)
         if addresses is not None:
             records = [r for r in records if r.wallet_id in addresses]
         records.sort(key=lambda r: r.timestamp, reverse=True)
+        problems = [
+            wire.BackupProblem(bid, problem)
+            for bid, problem in self.index.problems(user_id, admin=peer.is_admin)
+        ]
         return wire.BackupListResult(records, problems)
-
-    def _scan(
-        self, user_id: str, admin: bool
-    ) -> tuple[list[wire.BackupRecord], list[wire.BackupProblem]]:
-        """``user_id``'s verified records, and the files that failed to verify.
-
-        A problem is shown to admins, and to the user the file claims to belong to; a file that
-        claims no one (unreadable, not JSON) is shown to everyone, since it may be anyone's.
-        """
-        records: list[wire.BackupRecord] = []
-        problems: list[wire.BackupProblem] = []
-        for backup_id in self.vault.list_ids():
-            data: bytes | None = None
-            try:
-                data = self.vault.read(backup_id)
-                if data is None:
-                    continue  # deleted while we listed
-                record = self._open(data)
-            except (OSError, TamperedError) as exc:
-                claimed = _claimed_user(data)
-                if admin or claimed is None or claimed == user_id:
-                    reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-                    problems.append(wire.BackupProblem(backup_id, str(reason)))
-                continue
-            if record.backup_id != backup_id:
-                # A verified record under another file name (a copy): it is not the backup the
-                # name promises, and verify/delete by that name would not find it.
-                if admin or record.user_id == user_id:
-                    problems.append(
-                        wire.BackupProblem(backup_id, "the file name does not match the record")
-                    )
-                continue
-            if record.user_id == user_id:
-                records.append(record)
-        return records, problems
 
     async def _load(self, peer: Peer, user_id: str, backup_id: str) -> wire.BackupRecord:
         self._authorize(peer, user_id)
@@ -282,6 +393,7 @@ class Backups:
 
     async def delete_backup(self, peer: Peer, req: wire.DeleteBackup) -> wire.DeletedResult:
         ctx = self.ctx
+        await self._sync()
         self._authorize(peer, req.user_id)  # no wallet is not_found, as for the other ops
         async with ctx.writer:
             try:
@@ -298,15 +410,18 @@ class Backups:
                 detail={"backup_id": record.backup_id},
             )
             await ctx.commit([], entry)
-            deleted = await self._run(self.vault.delete, record.backup_id)
+            deleted = await self._remove(record.backup_id)
         return wire.DeletedResult(deleted)
 
     def _authorize(self, peer: Peer, user_id: str) -> None:
-        # Backups of a deleted wallet stay readable to admins only.
+        # Backups of a deleted wallet stay readable to admins only. A user id with neither a
+        # wallet nor records is not_found for admins too: a typo must not look like "none".
         if user_id in self.ctx.book.wallets or not peer.is_admin:
             self.ctx.wallet_for(peer, user_id)
         else:
             check_user_id(user_id)
+            if not self.index.has_user(user_id):
+                raise not_found(f"no wallet and no backup records for user {user_id!r}")
 
 
 def _valid_backup_id(backup_id: str) -> bool:

@@ -88,6 +88,8 @@ def _assemble(
         policy=_load_policy(config, store, book),
     )
     vault: Vault = MemoryVault() if config.ephemeral else DirectoryVault(config.backups_path)
+    backups = Backups(ctx, vault, state.subkeys[BACKUP_KEY])
+    backups.prime()  # the backup index (issue 12): one read of the directory, before serving
     rotation = Rotation(ctx)
     signing = Signing(ctx, rotation)
     dispatcher = Dispatcher(
@@ -95,7 +97,7 @@ def _assemble(
             wallets=WalletOps(ctx),
             signing=signing,
             rotation=rotation,
-            backups=Backups(ctx, vault, state.subkeys[BACKUP_KEY]),
+            backups=backups,
             recovery=Recovery(ctx, rotation),
             audit=AuditQueries(ctx, state.subkeys[AUDIT_KEY]),
             keys=KeyOps(ctx, signing, rotation),

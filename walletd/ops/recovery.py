@@ -22,6 +22,7 @@ import trio
 
 import walletd_wire as wire
 from walletd.errors import Locked, NoRitual, StartupError, invalid
+from walletd.model.lockout import LockoutRule
 from walletd.model.peer import Actor, Peer
 from walletd.model.ritual import (
     Ritual,
@@ -30,7 +31,11 @@ from walletd.model.ritual import (
     encode_steps,
     hash_steps,
 )
-from walletd.model.validation import check_sha256_hex, check_user_id
+from walletd.model.validation import (
+    check_prompt,
+    check_sha256_hex,
+    check_user_id,
+)
 from walletd.ops.context import Context
 from walletd.ops.ownership import Claim
 from walletd.ops.rotation import Rotation
@@ -68,18 +73,16 @@ class Recovery:
             raise NoRitual(f"user {user_id!r} has no recovery ritual")
         return ritual
 
+    def _rule(self) -> LockoutRule:
+        # Built per call: a reload may change the settings (they are live).
+        config = self.ctx.config
+        return LockoutRule(config.max_attempts, config.lockout_duration, config.lockout_max_seconds)
+
     def _locked(self, ritual: Ritual, now: float) -> bool:
-        if ritual.attempts < self.ctx.config.max_attempts:
-            return False
-        timeout = self.ctx.config.lockout_seconds
-        return timeout is None or ritual.locked_at is None or now < ritual.locked_at + timeout
+        return self._rule().locked(ritual.attempts, ritual.locked_at, now)
 
     def remaining(self, ritual: Ritual, now: float) -> int:
-        if self._locked(ritual, now):
-            return 0
-        if ritual.attempts >= self.ctx.config.max_attempts:
-            return self.ctx.config.max_attempts  # the lockout expired
-        return self.ctx.config.max_attempts - ritual.attempts
+        return self._rule().remaining(ritual.attempts, ritual.locked_at, now)
 
     # ------------------------------------------------------------------ management
 
@@ -173,8 +176,7 @@ class Recovery:
                 raise Locked(
                     f"recovery for user {user_id!r} is locked: too many attempts",
                 )
-            attempts = 1 if ritual.attempts >= ctx.config.max_attempts else ritual.attempts + 1
-            locked_at = now if attempts >= ctx.config.max_attempts else None
+            attempts, locked_at = self._rule().next_attempt(ritual.attempts, now)
             entry = ctx.audit(
                 "recovery_attempted", user_id, [], actor, detail={"attempt": attempts}
             )
@@ -240,9 +242,7 @@ def _check_steps(steps: list[wire.RitualStep]) -> list[wire.RitualStep]:
         raise invalid(f"a ritual has 1 to {MAX_STEPS} steps, got {len(steps)}")
     out = []
     for number, step in enumerate(steps, 1):
-        size = len(step.prompt.encode("utf-8", "surrogatepass"))
-        if not 1 <= size <= MAX_PROMPT_BYTES:
-            raise invalid(f"prompt {number} must be 1-{MAX_PROMPT_BYTES} bytes of text")
+        check_prompt(step.prompt, number)
         digest = check_sha256_hex(step.expected_response_hash, f"the hash of step {number}")
         out.append(wire.RitualStep(step.prompt, digest))
     return out

@@ -273,7 +273,13 @@ class Rotation:
     async def rotation_history(
         self, peer: Peer, req: wire.RotationHistory
     ) -> wire.RotationHistoryResult:
-        """Oldest first. Owners see their wallet's own chain of keys; admins every record."""
+        """Oldest first. Owners see their wallet's own chain of keys; admins every record.
+
+        One answer holds at most ``limit`` records (the newest with a seq below ``before_seq``),
+        so a wallet rotated a million times cannot make one answer of hundreds of MiB.
+        """
+        if not 1 <= req.limit <= MAX_HISTORY_LIMIT:
+            raise invalid(f"limit must be between 1 and {MAX_HISTORY_LIMIT}")
         user_id = check_user_id(req.user_id)
         wallet = self.book.get(user_id)
         claim = None if wallet is None else Claim.of(peer, self.ctx.wallet_for(peer, user_id))
@@ -294,7 +300,10 @@ class Rotation:
             # A user id deleted and created again by another uid: the earlier wallet's
             # rotations (its addresses, who rotated it) are not the new owner's to read.
             rows = current_chain(rows, wallet.address)
-        return wire.RotationHistoryResult([wire.RotationRecord(*row) for row in rows])
+        if req.before_seq is not None:
+            rows = [row for row in rows if row[6] < req.before_seq]
+        page = rows[-req.limit :]
+        return wire.RotationHistoryResult([wire.RotationRecord(*row) for row in page])
 
     def get_policy(self, peer: Peer, req: wire.GetPolicy) -> wire.RotationPolicy:
         return self.ctx.wallet_for(peer, req.user_id).policy
@@ -345,6 +354,10 @@ class Rotation:
                 except RequestError as exc:
                     log.error("auto_rotation_failed", user_id=wallet.user_id, error=exc.message)
         return wallet.policy
+
+
+#: Records per rotation_history answer, as for audit_log; older ones: page with before_seq.
+MAX_HISTORY_LIMIT = 10_000
 
 
 def current_chain(rows: list[tuple[Any, ...]], address: str) -> list[tuple[Any, ...]]:

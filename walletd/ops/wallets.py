@@ -11,10 +11,10 @@ import structlog
 
 import walletd_wire as wire
 from walletd import __version__
-from walletd.errors import AlreadyExists, invalid
+from walletd.errors import AlreadyExists, QuotaExceeded, invalid
 from walletd.model.key_material import KEY_TYPES, KeyType, new_key_material, parse_key_type
 from walletd.model.peer import Actor, Peer
-from walletd.model.validation import check_user_id
+from walletd.model.validation import check_new_user_id, check_user_id
 from walletd.model.wallets import Wallet, zero
 from walletd.ops.context import Context
 from walletd.storage import sql
@@ -30,8 +30,17 @@ class WalletOps:
 
     # ------------------------------------------------------------------ create / delete
 
+    def _check_wallet_quota(self, uid: int) -> None:
+        quota = self.ctx.config.quotas.wallets_per_uid
+        owned = sum(1 for w in self.book.wallets.values() if w.owner_uid == uid)
+        if owned >= quota:
+            raise QuotaExceeded(
+                f"uid {uid} owns {owned} wallets, the quota (quotas.wallets_per_uid) is "
+                f"{quota}; delete one first"
+            )
+
     async def create_wallet(self, peer: Peer, req: wire.CreateWallet) -> wire.AddressResult:
-        user_id = check_user_id(req.user_id)
+        user_id = check_new_user_id(req.user_id)
         try:
             key_type = parse_key_type(req.key_type)
         except ValueError as exc:
@@ -40,6 +49,8 @@ class WalletOps:
         async with ctx.writer:
             if user_id in self.book.wallets:
                 raise AlreadyExists(f"user {user_id!r} already has a wallet")
+            if not peer.is_admin:
+                self._check_wallet_quota(peer.uid)
             fresh, now = new_key_material(key_type), ctx.now()
             key, address = fresh.key, fresh.address
             try:

@@ -142,7 +142,7 @@ def set_rotation_policy(
 # ----------------------------------------------------------------------------- rotations
 
 SELECT_ROTATIONS = (
-    "SELECT user_id, old_wallet_id, new_wallet_id, timestamp, reason, actor_uid"
+    "SELECT user_id, old_wallet_id, new_wallet_id, timestamp, reason, actor_uid, seq"
     " FROM rotations WHERE user_id = ? ORDER BY seq"
 )
 
@@ -189,6 +189,10 @@ def reset_ritual_attempts(user_id: str) -> Statement:
 
 AUDIT_COLUMNS = COLUMNS
 SELECT_AUDIT = f"SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"  # noqa: S608 - constant
+
+
+#: Whether any audit record names a user id (an admin's audit USER for a user without a wallet).
+AUDIT_NAMES_USER = "SELECT 1 FROM audit WHERE user_id = ? LIMIT 1"
 
 
 def select_audit_page(where: str) -> str:
