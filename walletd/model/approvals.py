@@ -121,6 +121,7 @@ class Pending:
     expires_at: float
     layer: str | None = None
     rule_id: str | None = None
+    version: int = 0  # the deciding layer's version: a lease binds to it
     reason: str | None = None
     payload: object = field(default=None, repr=False)
     state: State = State.PENDING
@@ -206,6 +207,7 @@ class PendingTable:
         payload: object,
         layer: str | None = None,
         rule_id: str | None = None,
+        version: int = 0,
         reason: str | None = None,
     ) -> Pending:
         """Hold a new request; ``Unavailable`` (and nothing held) when a cap is reached."""
@@ -230,6 +232,7 @@ class PendingTable:
             expires_at=self._wall() + self.limits.pending_ttl_s,
             layer=layer,
             rule_id=rule_id,
+            version=version,
             reason=reason,
             payload=payload,
         )
