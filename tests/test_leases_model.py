@@ -153,6 +153,16 @@ def test_a_lease_ends_at_its_ttl() -> None:
     assert t.leases() == []
 
 
+def test_a_lease_that_ended_by_time_is_reported_once_whoever_noticed() -> None:
+    clock = MockClock()
+    t = leases(clock)
+    lease = grant(t, LeaseScope.UID, ttl_s=60)
+    clock.jump(60)
+    assert t.leases() == []  # a listing noticed it
+    assert [(e.lease, e.why) for e in t.sweep()] == [(lease, "expired")]
+    assert t.sweep() == []
+
+
 def test_a_lease_ends_when_its_uses_are_spent() -> None:
     t = leases(MockClock())
     lease = grant(t, LeaseScope.UID, max_uses=3)

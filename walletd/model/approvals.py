@@ -184,6 +184,7 @@ class PendingTable:
         self._new_id = new_id
         self._entries: dict[str, Pending] = {}
         self._pending_by_uid: dict[int, int] = {}
+        self._expired: list[Pending] = []  # expired since the last sweep, to be reported
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -211,7 +212,7 @@ class PendingTable:
         reason: str | None = None,
     ) -> Pending:
         """Hold a new request; ``Unavailable`` (and nothing held) when a cap is reached."""
-        self.sweep()
+        self._tidy()
         if self.pending_count() >= self.limits.max_total:
             raise Unavailable("too many signing requests are waiting for approval; retry later")
         if self.pending_count(requester.uid) >= self.limits.max_per_uid:
@@ -250,7 +251,7 @@ class PendingTable:
 
     def pending(self) -> list[Pending]:
         """Entries still waiting for a decision, oldest first."""
-        self.sweep()
+        self._tidy()
         return [e for e in self._entries.values() if e.state is State.PENDING]
 
     def approve(self, approval_id: str, *, by_uid: int) -> Pending:
@@ -287,23 +288,27 @@ class PendingTable:
     def sweep(self) -> list[Pending]:
         """Expire what is due and drop decided entries past ``keep_decided_s``.
 
-        Returns the entries that expired in this call (the daemon audits them)."""
+        Returns the entries that expired since the last sweep, including those found expired
+        by a lookup or another call (the daemon audits each exactly once)."""
+        self._tidy()
+        expired, self._expired = self._expired, []
+        return expired
+
+    def _tidy(self) -> None:
         now = self._clock()
-        expired: list[Pending] = []
         for entry in list(self._entries.values()):
-            if self._expire_if_due(entry, now):
-                expired.append(entry)
+            self._expire_if_due(entry, now)
             if entry.decided_at is not None and (
                 now >= entry.decided_at + self.limits.keep_decided_s
             ):
                 del self._entries[entry.approval_id]
-        return expired
 
     def clear(self) -> list[Pending]:
         """Forget everything (a stop); returns what was still pending."""
         left = [e for e in self._entries.values() if e.state is State.PENDING]
         self._entries.clear()
         self._pending_by_uid.clear()
+        self._expired.clear()
         return left
 
     def next_deadline(self) -> float | None:
@@ -332,6 +337,7 @@ class PendingTable:
             entry.decided_at = now
             entry.payload = None
             self._count(entry.requester.uid, -1)
+            self._expired.append(entry)
             return True
         return False
 

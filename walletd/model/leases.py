@@ -154,6 +154,7 @@ class LeaseTable:
         self._wall = wall
         self._new_id = new_id
         self._leases: dict[str, Lease] = {}
+        self._expired: list[Ended] = []  # ended by time since the last sweep, to be reported
 
     def __len__(self) -> int:
         return len(self._leases)
@@ -188,7 +189,7 @@ class LeaseTable:
         process = requester.process
         if terms.scope is LeaseScope.PROCESS and process is None:
             raise InvalidArgument("the requesting process cannot be identified: no process lease")
-        self.sweep()
+        self._tidy()
         if len(self._leases) >= self.limits.max_leases:
             raise Unavailable("too many leases are live; revoke some or let them end")
         lease_id = self._new_id()
@@ -250,11 +251,11 @@ class LeaseTable:
         return found, ended
 
     def leases(self, user_id: str | None = None) -> list[Lease]:
-        self.sweep()
+        self._tidy()
         return [ls for ls in self._leases.values() if user_id is None or ls.user_id == user_id]
 
     def revoke(self, lease_id: str) -> Ended:
-        self.sweep()
+        self._tidy()
         lease = self._leases.get(lease_id)
         if lease is None:
             raise NotFound(f"no live lease {lease_id!r}")
@@ -283,12 +284,21 @@ class LeaseTable:
         return ended
 
     def sweep(self) -> list[Ended]:
-        """End leases whose ttl has passed."""
+        """End leases whose ttl has passed; returns every lease that ended by time since the
+        last sweep (also those found by another call), so each is audited exactly once."""
+        self._tidy()
+        expired, self._expired = self._expired, []
+        return expired
+
+    def _tidy(self) -> None:
         now = self._clock()
-        return [self._end(ls, "expired") for ls in list(self._leases.values()) if now >= ls.expires]
+        for lease in list(self._leases.values()):
+            if now >= lease.expires:
+                self._expired.append(self._end(lease, "expired"))
 
     def clear(self) -> list[Ended]:
         """A stop: every lease ends (they never outlive the daemon)."""
+        self._expired.clear()
         return [self._end(ls, "restart") for ls in list(self._leases.values())]
 
     def next_deadline(self) -> float | None:
