@@ -28,7 +28,6 @@ import pwd
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 import trio
@@ -46,6 +45,7 @@ from walletd.model.audit_chain import AuditEntry
 from walletd.model.leases import Ended, Lease, LeaseLimits, LeaseTable, LeaseTerms
 from walletd.model.peer import DAEMON, Actor, Peer
 from walletd.model.wallets import Wallet
+from walletd.ops.approval_audit import entry_record, lease_record
 from walletd.ops.context import Context
 from walletd.ops.requester import process_alive, read_requester
 
@@ -188,7 +188,7 @@ class ApprovalDesk:
         ctx = self.ctx
         try:
             async with ctx.writer:
-                record = self._entry_audit("approval_requested", entry, Actor.of(peer))
+                record = entry_record(self.ctx, "approval_requested", entry, Actor.of(peer))
                 await ctx.commit([], record)
         except BaseException:
             self.pending.cancel(entry.approval_id, by_uid=DAEMON.uid)
@@ -214,7 +214,7 @@ class ApprovalDesk:
         lease: Lease | None = None
         if not approve:
             self.pending.deny(approval_id, by_uid=peer.uid, reason=reason)
-            await self._audit(self._entry_audit("approval_denied", entry, Actor.of(peer)))
+            await self._audit(entry_record(self.ctx, "approval_denied", entry, Actor.of(peer)))
             self._wake(entry)
             return entry, None
         if terms is not None:
@@ -231,9 +231,9 @@ class ApprovalDesk:
                 self.leases.revoke(lease.lease_id)  # nothing was signed: nothing to extend
                 lease = None
         self.pending.set_result(approval_id, result)
-        records = [self._entry_audit("approval_approved", entry, Actor.of(peer))]
+        records = [entry_record(self.ctx, "approval_approved", entry, Actor.of(peer))]
         if lease is not None:
-            records.append(self._lease_audit("lease_granted", lease, Actor.of(peer)))
+            records.append(lease_record(self.ctx, "lease_granted", lease, Actor.of(peer)))
         await self._audit(*records)
         self._wake(entry)
         return entry, lease
@@ -257,7 +257,7 @@ class ApprovalDesk:
         entry = self.pending.get(approval_id)
         self.check_follower(peer, entry)
         self.pending.cancel(approval_id, by_uid=peer.uid)
-        await self._audit(self._entry_audit("approval_cancelled", entry, Actor.of(peer)))
+        await self._audit(entry_record(self.ctx, "approval_cancelled", entry, Actor.of(peer)))
         self._wake(entry)
         return entry
 
@@ -265,7 +265,9 @@ class ApprovalDesk:
         if not self.may_see_all(peer):
             raise Forbidden("revoking a lease needs an admin or a member of approver_group")
         ended = self.leases.revoke(lease_id)
-        await self._audit(self._lease_audit("lease_ended", ended.lease, Actor.of(peer), ended.why))
+        await self._audit(
+            lease_record(self.ctx, "lease_ended", ended.lease, Actor.of(peer), ended.why)
+        )
         return ended
 
     # ------------------------------------------------------------------ waiting
@@ -299,11 +301,11 @@ class ApprovalDesk:
         """Expire due entries and leases, end leases of exited processes, and audit it all."""
         records: list[AuditEntry] = []
         for entry in self.pending.sweep():
-            records.append(self._entry_audit("approval_expired", entry, DAEMON))
+            records.append(entry_record(self.ctx, "approval_expired", entry, DAEMON))
             self._wake(entry)
         ended = self._ended + self.leases.sweep() + self.leases.sweep_processes(self._alive)
         self._ended = []
-        records.extend(self._lease_audit("lease_ended", e.lease, DAEMON, e.why) for e in ended)
+        records.extend(lease_record(self.ctx, "lease_ended", e.lease, DAEMON, e.why) for e in ended)
         for approval_id in [a for a in self._decided if a not in _ids(self.pending)]:
             del self._decided[approval_id]
         if records:
@@ -343,49 +345,6 @@ class ApprovalDesk:
     async def _audit(self, *records: AuditEntry) -> None:
         async with self.ctx.writer:
             await self.ctx.commit([], *records)
-
-    def _entry_audit(self, event: str, entry: Pending, actor: Actor) -> AuditEntry:
-        wallet = self.ctx.book.get(entry.user_id)
-        detail: dict[str, Any] = {
-            "approval_id": entry.approval_id,
-            "op": entry.op,
-            "layer": entry.layer,
-            "rule_id": entry.rule_id,
-            "requester_uid": entry.requester.uid,
-            "requester_pid": entry.requester.pid,
-            "requester_exe": entry.requester.exe,
-            "requester_unit": entry.requester.unit,
-        }
-        if entry.deny_reason is not None:
-            detail["reason"] = entry.deny_reason[:200]
-        outcome = "denied" if event in ("approval_denied", "approval_expired") else "ok"
-        return self.ctx.audit(
-            event,
-            entry.user_id,
-            [wallet.address] if wallet is not None else [],
-            actor,
-            outcome=outcome,
-            detail=detail,
-        )
-
-    def _lease_audit(
-        self, event: str, lease: Lease, actor: Actor, why: str | None = None
-    ) -> AuditEntry:
-        detail: dict[str, Any] = {
-            "lease_id": lease.lease_id,
-            "approval_id": lease.approval_id,
-            "rule_id": lease.rule_id,
-            "layer": lease.layer,
-            "scope": lease.scope.value,
-            "uid": lease.uid,
-            "pid": None if lease.process is None else lease.process[0],
-            "max_uses": lease.max_uses,
-            "uses": lease.uses,
-            "granted_by": lease.granted_by,
-        }
-        if why is not None:
-            detail["why"] = why
-        return self.ctx.audit(event, lease.user_id, [], actor, detail=detail)
 
     def _log_refusal(self, uid: int) -> None:
         now = self._clock()
