@@ -34,9 +34,18 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import walletd_wire as wire
+from walletd_wire.approvals import (
+    ApprovalInfo,
+    ApproveResult,
+    CancelledResult,
+    DeniedResult,
+    LeaseInfo,
+    LeaseSpec,
+    RevokedResult,
+)
 
 from . import _trio_transport as transport
-from . import calls
+from . import approval_calls, calls
 from ._unix import connection_dropped, resolve_socket_path
 from .calls import BackupList, Call, ClientCore
 from .errors import DaemonUnavailableError, WalletError
@@ -99,7 +108,8 @@ class AsyncWalletClient:
     async def _call(self, call: Call[T]) -> T:
         async with self._lock:
             try:
-                with transport.deadline(self.timeout):
+                timeout = None if self.timeout is None else self.timeout + call.wait_s
+                with transport.deadline(timeout):
                     if self._stream is not None and connection_dropped(self._stream.fileno()):
                         # walletd closed this idle connection (idle timeout, restart). Nothing
                         # was sent on it since, so a new connection cannot repeat a request.
@@ -298,3 +308,33 @@ class AsyncWalletClient:
         """Like initiate_recovery, but return the new address and raise RitualError on failure."""
         result = await self._call(calls.initiate_recovery_result(user_id, responses))
         return calls.recovered_address(result)
+
+    # ------------------------------------------------------------------ approvals
+
+    async def list_pending(self) -> list[ApprovalInfo]:
+        """Signing requests waiting for a person: all of them for approvers (admins and
+        members of approver_group), else the caller's own."""
+        return await self._call(approval_calls.list_pending())
+
+    async def approve(self, approval_id: str, lease: LeaseSpec | None = None) -> ApproveResult:
+        """Approve a held signature (never one your own uid asked for), optionally granting
+        a lease: ``LeaseSpec(scope="process", ttl_s=600, max_uses=20)``."""
+        return await self._call(approval_calls.approve(approval_id, lease))
+
+    async def deny(self, approval_id: str, reason: str | None = None) -> DeniedResult:
+        return await self._call(approval_calls.deny(approval_id, reason))
+
+    async def await_approval(self, approval_id: str, timeout_s: float = 30.0) -> bytes:
+        """The signature once approved; ApprovalDeniedError, or ApprovalTimeoutError when it
+        is not decided within ``timeout_s`` (``approval_id`` on the error when it still
+        waits) or has expired."""
+        return await self._call(approval_calls.await_approval(approval_id, timeout_s))
+
+    async def cancel_approval(self, approval_id: str) -> CancelledResult:
+        return await self._call(approval_calls.cancel_approval(approval_id))
+
+    async def list_leases(self) -> list[LeaseInfo]:
+        return await self._call(approval_calls.list_leases())
+
+    async def revoke_lease(self, lease_id: str) -> RevokedResult:
+        return await self._call(approval_calls.revoke_lease(lease_id))

@@ -11,7 +11,9 @@
     ├── RitualError                  no_ritual, or a ritual the client refuses to send
     │   └── RitualLockedError        locked: recovery attempts are exhausted
     ├── ProtocolError                bad_request, unknown_op, frame_too_large, undecodable reply
-    └── DaemonUnavailableError       socket missing/refused, timeout, unavailable, connection lost
+    ├── DaemonUnavailableError       socket missing/refused, timeout, unavailable, connection lost
+    ├── ApprovalDeniedError          approval_denied: a held signature was denied or cancelled
+    └── ApprovalTimeoutError         approval_timeout: a held signature was not decided in time
 
 Wire errors are data; :func:`error_from_wire` turns them into these classes at the boundary.
 
@@ -31,6 +33,8 @@ from typing import Any, ClassVar
 from walletd_wire import ErrorCode
 
 __all__ = [
+    "ApprovalDeniedError",
+    "ApprovalTimeoutError",
     "BackupIntegrityError",
     "DaemonUnavailableError",
     "InvalidArgumentError",
@@ -165,6 +169,23 @@ class DaemonUnavailableError(WalletError):
     code = ErrorCode.UNAVAILABLE
 
 
+class ApprovalDeniedError(WalletError):
+    """A signature held for approval was denied by an approver (or cancelled)."""
+
+    code = ErrorCode.APPROVAL_DENIED
+
+
+class ApprovalTimeoutError(WalletError):
+    """A signature held for approval was not decided in time.
+
+    ``approval_id`` and ``expires_at`` are set when the approval is still pending (the wait
+    ran out first): ``await_approval(approval_id)`` may still get the signature."""
+
+    code = ErrorCode.APPROVAL_TIMEOUT
+    approval_id: str | None = None
+    expires_at: float | None = None
+
+
 _BY_CODE: dict[str, type[WalletError]] = {
     ErrorCode.BAD_REQUEST: ProtocolError,
     ErrorCode.UNKNOWN_OP: ProtocolError,
@@ -178,6 +199,8 @@ _BY_CODE: dict[str, type[WalletError]] = {
     ErrorCode.INTEGRITY_ERROR: BackupIntegrityError,
     ErrorCode.UNAVAILABLE: DaemonUnavailableError,
     ErrorCode.STORAGE_ERROR: StorageError,
+    ErrorCode.APPROVAL_DENIED: ApprovalDeniedError,
+    ErrorCode.APPROVAL_TIMEOUT: ApprovalTimeoutError,
 }
 
 

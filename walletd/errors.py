@@ -14,7 +14,9 @@
     │   ├── NoRitual            no_ritual         the wallet has no recovery ritual
     │   ├── IntegrityFailure    integrity_error   a record failed its integrity check
     │   ├── Unavailable         unavailable       at a limit, or shutting down
-    │   └── StorageFailure      storage_error     the change was not made durable
+    │   ├── StorageFailure      storage_error     the change was not made durable
+    │   ├── ApprovalDenied      approval_denied   a held signature was denied or cancelled
+    │   └── ApprovalTimeout     approval_timeout  a held signature expired undecided
     └── StartupError            walletd cannot start; nothing was changed
 
 ``frame_too_large`` is answered by the connection itself (the stream is lost), and
@@ -33,6 +35,8 @@ from walletd_wire import ErrorCode
 
 __all__ = [
     "AlreadyExists",
+    "ApprovalDenied",
+    "ApprovalTimeout",
     "BadRequest",
     "Forbidden",
     "IntegrityFailure",
@@ -114,6 +118,14 @@ class Unavailable(_Coded):
 
 class StorageFailure(_Coded):
     code_of_class = ErrorCode.STORAGE_ERROR
+
+
+class ApprovalDenied(_Coded):
+    code_of_class = ErrorCode.APPROVAL_DENIED
+
+
+class ApprovalTimeout(_Coded):
+    code_of_class = ErrorCode.APPROVAL_TIMEOUT
 
 
 # Short spellings for the three refusals most operations raise.

@@ -5,10 +5,9 @@ A signing request that the policy sends to ``review`` answers ``ok: true`` with 
 to wait (``wait_s``) and was decided in time. ``kind`` is what tells it from a signature
 result, which has none; clients check it before decoding the rest.
 
-The ops (``list_pending``, ``approve``, ``deny``, ``await_approval``, ``cancel_approval``,
-``list_leases``, ``revoke_lease``) are Requests like every other; they join the request union
-at its end. Every string and list is bounded here, so the decoder refuses what the daemon
-would refuse anyway.
+The ops' requests (``list_pending``, ``approve``, ``deny``, ``await_approval``,
+``cancel_approval``, ``list_leases``, ``revoke_lease``) are in :mod:`walletd_wire.requests`,
+at the end of the union; here are their results and the lease a grant asks for.
 """
 
 from __future__ import annotations
@@ -17,38 +16,22 @@ from typing import Annotated, Any, Final, Literal
 
 from msgspec import Meta, Struct
 
-from .requests import Request
-
 __all__ = [
     "MAX_PENDING_LISTED",
-    "ApprovalId",
     "ApprovalInfo",
-    "Approve",
     "ApproveResult",
-    "AwaitApproval",
-    "CancelApproval",
     "CancelledResult",
     "DeniedResult",
-    "Deny",
-    "LeaseId",
     "LeaseInfo",
     "LeaseSpec",
     "LeasesResult",
-    "ListLeases",
-    "ListPending",
     "PendingListResult",
     "PendingResult",
-    "RevokeLease",
     "RevokedResult",
 ]
 
 #: The most entries one ``list_pending`` / ``list_leases`` answer carries.
 MAX_PENDING_LISTED: Final = 1024
-
-ApprovalId = Annotated[str, Meta(min_length=1, max_length=64)]
-LeaseId = Annotated[str, Meta(min_length=1, max_length=64)]
-Reason = Annotated[str, Meta(max_length=500)]
-Seconds = Annotated[float, Meta(ge=0, le=86_400)]
 
 
 class LeaseSpec(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -59,37 +42,6 @@ class LeaseSpec(Struct, forbid_unknown_fields=True, kw_only=True):
     scope: Annotated[str, Meta(max_length=16)] = "once"
     ttl_s: Annotated[float, Meta(gt=0, le=86_400 * 7)] | None = None
     max_uses: Annotated[int, Meta(ge=1, le=10**6)] | None = None
-
-
-class ListPending(Request, tag="list_pending"):
-    pass
-
-
-class Approve(Request, tag="approve"):
-    approval_id: ApprovalId
-    lease: LeaseSpec | None = None
-
-
-class Deny(Request, tag="deny"):
-    approval_id: ApprovalId
-    reason: Reason | None = None
-
-
-class AwaitApproval(Request, tag="await_approval"):
-    approval_id: ApprovalId
-    timeout_s: Seconds = 30.0
-
-
-class CancelApproval(Request, tag="cancel_approval"):
-    approval_id: ApprovalId
-
-
-class ListLeases(Request, tag="list_leases"):
-    pass
-
-
-class RevokeLease(Request, tag="revoke_lease"):
-    lease_id: LeaseId
 
 
 # --------------------------------------------------------------------------- results

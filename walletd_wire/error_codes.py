@@ -28,3 +28,6 @@ class ErrorCode(enum.StrEnum):
     UNAVAILABLE = "unavailable"  # the daemon is at its connection limit or shutting down
     STORAGE_ERROR = "storage_error"  # the change could not be made durable; nothing changed
     INTERNAL = "internal"  # a bug in walletd; the message says nothing secret
+    # Human approval (issue 16): how a held signature ended when it was not approved.
+    APPROVAL_DENIED = "approval_denied"  # an approver denied it, or its requester cancelled it
+    APPROVAL_TIMEOUT = "approval_timeout"  # nobody decided before it expired

@@ -13,19 +13,26 @@ from typing import Annotated, Any, Final
 
 from msgspec import Meta, Struct
 
+from .approvals import LeaseSpec
+
 __all__ = [
     "MAX_BATCH_ITEMS",
     "MAX_TYPED_DATA_KEYS",
     "OPS",
     "REQUEST_TYPES",
     "AnyRequest",
+    "ApprovalId",
+    "Approve",
     "AuditLog",
     "AuditVerify",
+    "AwaitApproval",
     "BackupWallet",
+    "CancelApproval",
     "CreateBackup",
     "CreateWallet",
     "DeleteBackup",
     "DeleteWallet",
+    "Deny",
     "GetPolicy",
     "GetPrompts",
     "GetPublicKey",
@@ -37,13 +44,17 @@ __all__ = [
     "InitiateRecovery",
     "Int63",
     "IsLocked",
+    "LeaseId",
     "ListBackups",
+    "ListLeases",
+    "ListPending",
     "ListWallets",
     "NeedsRotation",
     "RegisterRitual",
     "Request",
     "RequestId",
     "ResetAttempts",
+    "RevokeLease",
     "RitualStep",
     "RotateKeys",
     "RotationHistory",
@@ -252,6 +263,45 @@ class ResetAttempts(Request, tag="reset_attempts"):
     user_id: str
 
 
+# --------------------------------------------------------------------------- approvals
+# Human approval of signatures the policy sends to review (issue 16); results and LeaseSpec
+# are in walletd_wire.approvals.
+
+ApprovalId = Annotated[str, Meta(min_length=1, max_length=64)]
+LeaseId = Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+class ListPending(Request, tag="list_pending"):
+    pass
+
+
+class Approve(Request, tag="approve"):
+    approval_id: ApprovalId
+    lease: LeaseSpec | None = None
+
+
+class Deny(Request, tag="deny"):
+    approval_id: ApprovalId
+    reason: Annotated[str, Meta(max_length=500)] | None = None
+
+
+class AwaitApproval(Request, tag="await_approval"):
+    approval_id: ApprovalId
+    timeout_s: Annotated[float, Meta(ge=0, le=86_400)] = 30.0
+
+
+class CancelApproval(Request, tag="cancel_approval"):
+    approval_id: ApprovalId
+
+
+class ListLeases(Request, tag="list_leases"):
+    pass
+
+
+class RevokeLease(Request, tag="revoke_lease"):
+    lease_id: LeaseId
+
+
 AnyRequest = (
     Hello
     | Status
@@ -287,6 +337,13 @@ AnyRequest = (
     | ResetAttempts
     | GetPublicKey
     | SignTypedData
+    | ListPending
+    | Approve
+    | Deny
+    | AwaitApproval
+    | CancelApproval
+    | ListLeases
+    | RevokeLease
 )
 
 REQUEST_TYPES: Final[tuple[type[Request], ...]] = AnyRequest.__args__

@@ -42,7 +42,7 @@ from walletd.model.approvals import (
     check_approver,
 )
 from walletd.model.audit_chain import AuditEntry
-from walletd.model.leases import Ended, Lease, LeaseLimits, LeaseTable, LeaseTerms
+from walletd.model.leases import Ended, Lease, LeaseLimits, LeaseScope, LeaseTable, LeaseTerms
 from walletd.model.peer import DAEMON, Actor, Peer
 from walletd.model.wallets import Wallet
 from walletd.ops.approval_audit import entry_record, lease_record
@@ -101,6 +101,7 @@ class ApprovalDesk:
         self._ended: list[Ended] = []
         self._refusals_logged: dict[int, float] = {}
         self.changed = trio.Event()  # set (and replaced) whenever the queue changes
+        self.closing = False
         self._approver_gid = _resolve_group(settings.approver_group)
 
     # ------------------------------------------------------------------ who
@@ -169,6 +170,8 @@ class ApprovalDesk:
         sign: Sign,
     ) -> Pending:
         """Queue a request for approval; ``Unavailable`` past the caps (nothing queued)."""
+        if self.closing:
+            raise Unavailable("walletd is shutting down")
         try:
             entry = self.pending.add(
                 user_id=wallet.user_id,
@@ -239,6 +242,10 @@ class ApprovalDesk:
         return entry, lease
 
     def _grant(self, entry: Pending, terms: LeaseTerms, peer: Peer) -> Lease | None:
+        if terms.scope is LeaseScope.ONCE:
+            if terms.ttl_s is not None or terms.max_uses is not None:
+                raise InvalidArgument("a lease of scope 'once' takes no ttl_s or max_uses")
+            return None
         if entry.layer is None or entry.rule_id is None:
             raise InvalidArgument("this request was not sent to review by a rule: no lease")
         return self.leases.grant(
@@ -287,6 +294,8 @@ class ApprovalDesk:
             budget = min(timeout_s, self.settings.max_wait_s, entry.expires - self._clock())
             with trio.move_on_after(max(0.0, budget)):
                 await event.wait()
+        if self.closing:
+            raise Unavailable("walletd is shutting down; the approval ended with it")
         entry = self.pending.get(approval_id)  # expires it if its time is up
         if entry.state is State.EXPIRED:
             await self.sweep()
@@ -323,6 +332,16 @@ class ApprovalDesk:
                 await self.sweep()
             except RequestError as exc:
                 log.error("approval_sweep_failed", error=exc.message)
+
+    def close(self) -> None:
+        """A stop: refuse new holds, wake every waiter (each answers ``pending``, at once,
+        rather than hold the shutdown), and forget everything (in memory only, on purpose)."""
+        self.closing = True
+        for event in self._decided.values():
+            event.set()
+        left = self.pending.clear()
+        ended = self.leases.clear()
+        log.info("approvals_closed", pending_dropped=len(left), leases_ended=len(ended))
 
     def end_leases(self, ended: list[Ended]) -> None:
         """Leases ended by a pause or an owner change: audited by the next sweep."""

@@ -18,6 +18,8 @@ from walletd.errors import StartupError
 from walletd.model.audit_chain import AuditChain
 from walletd.model.ritual import check_scrypt_params
 from walletd.model.wallets import WalletBook
+from walletd.ops.approval_ops import ApprovalOps, settings_of
+from walletd.ops.approvals import ApprovalDesk
 from walletd.ops.audit import AuditQueries
 from walletd.ops.backups import Backups, DirectoryVault, MemoryVault, Vault
 from walletd.ops.context import Context, default_policy
@@ -43,6 +45,7 @@ class Daemon:
     rotation: Rotation
     store: Store
     master_key: MasterKey
+    approvals: ApprovalDesk
 
 
 def build_daemon(config: Config, *, clock: Callable[[], float] = time.time) -> Daemon:
@@ -84,6 +87,7 @@ def _assemble(
     vault: Vault = MemoryVault() if config.ephemeral else DirectoryVault(config.backups_path)
     rotation = Rotation(ctx)
     signing = Signing(ctx, rotation)
+    desk = ApprovalDesk(ctx, settings_of(config), wall=clock)
     dispatcher = Dispatcher(
         OpFamilies(
             wallets=WalletOps(ctx),
@@ -93,6 +97,7 @@ def _assemble(
             recovery=Recovery(ctx, rotation),
             audit=AuditQueries(ctx, state.subkeys[AUDIT_KEY]),
             keys=KeyOps(ctx, signing, rotation),
+            approvals=ApprovalOps(desk),
         )
     )
     log.info(
@@ -112,4 +117,4 @@ def _assemble(
             detail="the master key sits beside the data it protects; provide it via "
             "systemd credentials or master_key_file for production",
         )
-    return Daemon(ctx, dispatcher, rotation, store, master)
+    return Daemon(ctx, dispatcher, rotation, store, master, desk)
