@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from walletd.config import Config, ConfigError, load_config, parse_mode
+from walletd.config import ApprovalsConfig, Config, ConfigError, load_config, parse_mode
 from walletd.main import EXIT_USAGE, build_parser, config_from
 
 from .support import ROOT
@@ -62,6 +62,18 @@ def test_every_key_type(tmp_path: Path) -> None:
         scrypt_r = 4
         scrypt_p = 2
         recovery_concurrency = 4
+        [approvals]
+        approver_group = "approvers"
+        pending_ttl_s = 60
+        max_wait_s = 30.0
+        max_pending_per_uid = 2
+        max_pending = 10
+        lease_default_ttl_s = 120.0
+        lease_max_ttl_s = 900.0
+        lease_default_uses = 5
+        lease_max_uses = 50
+        max_leases = 16
+        summary_max_bytes = 1024
         """.replace("\n        ", "\n"),
     )
     config = load_config(path, {})
@@ -96,6 +108,19 @@ def test_every_key_type(tmp_path: Path) -> None:
         "scrypt_r": 4,
         "scrypt_p": 2,
         "recovery_concurrency": 4,
+        "approvals": ApprovalsConfig(
+            approver_group="approvers",
+            pending_ttl_s=60.0,
+            max_wait_s=30.0,
+            max_pending_per_uid=2,
+            max_pending=10,
+            lease_default_ttl_s=120.0,
+            lease_max_ttl_s=900.0,
+            lease_default_uses=5,
+            lease_max_uses=50,
+            max_leases=16,
+            summary_max_bytes=1024,
+        ),
     }
     assert set(expected) == set(Config.__struct_fields__)  # every option is exercised
     assert msgspec.structs.asdict(config) == expected

@@ -303,6 +303,8 @@ def test_internal_is_a_bug_and_says_nothing() -> None:
         ("unavailable", e.DaemonUnavailableError),
         ("storage_error", e.StorageError),
         ("internal", e.WalletError),
+        ("approval_denied", e.ApprovalDeniedError),
+        ("approval_timeout", e.ApprovalTimeoutError),
         ("from_a_newer_daemon", e.WalletError),
     ],
 )

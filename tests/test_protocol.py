@@ -66,6 +66,15 @@ EXAMPLES: dict[str, wire.Request] = {
     "sign_typed_data": wire.SignTypedData(
         id=34, user_id="alice", typed_data={"types": {}, "primaryType": "Mail"}
     ),
+    "list_pending": wire.ListPending(id=35),
+    "approve": wire.Approve(
+        id=36, approval_id="ap_1", lease=wire.LeaseSpec(scope="process", ttl_s=600, max_uses=20)
+    ),
+    "deny": wire.Deny(id=37, approval_id="ap_1", reason="not this one"),
+    "await_approval": wire.AwaitApproval(id=38, approval_id="ap_1", timeout_s=10),
+    "cancel_approval": wire.CancelApproval(id=39, approval_id="ap_1"),
+    "list_leases": wire.ListLeases(id=40),
+    "revoke_lease": wire.RevokeLease(id=41, lease_id="ls_1"),
 }
 
 encoder = msgspec.msgpack.Encoder()
@@ -132,6 +141,8 @@ def test_error_codes_are_the_documented_closed_set() -> None:
         "unavailable",
         "storage_error",
         "internal",
+        "approval_denied",
+        "approval_timeout",
     ]
 
 

@@ -14,6 +14,7 @@ out, the ``pending`` result again, so the caller can wait more.
 
 from __future__ import annotations
 
+import walletd_wire as wire
 from walletd.config import Config
 from walletd.errors import ApprovalDenied, ApprovalTimeout, RequestError
 from walletd.model.approvals import ApprovalLimits, Pending, State
@@ -144,8 +145,12 @@ class ApprovalOps:
         entry, _ = await self.desk.decide(peer, req.approval_id, approve=False, reason=req.reason)
         return DeniedResult(entry.approval_id)
 
-    async def await_approval(self, peer: Peer, req: AwaitApproval) -> object:
-        return answer(await self.desk.wait(peer, req.approval_id, req.timeout_s))
+    async def await_approval(
+        self, peer: Peer, req: AwaitApproval
+    ) -> wire.SignatureResult | PendingResult:
+        result = answer(await self.desk.wait(peer, req.approval_id, req.timeout_s))
+        assert isinstance(result, wire.SignatureResult | PendingResult)
+        return result
 
     async def cancel_approval(self, peer: Peer, req: CancelApproval) -> CancelledResult:
         entry = await self.desk.cancel(peer, req.approval_id)
