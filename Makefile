@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml requirements-dev.lock
 lock: install
 	$(BIN)/pip install --quiet --disable-pip-version-check 'uv>=0.5'
 	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock
-	$(BIN)/uv pip compile pyproject.toml --extra test --extra lint $(LOCK_FLAGS) -o requirements-dev.lock
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra lint --extra mcp $(LOCK_FLAGS) -o requirements-dev.lock
 
 run: install
 	@echo "walletd: state and socket under ./.walletd/ (Ctrl-C stops it)."

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bench import servers
+from bench import policy_rows, servers
 from bench.references import ASYNCIO, SHARED, TRIO_SOCKET, TRIO_STREAM, start_shared
 from bench.servers import BENCH_USER, Server
 from bench.wire import BenchError, Workload, batch_workload, sign_workload, ssh_sign_workload
@@ -38,6 +38,7 @@ from bench.wire import BenchError, Workload, batch_workload, sign_workload, ssh_
 REFERENCE = "reference"  # bench/reference_server.py: our own ceiling, same I/O design
 WALLETD = "walletd"
 SSH_AGENT = "ssh-agent"
+WALLETD_POLICY = "walletd-policy"  # bench.policy_rows: bench wallets with signing policies
 
 Metric = Literal["rate", "p50_us", "p99_us"]
 WorkloadFactory = Callable[[Server], Workload]
@@ -155,6 +156,11 @@ def sign_batch_256_ed25519(server: Server) -> Workload:
     return batch_workload(f"{BENCH_USER}-ed25519", 256)
 
 
+def sign_rolling(server: Server) -> Workload:
+    """``sign_message`` on the wallet with one rolling-window limit (bench.policy_rows)."""
+    return sign_workload(policy_rows.ROLLING_USER)
+
+
 # --- servers ----------------------------------------------------------------------------------
 
 
@@ -189,6 +195,11 @@ SERVERS: dict[str, ServerSpec] = {
         _shared(TRIO_STREAM),
         _shared(TRIO_SOCKET),
         _shared(ASYNCIO),
+        ServerSpec(
+            WALLETD_POLICY,
+            "walletd --ephemeral, bench wallets with signing policies (bench/policy_rows.py)",
+            lambda ctx: policy_rows.start_walletd_with_policy(ctx.workdir),
+        ),
     )
 }
 
@@ -211,6 +222,9 @@ BATCH_MIN_SIGS = 300_000
 ED25519_VS_SSH_MIN = 15.0
 SECP256K1_PIPELINED_MIN_SIGS = 10_000
 ED25519_BATCH_MIN_SIGS = 40_000
+# Issue 15: with a 10-rule owner layer (prefixes, a pattern, two limits) the 16-connection
+# HMAC sign rate is >= 0.8x the no-policy rate in the same run; a rolling window alike.
+POLICY_VS_NONE_MIN = 0.8
 
 _SIGN = Leg(WALLETD, sign)
 _REF = Leg(REFERENCE, sign)
@@ -302,6 +316,22 @@ SCENARIOS: dict[str, Scenario] = {
             Leg(WALLETD, sign_batch_256_ed25519),
             goals=(Goal("rate", ED25519_BATCH_MIN_SIGS, True),),
             unit="sig/s",
+        ),
+        Scenario(
+            "policy-10",
+            "(j) HMAC sign, 10-rule owner policy vs none, 16 conns / 4 procs",
+            Shape(4, 4, 1),
+            Leg(WALLETD_POLICY, sign),
+            anchor=_SIGN,
+            goals=(Goal("rate", POLICY_VS_NONE_MIN, True, versus=WALLETD, headline=True),),
+        ),
+        Scenario(
+            "policy-rolling",
+            "(k) HMAC sign, one rolling-window limit vs none, 16 conns / 4 procs",
+            Shape(4, 4, 1),
+            Leg(WALLETD_POLICY, sign_rolling),
+            anchor=_SIGN,
+            goals=(Goal("rate", POLICY_VS_NONE_MIN, True, versus=WALLETD, headline=True),),
         ),
     )
 }

@@ -25,11 +25,11 @@ from bench import servers
 from walletd.config import Config
 from walletd.model.audit_chain import AuditChain
 from walletd.model.key_material import new_key_material
-from walletd_wire.schemes import KeyType
 from walletd.storage import sql
 from walletd.storage.loader import AUDIT_KEY, open_store
 from walletd.storage.sealing import wallet_aad
 from walletd.storage.store import DB_NAME, Statement
+from walletd_wire.schemes import KeyType
 
 TIMEOUT_S = 600.0
 MIX = (KeyType.HMAC_SHA256, KeyType.ED25519, KeyType.SECP256K1)

@@ -37,6 +37,8 @@ def downgrade_to_v2(db: Path) -> None:
         for column in ("key_type", "key_version", "seal_format"):
             conn.execute(f"ALTER TABLE wallets DROP COLUMN {column}")
         conn.execute("DROP TABLE public_keys")
+        for table in ("signing_policies", "rate_windows", "signing_pauses"):  # schema 4
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
         conn.execute("PRAGMA user_version = 2")
         conn.execute("COMMIT")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

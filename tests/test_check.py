@@ -150,6 +150,7 @@ def test_edited_audit_record(state: State) -> None:
 def test_wrong_master_key(state: State, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.key"
     wrong.write_bytes(os.urandom(32))
+    wrong.chmod(0o600)
     code, _, summary = check(state, "--master-key-file", str(wrong))
     assert code == EXIT_PROBLEMS
     assert summary["wallets"] == 5  # what can be read without the key is still summarised

@@ -36,6 +36,7 @@ METHOD_FOR_OP: dict[str, str] = {}
 EXTRA_METHODS: dict[str, str] = {
     "recover": "initiate_recovery that returns the new address and raises on a wrong answer",
     "sign_message_detailed": "sign_message returning the key type and version with the signature",
+    "sign_typed_data_detailed": "sign_typed_data returning the key type and version as well",
 }
 
 # Methods whose names differ by flavour, as Python's protocols want: trio -> blocking.

@@ -11,7 +11,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from walletd.config import ApprovalsConfig, Config, ConfigError, load_config, parse_mode
+from walletd.config import (
+    ApprovalsConfig,
+    Config,
+    ConfigError,
+    SigningConfig,
+    load_config,
+    parse_mode,
+)
 from walletd.main import EXIT_USAGE, build_parser, config_from
 
 from .support import ROOT
@@ -45,6 +52,8 @@ def test_every_key_type(tmp_path: Path) -> None:
         backup_dir = "/var/backups/w"
         counter_flush_interval = 0.5
         max_connections = 10
+        max_connections_per_uid = 5
+        admin_reserved_connections = 2
         max_frame_bytes = 65536
         idle_timeout = 30          # an integer where a float is expected
         frame_timeout = 2.5
@@ -62,6 +71,10 @@ def test_every_key_type(tmp_path: Path) -> None:
         scrypt_r = 4
         scrypt_p = 2
         recovery_concurrency = 4
+        [signing]
+        default = "deny"
+        policy_group = "ops"
+        timezone = "Europe/Paris"
         [approvals]
         approver_group = "approvers"
         pending_ttl_s = 60
@@ -91,6 +104,8 @@ def test_every_key_type(tmp_path: Path) -> None:
         "backup_dir": "/var/backups/w",
         "counter_flush_interval": 0.5,
         "max_connections": 10,
+        "max_connections_per_uid": 5,
+        "admin_reserved_connections": 2,
         "max_frame_bytes": 65536,
         "idle_timeout": 30.0,
         "frame_timeout": 2.5,
@@ -108,6 +123,7 @@ def test_every_key_type(tmp_path: Path) -> None:
         "scrypt_r": 4,
         "scrypt_p": 2,
         "recovery_concurrency": 4,
+        "signing": SigningConfig(default="deny", policy_group="ops", timezone="Europe/Paris"),
         "approvals": ApprovalsConfig(
             approver_group="approvers",
             pending_ttl_s=60.0,

@@ -91,12 +91,16 @@ BAD_REQUESTS = [
         id="policy-wrong-type",
     ),
     pytest.param(
-        msgspec.msgpack.encode({"op": "hello", "id": 9}) + b"\x00", None, "", id="trailing"
+        msgspec.msgpack.encode({"op": "hello", "id": 9}) + b"\x00",
+        9,
+        "1 bytes after the request map",
+        id="trailing",
     ),
     pytest.param(b"", None, "empty", id="zero-length-frame"),
     # Regression: msgspec raises RecursionError (not a MsgspecError) for deep nesting; it
     # escaped the dispatcher and the connection, and stopped the whole daemon.
-    pytest.param(DEEP_METADATA, None, "nested too deeply", id="deeply-nested-metadata"),
+    # The id before the deep value is read (and kept) since the failure path scans the map.
+    pytest.param(DEEP_METADATA, 1, "nested too deeply", id="deeply-nested-metadata"),
     pytest.param(DEEP_OP, None, "nested too deeply", id="deeply-nested-op"),
 ]
 
@@ -127,21 +131,34 @@ OTHER_INVALID_ARGUMENTS: list[dict[str, Any]] = [
     {"op": "rotate_keys", "reason": "bad\nreason"},
     {"op": "verify_backup", "backup_id": "../../etc/passwd"},
     {"op": "audit_log", "limit": 0},
-    {"op": "create_backup", "metadata": {"blob": b"\x00"}},
     {"op": "create_backup", "metadata": {"big": "x" * 20_000}},
-    {"op": "sign_batch", "messages": [b""] * (wire.MAX_BATCH_ITEMS + 1)},
     {"op": "register_ritual", "steps": [{"prompt": "q", "expected_response_hash": "nothex"}]},
     {"op": "register_ritual", "steps": []},
 ]
 
 METADATA_NOT_PLAIN_JSON = [
-    {"nested": {1: "int key", "a": "str key"}},  # json.dumps(sort_keys) used to crash here
-    {"nested": {1: "int key"}},  # would silently come back as "1"
     {"x": float("nan")},
     {"x": [float("inf")]},
-    {"deep": DEEP_BUT_DECODABLE},
 ]
-METADATA_IDS = ["mixed-keys", "int-key", "nan", "inf", "deep"]
+METADATA_IDS = ["nan", "inf"]
+
+# Refused by the decoder's bounded types (walletd_wire.bounded) before anything is built.
+REFUSED_BY_THE_DECODER = [
+    pytest.param({"op": "create_backup", "metadata": {"blob": b"\x00"}}, id="metadata-bytes"),
+    # json.dumps(sort_keys) used to crash on the first; the second came back as "1".
+    pytest.param({"op": "create_backup", "metadata": {"n": {1: "a", "b": "c"}}}, id="mixed-keys"),
+    pytest.param({"op": "create_backup", "metadata": {"nested": {1: "int"}}}, id="int-key"),
+    pytest.param({"op": "create_backup", "metadata": {"deep": DEEP_BUT_DECODABLE}}, id="deep"),
+    pytest.param(
+        {"op": "create_backup", "metadata": {str(i): i for i in range(65)}}, id="metadata-wide"
+    ),
+    pytest.param(
+        {"op": "sign_batch", "messages": [b""] * (wire.MAX_BATCH_ITEMS + 1)}, id="sign-batch"
+    ),
+    pytest.param(
+        {"op": "initiate_recovery", "responses": ["0" * 64] * 17}, id="recovery-responses"
+    ),
+]
 
 
 class Responder:
@@ -294,6 +311,20 @@ async def test_other_invalid_arguments(daemon: Responder, request_fields: dict[s
     await daemon.call({"op": "create_wallet", "id": 1, "user_id": "a"})
     response = await daemon.error({"id": 2, "user_id": "a", **request_fields})
     assert response["error"]["code"] == "invalid_argument", response
+
+
+@pytest.mark.parametrize("request_fields", REFUSED_BY_THE_DECODER)
+async def test_bounds_refused_by_the_decoder(
+    daemon: Responder, request_fields: dict[str, Any]
+) -> None:
+    """Over-long lists and maps, over-deep or non-JSON metadata: bad_request from the decoder,
+    the id kept, nothing stored."""
+    await daemon.call({"op": "create_wallet", "id": 1, "user_id": "a"})
+    response = await daemon.error({"id": 2, "user_id": "a", **request_fields})
+    assert response["error"]["code"] == "bad_request", response
+    assert response["id"] == 2
+    listed = await daemon.call({"op": "list_backups", "id": 3, "user_id": "a"})
+    assert listed["result"]["backups"] == []
 
 
 @pytest.mark.parametrize("metadata", METADATA_NOT_PLAIN_JSON, ids=METADATA_IDS)

@@ -15,6 +15,7 @@ from walletd.config import Config
 from walletd.errors import StartupError
 from walletd.storage.loader import preflight
 from walletd.storage.maintenance import inspect_state
+from walletd.storage.schema import SCHEMA_VERSION
 from walletd.storage.sealing import MasterKey
 from walletd.storage.store import DB_NAME, Store
 
@@ -158,7 +159,7 @@ def test_a_schema_2_database_migrates_with_signatures_unchanged(
     assert proc.stop() == 0
     store = Store.open_readonly(db)
     try:
-        assert store.pragmas()["user_version"] == 3
+        assert store.pragmas()["user_version"] == SCHEMA_VERSION
         rows = store.query(
             "SELECT user_id, key_type, key_version, seal_format FROM wallets ORDER BY user_id"
         )

@@ -27,7 +27,9 @@ EXAMPLES: dict[str, wire.Request] = {
     "has_wallet": wire.HasWallet(id=5, user_id="alice"),
     "list_wallets": wire.ListWallets(id=6),
     "delete_wallet": wire.DeleteWallet(id=7, user_id="alice"),
-    "sign_message": wire.SignMessage(id=8, user_id="alice", message=b"\x00\xffhi"),
+    "sign_message": wire.SignMessage(
+        id=8, user_id="alice", message=b"\x00\xffhi", purpose="log in"
+    ),
     "verify_signature": wire.VerifySignature(
         id=9, user_id="alice", message=b"m", signature=b"\x01" * 32, version=2
     ),
@@ -64,8 +66,21 @@ EXAMPLES: dict[str, wire.Request] = {
     "reset_attempts": wire.ResetAttempts(id=32, user_id="alice"),
     "get_public_key": wire.GetPublicKey(id=33, user_id="alice", version=1),
     "sign_typed_data": wire.SignTypedData(
-        id=34, user_id="alice", typed_data={"types": {}, "primaryType": "Mail"}
+        id=34, user_id="alice", typed_data={"types": {}, "primaryType": "Mail"}, purpose="mail"
     ),
+    "get_signing_policy": wire.GetSigningPolicy(id=35, user_id="alice"),
+    "set_signing_policy": wire.SetSigningPolicy(
+        id=36,
+        user_id="alice",
+        layer="owner",
+        rules=[{"id": "orders", "action": "allow", "match": {"prefix": "order:"}}],
+        expected_version=0,
+    ),
+    "explain_signing": wire.ExplainSigning(
+        id=37, user_id="alice", message=b"order:1", for_op="sign_batch"
+    ),
+    "pause_signing": wire.PauseSigning(id=38, scope="uid", uid=1000),
+    "resume_signing": wire.ResumeSigning(id=39, scope="wallet", user_id="alice"),
     "list_pending": wire.ListPending(id=35),
     "approve": wire.Approve(
         id=36, approval_id="ap_1", lease=wire.LeaseSpec(scope="process", ttl_s=600, max_uses=20)
@@ -97,6 +112,12 @@ def test_every_request_round_trips(op: str) -> None:
     assert plain["id"] == request.id
     # Every field is on the wire under its own name, and nothing else is.
     assert set(plain) == {"op", *request.__struct_fields__}
+
+
+def test_a_sign_request_without_purpose_encodes_as_before_the_field() -> None:
+    # Older daemons forbid unknown fields: a client that sends no purpose must not send nil.
+    plain = msgspec.msgpack.decode(encoder.encode(wire.SignMessage(id=1, user_id="a", message=b"")))
+    assert set(plain) == {"op", "id", "user_id", "message"}
 
 
 @pytest.mark.parametrize("op", wire.OPS)
@@ -141,6 +162,8 @@ def test_error_codes_are_the_documented_closed_set() -> None:
         "unavailable",
         "storage_error",
         "internal",
+        "policy_denied",
+        "paused",
         "approval_denied",
         "approval_timeout",
     ]

@@ -22,6 +22,7 @@ import walletd_wire as wire
 from wallet_client import (
     AsyncWalletClient,
     InvalidArgumentError,
+    ProtocolError,
     RitualError,
     RitualLockedError,
     RitualStep,
@@ -106,8 +107,11 @@ async def test_register_limits(client: AsyncWalletClient, server: Server) -> Non
     ]
     for steps in ok_sizes:
         assert await client.register_ritual("alice", steps) == len(steps)
+    # More steps than a ritual can have: refused by the decoder (hello's limits say 16).
+    with pytest.raises(ProtocolError) as too_many:
+        await client.register_ritual("alice", [RitualStep("q", h)] * 17)
+    assert too_many.value.code == "bad_request"
     bad = [
-        [RitualStep("q", h)] * 17,
         [RitualStep("", h)],
         [RitualStep("é" * 512 + "x", h)],  # 1025 bytes
         [RitualStep("q", h[:63])],
@@ -231,14 +235,25 @@ async def test_failure_is_counted_and_says_nothing(client: AsyncWalletClient, al
 
 @pytest.mark.parametrize(
     "responses",
-    [[], RIGHT[:2], [*RIGHT, RIGHT[0]], RIGHT * 6, [hash_response(a) for a in ANSWERS]],
-    ids=["none", "too_few", "one_extra", "eighteen", "hashes_as_answers"],
+    [[], RIGHT[:2], [*RIGHT, RIGHT[0]], RIGHT * 5 + RIGHT[:1], [hash_response(a) for a in ANSWERS]],
+    ids=["none", "too_few", "one_extra", "sixteen", "hashes_as_answers"],
 )
 async def test_wrong_count_is_a_failed_attempt(
     client: AsyncWalletClient, alice: str, responses: list[str]
 ) -> None:
     assert await client.initiate_recovery("alice", responses) is False
     assert await client.get_remaining_attempts("alice") == 4
+
+
+async def test_more_responses_than_steps_can_be_is_refused_uncounted(
+    client: AsyncWalletClient, alice: str
+) -> None:
+    """17 responses cannot answer any ritual (at most 16 steps): the decoder refuses them
+    (bad_request) before anything is hashed, and no attempt is counted."""
+    with pytest.raises(ProtocolError) as info:
+        await client.initiate_recovery("alice", RIGHT * 6)
+    assert info.value.code == "bad_request"
+    assert await client.get_remaining_attempts("alice") == 5
 
 
 async def test_unknown_user_counts_nothing(client: AsyncWalletClient, alice: str) -> None:

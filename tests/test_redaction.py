@@ -114,6 +114,7 @@ def test_master_key_file_contents_never_logged(daemon: DaemonFactory, open_tmp: 
     key = os.urandom(32)
     key_file = open_tmp / "master.key"
     key_file.write_bytes(key.hex().encode())
+    key_file.chmod(0o600)
     proc = daemon("--master-key-file", str(key_file)).start()
     with WalletClient(proc.socket_path) as c:
         c.create_wallet("carol")

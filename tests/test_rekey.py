@@ -38,6 +38,7 @@ def _sealed(state_dir: Path) -> dict[str, bytes]:
 def _key_file(path: Path) -> Path:
     path.write_text(os.urandom(32).hex() + "\n")
     path.chmod(0o600)
+    path.chmod(0o600)
     return path
 
 
@@ -150,6 +151,7 @@ def test_rekey_refusals_change_nothing(daemon: DaemonFactory, tmp_path: Path) ->
     assert result.returncode == 3 and "wrong key" in result.stderr
     bad_new = tmp_path / "bad.key"
     bad_new.write_text("not a key")
+    bad_new.chmod(0o600)
     result = walletd_cli(*rekey[:-1], str(bad_new))
     assert result.returncode == 3 and "must hold 32 raw bytes" in result.stderr
     result = walletd_cli(*rekey[:-1], str(tmp_path / "missing.key"))

@@ -156,6 +156,7 @@ def test_swapped_rows_fail_to_unseal(daemon: DaemonFactory) -> None:
 def _key_file(path: Path, key: bytes, *, as_hex: bool = False) -> Path:
     path.write_bytes(key.hex().encode() + b"\n" if as_hex else key)
     path.chmod(0o600)
+    path.chmod(0o600)
     return path
 
 

@@ -112,7 +112,7 @@ def test_group_or_world_writable_state_dir(prepared: DaemonFactory, dir_mode: in
     proc = prepared()
     proc.state_dir.chmod(dir_mode)
     err = refused(proc)
-    assert "writable by group or others" in err
+    assert "open to group or others" in err
     assert f"chmod 700 {proc.state_dir}" in err
 
 
@@ -240,6 +240,7 @@ def test_refusal_with_a_live_write_ahead_log_changes_nothing(
     assert (proc.state_dir / (DB_NAME + "-shm")).exists()
     wrong = tmp_path / "wrong.key"
     wrong.write_bytes(os.urandom(32))
+    wrong.chmod(0o600)
     proc.args += ["--master-key-file", str(wrong)]
     err = refused(proc)
     assert "wrong key" in err
@@ -264,6 +265,7 @@ def test_master_key_file_that_does_not_exist(prepared: DaemonFactory, tmp_path: 
 def test_wrong_master_key(prepared: DaemonFactory, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.key"
     wrong.write_text(os.urandom(32).hex() + "\n")
+    wrong.chmod(0o600)
     proc = prepared("--master-key-file", str(wrong))
     err = refused(proc)
     assert "does not open" in err and "wrong key" in err and "changed nothing" in err

@@ -420,7 +420,7 @@ def _downgrade_to_v1(db: Path) -> None:
 
 @pytest.mark.slow
 def test_an_older_database_is_migrated_only_after_every_check(daemon: DaemonFactory) -> None:
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
         signatures = {}
@@ -448,7 +448,7 @@ def test_an_older_database_is_migrated_only_after_every_check(daemon: DaemonFact
     before = snapshot(proc.state_dir)
     checked = walletd_cli("check", "--state-dir", str(proc.state_dir), "--json")
     assert checked.returncode == 0, checked.stdout
-    assert "migrates it to 3" in json.loads(checked.stdout)["schema_version"]
+    assert f"migrates it to {SCHEMA_VERSION}" in json.loads(checked.stdout)["schema_version"]
     assert snapshot(proc.state_dir) == before  # check reads a migrated copy in memory
 
     proc.start()
@@ -458,7 +458,7 @@ def test_an_older_database_is_migrated_only_after_every_check(daemon: DaemonFact
     assert proc.stop() == 0
     store = Store.open_readonly(db)
     try:
-        assert store.pragmas()["user_version"] == 3
+        assert store.pragmas()["user_version"] == SCHEMA_VERSION
         assert store.query(
             "SELECT user_id, reserved_count, key_type, key_version, seal_format FROM wallets"
             " ORDER BY user_id"

@@ -84,6 +84,7 @@ def test_status_and_hello(ctl: Ctl) -> None:
     hello = only_json(ctl("hello", "--json")[1])
     assert hello["protocol"] == 1
     assert "initiate_recovery" in hello["ops"]
+    assert hello["limits"]["lists"]["initiate_recovery.responses"] == 16
 
 
 def test_create_address_list_delete(ctl: Ctl) -> None:

@@ -109,13 +109,15 @@ def delete_wallet(user_id: str) -> Call[bool]:
     return _call(wire.DeleteWallet(id=0, user_id=user_id), wire.DeletedResult, lambda r: r.deleted)
 
 
-def sign_message(user_id: str, message: bytes) -> Call[bytes]:
-    request = wire.SignMessage(id=0, user_id=user_id, message=bytes(message))
+def sign_message(user_id: str, message: bytes, purpose: str | None = None) -> Call[bytes]:
+    request = wire.SignMessage(id=0, user_id=user_id, message=bytes(message), purpose=purpose)
     return _call(request, wire.SignatureResult, lambda r: r.signature)
 
 
-def sign_message_detailed(user_id: str, message: bytes) -> Call[wire.SignatureResult]:
-    request = wire.SignMessage(id=0, user_id=user_id, message=bytes(message))
+def sign_message_detailed(
+    user_id: str, message: bytes, purpose: str | None = None
+) -> Call[wire.SignatureResult]:
+    request = wire.SignMessage(id=0, user_id=user_id, message=bytes(message), purpose=purpose)
     return _call(request, wire.SignatureResult, _same)
 
 
@@ -136,11 +138,21 @@ def _wire_typed_value(value: Any) -> Any:
     return value
 
 
-def sign_typed_data(user_id: str, typed_data: Mapping[str, Any]) -> Call[bytes]:
-    request = wire.SignTypedData(
-        id=0, user_id=user_id, typed_data=_wire_typed_value(dict(typed_data))
-    )
-    return _call(request, wire.SignatureResult, lambda r: r.signature)
+def sign_typed_data(
+    user_id: str, typed_data: Mapping[str, Any], purpose: str | None = None
+) -> Call[bytes]:
+    return _call(_typed(user_id, typed_data, purpose), wire.SignatureResult, lambda r: r.signature)
+
+
+def sign_typed_data_detailed(
+    user_id: str, typed_data: Mapping[str, Any], purpose: str | None = None
+) -> Call[wire.SignatureResult]:
+    return _call(_typed(user_id, typed_data, purpose), wire.SignatureResult, _same)
+
+
+def _typed(user_id: str, typed_data: Mapping[str, Any], purpose: str | None) -> wire.SignTypedData:
+    typed = _wire_typed_value(dict(typed_data))
+    return wire.SignTypedData(id=0, user_id=user_id, typed_data=typed, purpose=purpose)
 
 
 def verify_signature(

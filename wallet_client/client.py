@@ -28,7 +28,7 @@ from walletd_wire.approvals import (
 )
 
 from . import _sync_transport as transport
-from . import approval_calls, calls
+from . import approval_calls, calls, calls_policy
 from ._unix import connection_dropped, resolve_socket_path
 from .calls import BackupList, Call, ClientCore
 from .errors import DaemonUnavailableError, WalletError
@@ -166,17 +166,30 @@ class WalletClient:
     def delete_wallet(self, user_id: str) -> bool:
         return self._call(calls.delete_wallet(user_id))
 
-    def sign_message(self, user_id: str, message: bytes) -> bytes:
-        return self._call(calls.sign_message(user_id, message))
+    def sign_message(self, user_id: str, message: bytes, *, purpose: str | None = None) -> bytes:
+        """The wallet's signature of ``message``. A ``purpose`` (why, in a sentence) is
+        recorded in the audit log with the signature, which then costs one commit."""
+        return self._call(calls.sign_message(user_id, message, purpose))
 
-    def sign_message_detailed(self, user_id: str, message: bytes) -> wire.SignatureResult:
+    def sign_message_detailed(
+        self, user_id: str, message: bytes, *, purpose: str | None = None
+    ) -> wire.SignatureResult:
         """Like sign_message, with the signing key's address, key type and version."""
-        return self._call(calls.sign_message_detailed(user_id, message))
+        return self._call(calls.sign_message_detailed(user_id, message, purpose))
 
-    def sign_typed_data(self, user_id: str, typed_data: Mapping[str, Any]) -> bytes:
+    def sign_typed_data(
+        self, user_id: str, typed_data: Mapping[str, Any], *, purpose: str | None = None
+    ) -> bytes:
         """The EIP-712 signature (65 bytes r || s || v) of an ``eth_signTypedData_v4``
-        document, by a secp256k1 wallet. The daemon validates and hashes the document."""
-        return self._call(calls.sign_typed_data(user_id, typed_data))
+        document, by a secp256k1 wallet. The daemon validates and hashes the document.
+        ``purpose``: as for sign_message."""
+        return self._call(calls.sign_typed_data(user_id, typed_data, purpose))
+
+    def sign_typed_data_detailed(
+        self, user_id: str, typed_data: Mapping[str, Any], *, purpose: str | None = None
+    ) -> wire.SignatureResult:
+        """Like sign_typed_data, with the signing key's address, key type and version."""
+        return self._call(calls.sign_typed_data_detailed(user_id, typed_data, purpose))
 
     def verify_signature(
         self, user_id: str, message: bytes, signature: bytes, version: int | None = None
@@ -282,6 +295,41 @@ class WalletClient:
         """Answer ``user_id``'s ritual with the answers as typed (only their hashes are sent)."""
         result = self._call(calls.initiate_recovery_result(user_id, responses))
         return result.recovered
+
+    # ------------------------------------------------------------------ signing policy
+
+    def get_signing_policy(self, user_id: str) -> wire.SigningPolicyResult:
+        """Both layers of the wallet's signing policy, each with its version."""
+        return self._call(calls_policy.get_signing_policy(user_id))
+
+    def set_signing_policy(
+        self, user_id: str, layer: str, rules: Sequence[Any], expected_version: int
+    ) -> wire.SigningPolicyResult:
+        """Replace ``layer`` ("admin" or "owner") if it is still at ``expected_version``
+        (compare-and-set); a stale version or a bad document raises InvalidArgumentError."""
+        return self._call(calls_policy.set_signing_policy(user_id, layer, rules, expected_version))
+
+    def explain_signing(
+        self,
+        user_id: str,
+        message: bytes | None = None,
+        typed_data: Mapping[str, Any] | None = None,
+        op: str | None = None,
+    ) -> wire.ExplainResult:
+        """What the policy would decide for this signature, and why; consumes nothing."""
+        return self._call(calls_policy.explain_signing(user_id, message, typed_data, op))
+
+    def pause_signing(
+        self, scope: str = "all", uid: int | None = None, user_id: str | None = None
+    ) -> list[wire.PauseInfo]:
+        """Admins: stop signing at once for everything, one uid's wallets or one wallet."""
+        return self._call(calls_policy.pause_signing(scope, uid, user_id))
+
+    def resume_signing(
+        self, scope: str = "all", uid: int | None = None, user_id: str | None = None
+    ) -> list[wire.PauseInfo]:
+        """Admins: lift the pause of that scope (others stay); returns the pauses left."""
+        return self._call(calls_policy.resume_signing(scope, uid, user_id))
 
     def recover(self, user_id: str, responses: Sequence[str]) -> str:
         """Like initiate_recovery, but return the new address and raise RitualError on failure."""

@@ -10,6 +10,8 @@
     ├── BackupIntegrityError         integrity_error: a backup record was tampered with
     ├── RitualError                  no_ritual, or a ritual the client refuses to send
     │   └── RitualLockedError        locked: recovery attempts are exhausted
+    ├── PolicyDeniedError            policy_denied: a signing-policy rule refused the signature
+    ├── SigningPausedError           paused: signing is paused by an admin (the kill switch)
     ├── ProtocolError                bad_request, unknown_op, frame_too_large, undecodable reply
     ├── DaemonUnavailableError       socket missing/refused, timeout, unavailable, connection lost
     ├── ApprovalDeniedError          approval_denied: a held signature was denied or cancelled
@@ -39,9 +41,11 @@ __all__ = [
     "DaemonUnavailableError",
     "InvalidArgumentError",
     "PermissionDeniedError",
+    "PolicyDeniedError",
     "ProtocolError",
     "RitualError",
     "RitualLockedError",
+    "SigningPausedError",
     "StorageError",
     "WalletError",
     "WalletExistsError",
@@ -161,6 +165,20 @@ class RitualLockedError(RitualError):
     code = ErrorCode.LOCKED
 
 
+class PolicyDeniedError(WalletError):
+    """The daemon's signing policy refused the signature; the message names the rule and the
+    layer that decided (never what was to be signed). ``explain_signing`` says more."""
+
+    code = ErrorCode.POLICY_DENIED
+
+
+class SigningPausedError(WalletError):
+    """Signing is paused (for everything, the caller's uid or this wallet) until an admin
+    resumes it."""
+
+    code = ErrorCode.PAUSED
+
+
 class ProtocolError(WalletError):
     code = ErrorCode.BAD_REQUEST
 
@@ -199,6 +217,8 @@ _BY_CODE: dict[str, type[WalletError]] = {
     ErrorCode.INTEGRITY_ERROR: BackupIntegrityError,
     ErrorCode.UNAVAILABLE: DaemonUnavailableError,
     ErrorCode.STORAGE_ERROR: StorageError,
+    ErrorCode.POLICY_DENIED: PolicyDeniedError,
+    ErrorCode.PAUSED: SigningPausedError,
     ErrorCode.APPROVAL_DENIED: ApprovalDeniedError,
     ErrorCode.APPROVAL_TIMEOUT: ApprovalTimeoutError,
 }

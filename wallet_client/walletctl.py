@@ -24,7 +24,7 @@ import msgspec
 
 import walletd_wire as wire
 
-from . import __version__, cli_keys, cli_records, cli_ritual
+from . import __version__, cli_keys, cli_policy, cli_records, cli_ritual
 from .calls import DEFAULT_SOCKET, DEFAULT_TIMEOUT
 from .cli_io import (
     Output,
@@ -64,8 +64,14 @@ def cmd_status(client: WalletClient, args: argparse.Namespace, out: Output) -> i
 
 
 def cmd_hello(client: WalletClient, args: argparse.Namespace, out: Output) -> int:
-    hello = msgspec.structs.asdict(client.hello())
-    out.result(hello, fields({**hello, "ops": " ".join(hello["ops"])}))
+    hello = msgspec.to_builtins(client.hello())
+    limits = hello.pop("limits", None) or {}
+    shown = {**hello, "ops": " ".join(hello["ops"])}
+    if limits:
+        shown["max_frame_bytes"] = limits.get("max_frame_bytes")
+        shown["max_batch_items"] = limits.get("max_batch_items")
+        shown["list_limits"] = " ".join(f"{k}={v}" for k, v in limits.get("lists", {}).items())
+    out.result({**hello, "limits": limits}, fields(shown))
     return ExitCode.OK
 
 
@@ -370,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_records.add_commands(command, user)
     cli_ritual.add_commands(command, user)
     cli_keys.add_commands(command, user, sub)
+    cli_policy.add_commands(command, user, sub)
     return parser
 
 

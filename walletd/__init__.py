@@ -25,8 +25,9 @@
 #             (sql.py), the state directory, sealing under the master key, the loader
 #             (checks first, then load), offline check and rekey
 #   ops/      one module per operation family (wallets, signing, rotation, backups, audit,
-#             recovery), the context they share, the dispatcher with its op table, and
-#             daemon.py, which assembles them
+#             recovery, policy), the context they share, the dispatcher with its op table,
+#             and daemon.py, which assembles them. The signing policy on the sign paths:
+#             policy_state.py (what is held), policy_gate.py (admit, charge, refuse)
 #   server/   the listener, connections, peer credentials and the gatekeeper, sd_notify,
 #             process hardening, and serve.py: accept loop, reaper, flusher, signals
 #   main.py   the command line (serve, check, rekey); config.py, logs.py and errors.py (the

@@ -9,13 +9,21 @@ file. With neither, walletd runs on the embedded default: state and socket under
 from __future__ import annotations
 
 import tomllib
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
-__all__ = ["ApprovalsConfig", "Config", "ConfigError", "load_config", "parse_mode"]
+__all__ = [
+    "ApprovalsConfig",
+    "Config",
+    "ConfigError",
+    "SigningConfig",
+    "load_config",
+    "parse_mode",
+]
 
 PositiveFloat = Annotated[float, Meta(gt=0)]
 PositiveInt = Annotated[int, Meta(ge=1)]
@@ -43,6 +51,27 @@ RESTART_ONLY = frozenset(
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message says which option and why."""
+
+
+class SigningConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The ``[signing]`` table: the daemon-wide side of the signing policy (issue 15).
+
+    ``default`` is what a policy layer yields when none of its rules matches (``"allow"``
+    keeps the behaviour of a walletd without policies); ``policy_group`` names a group whose
+    members may write admin layers as admins do; ``timezone`` is the zone of rules' weekly
+    hours. All three are live on reload: ``default`` and ``policy_group`` for the next
+    request, ``timezone`` by recompiling every stored layer (a reload that cannot is refused).
+    """
+
+    default: Literal["allow", "deny"] = "allow"
+    policy_group: str | None = None
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"[signing] timezone {self.timezone[:64]!r} is not known") from None
 
 
 class ApprovalsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -92,6 +121,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     counter_flush_interval: PositiveFloat = 1.0
     # Limits and timeouts (seconds).
     max_connections: PositiveInt = 256
+    # Per-uid connection cap and admin reserve (walletd/server/admission.py).
+    max_connections_per_uid: PositiveInt = 64  # admins are exempt
+    admin_reserved_connections: PositiveInt = 4  # at least 1 slot whatever max_connections
     max_frame_bytes: Annotated[int, Meta(ge=1024, le=64 << 20)] = 1 << 20
     idle_timeout: PositiveFloat = 300.0
     frame_timeout: PositiveFloat = 10.0
@@ -112,6 +144,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     scrypt_r: Annotated[int, Meta(ge=1, le=64)] = 8
     scrypt_p: Annotated[int, Meta(ge=1, le=16)] = 1
     recovery_concurrency: Annotated[int, Meta(ge=1, le=64)] = 2
+    # Signing policy: the [signing] table (SigningConfig).
+    signing: SigningConfig = msgspec.field(default_factory=SigningConfig)
     # Human approval: the [approvals] table (ApprovalsConfig).
     approvals: ApprovalsConfig = msgspec.field(default_factory=ApprovalsConfig)
 

@@ -15,6 +15,8 @@
     │   ├── IntegrityFailure    integrity_error   a record failed its integrity check
     │   ├── Unavailable         unavailable       at a limit, or shutting down
     │   ├── StorageFailure      storage_error     the change was not made durable
+    │   ├── PolicyDenied        policy_denied     a signing-policy rule refused the signature
+    │   ├── SigningPaused       paused            signing is paused (the kill switch)
     │   ├── ApprovalDenied      approval_denied   a held signature was denied or cancelled
     │   └── ApprovalTimeout     approval_timeout  a held signature expired undecided
     └── StartupError            walletd cannot start; nothing was changed
@@ -44,7 +46,9 @@ __all__ = [
     "Locked",
     "NoRitual",
     "NotFound",
+    "PolicyDenied",
     "RequestError",
+    "SigningPaused",
     "StartupError",
     "StorageFailure",
     "Unavailable",
@@ -118,6 +122,14 @@ class Unavailable(_Coded):
 
 class StorageFailure(_Coded):
     code_of_class = ErrorCode.STORAGE_ERROR
+
+
+class PolicyDenied(_Coded):
+    code_of_class = ErrorCode.POLICY_DENIED
+
+
+class SigningPaused(_Coded):
+    code_of_class = ErrorCode.PAUSED
 
 
 class ApprovalDenied(_Coded):

@@ -122,15 +122,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
-def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    from walletd.ops.daemon import build_daemon
+def harden() -> None:
+    """No core dump, not dumpable, not ptrace-able: before anything reads a master key.
+
+    ``serve``, ``check`` and ``rekey`` all unseal every key; a crash dump or a debugger
+    attached by another process of the same uid would otherwise see them.
+    """
     from walletd.server.hardening import harden_process
-    from walletd.server.serve import Server
 
     try:
         harden_process()
     except OSError as exc:
         raise StartupError(f"cannot harden the process: {exc}") from exc
+
+
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    from walletd.ops.daemon import build_daemon
+    from walletd.server.serve import Server
+
+    harden()
     daemon = build_daemon(config)
 
     def reload_config() -> Config:
@@ -148,12 +158,14 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
     from walletd.storage.maintenance import check_state
 
+    harden()
     return EXIT_OK if check_state(config, as_json=args.json) else EXIT_PROBLEMS
 
 
 def cmd_rekey(args: argparse.Namespace, config: Config) -> int:
     from walletd.storage.maintenance import rekey_state
 
+    harden()
     rekey_state(config, args.new_master_key_file)
     return EXIT_OK
 

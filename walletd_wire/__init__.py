@@ -15,6 +15,8 @@ to httpcore. docs/PROTOCOL.md is the prose version; keep the two in agreement.
 # ethereum.py     keccak-256, EIP-191 digests, EIP-55 addresses
 # eip712.py       EIP-712 typed data: validation, bounds, hashing (types in eip712_types.py)
 # approvals.py    human approval: the pending result, approval and lease results
+#                 (their requests in approval_requests.py; every request subclasses
+#                 request_base.Request)
 #
 # The last four are imported on their own (``from walletd_wire import schemes``): they need
 # the crypto libraries, which the framing and message types do not.

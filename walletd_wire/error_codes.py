@@ -28,6 +28,9 @@ class ErrorCode(enum.StrEnum):
     UNAVAILABLE = "unavailable"  # the daemon is at its connection limit or shutting down
     STORAGE_ERROR = "storage_error"  # the change could not be made durable; nothing changed
     INTERNAL = "internal"  # a bug in walletd; the message says nothing secret
+    # Signing policy (issue 15): refusals of a signature the caller could otherwise make.
+    POLICY_DENIED = "policy_denied"  # a policy rule refused it; names the rule and layer
+    PAUSED = "paused"  # signing is paused for everything, the caller's uid or this wallet
     # Human approval (issue 16): how a held signature ended when it was not approved.
     APPROVAL_DENIED = "approval_denied"  # an approver denied it, or its requester cancelled it
     APPROVAL_TIMEOUT = "approval_timeout"  # nobody decided before it expired

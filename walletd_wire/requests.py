@@ -9,14 +9,32 @@ Every list and map is bounded in the type, so nothing is decoded that would be r
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 from msgspec import Meta, Struct
 
-from .approvals import LeaseSpec
+from .approval_requests import (
+    ApprovalId,
+    Approve,
+    AwaitApproval,
+    CancelApproval,
+    Deny,
+    LeaseId,
+    ListLeases,
+    ListPending,
+    RevokeLease,
+)
+from .bounded import bounded_map
+from .request_base import Int63, Request, RequestId
 
 __all__ = [
+    "LIST_LIMITS",
     "MAX_BATCH_ITEMS",
+    "MAX_METADATA_DEPTH",
+    "MAX_METADATA_ENTRIES",
+    "MAX_POLICY_RULES_ON_WIRE",
+    "MAX_PURPOSE_CHARS",
+    "MAX_RITUAL_STEPS",
     "MAX_TYPED_DATA_KEYS",
     "OPS",
     "REQUEST_TYPES",
@@ -33,10 +51,12 @@ __all__ = [
     "DeleteBackup",
     "DeleteWallet",
     "Deny",
+    "ExplainSigning",
     "GetPolicy",
     "GetPrompts",
     "GetPublicKey",
     "GetRemainingAttempts",
+    "GetSigningPolicy",
     "GetWalletAddress",
     "HasRitual",
     "HasWallet",
@@ -50,16 +70,19 @@ __all__ = [
     "ListPending",
     "ListWallets",
     "NeedsRotation",
+    "PauseSigning",
     "RegisterRitual",
     "Request",
     "RequestId",
     "ResetAttempts",
+    "ResumeSigning",
     "RevokeLease",
     "RitualStep",
     "RotateKeys",
     "RotationHistory",
     "RotationStatus",
     "SetPolicy",
+    "SetSigningPolicy",
     "SignBatch",
     "SignMessage",
     "SignTypedData",
@@ -79,15 +102,30 @@ MAX_BATCH_ITEMS: Final = 4096
 #: saying which keys are allowed (invalid_argument), not by the decoder (bad_request).
 MAX_TYPED_DATA_KEYS: Final = 16
 
-# msgspec bounds must fit an int64, so ids are 0 .. 2**63-1 (documented in PROTOCOL.md).
-Int63 = Annotated[int, Meta(ge=0, le=2**63 - 1)]
-RequestId = Int63
+#: Steps of a recovery ritual, and so responses of one attempt.
+MAX_RITUAL_STEPS: Final = 16
 
+#: ``create_backup.metadata``: entries per map or list, and levels of maps/lists (the
+#: metadata map itself is level 1). Descriptive data; its JSON is also capped (16 KiB).
+MAX_METADATA_ENTRIES: Final = 64
+MAX_METADATA_DEPTH: Final = 3
 
-# gc=False: decoded requests and the hot path's responses hold only plain values, so they
-# cannot be part of a reference cycle; not tracking them saves work on every request.
-class Request(Struct, tag_field="op", kw_only=True, forbid_unknown_fields=True, gc=False):
-    id: RequestId
+# typed_data keeps ``Any`` below its top level: the spelled-out bounded type grows as 2**depth
+# and EIP-712 allows 16 levels (msgspec needs 15 s to build that decoder). walletd_wire.eip712
+# bounds it after the decode (MAX_VALUES); see SECURITY.md for what that leaves.
+if TYPE_CHECKING:
+    Metadata = dict[str, Any]
+else:
+    Metadata = bounded_map(
+        depth=MAX_METADATA_DEPTH, max_map=MAX_METADATA_ENTRIES, max_list=MAX_METADATA_ENTRIES
+    )
+
+#: The longest ``purpose`` the decoder accepts. The daemon's own limit is tighter
+#: (walletd.model.validation.MAX_PURPOSE_CHARS), so a long purpose is refused with a message
+#: saying how long it may be (invalid_argument), not by the decoder (bad_request).
+MAX_PURPOSE_CHARS: Final = 4096
+
+Purpose = Annotated[str, Meta(max_length=MAX_PURPOSE_CHARS)]
 
 
 class Hello(Request, tag="hello"):
@@ -119,9 +157,13 @@ class DeleteWallet(Request, tag="delete_wallet"):
     user_id: str
 
 
-class SignMessage(Request, tag="sign_message"):
+# omit_defaults: a request without a purpose encodes exactly as before the field existed,
+# so new clients keep working with daemons that do not know it.
+class SignMessage(Request, tag="sign_message", omit_defaults=True):
     user_id: str
     message: bytes
+    # Why the caller signs, in its own words; recorded in the audit log with the signature.
+    purpose: Purpose | None = None
 
 
 class VerifySignature(Request, tag="verify_signature"):
@@ -136,12 +178,13 @@ class GetPublicKey(Request, tag="get_public_key"):
     version: Int63 | None = None  # None: the current key
 
 
-class SignTypedData(Request, tag="sign_typed_data"):
+class SignTypedData(Request, tag="sign_typed_data", omit_defaults=True):
     """EIP-712: the ``eth_signTypedData_v4`` document, decoded as a plain map and validated by
     walletd_wire.eip712 (whose refusals are invalid_argument with a message saying why)."""
 
     user_id: str
     typed_data: Annotated[dict[str, Any], Meta(max_length=MAX_TYPED_DATA_KEYS)]
+    purpose: Purpose | None = None  # as in SignMessage
 
 
 class VerifyItem(Struct, forbid_unknown_fields=True):
@@ -151,12 +194,12 @@ class VerifyItem(Struct, forbid_unknown_fields=True):
 
 class SignBatch(Request, tag="sign_batch"):
     user_id: str
-    messages: list[bytes]
+    messages: Annotated[list[bytes], Meta(max_length=MAX_BATCH_ITEMS)]
 
 
 class VerifyBatch(Request, tag="verify_batch"):
     user_id: str
-    items: list[VerifyItem]
+    items: Annotated[list[VerifyItem], Meta(max_length=MAX_BATCH_ITEMS)]
     version: Int63 | None = None
 
 
@@ -194,7 +237,7 @@ class BackupWallet(Request, tag="backup_wallet"):
 
 class CreateBackup(Request, tag="create_backup"):
     user_id: str
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 class ListBackups(Request, tag="list_backups"):
@@ -231,7 +274,7 @@ class RitualStep(Struct, forbid_unknown_fields=True):
 
 class RegisterRitual(Request, tag="register_ritual"):
     user_id: str
-    steps: list[RitualStep]
+    steps: Annotated[list[RitualStep], Meta(max_length=MAX_RITUAL_STEPS)]
 
 
 class UnregisterRitual(Request, tag="unregister_ritual"):
@@ -256,50 +299,63 @@ class IsLocked(Request, tag="is_locked"):
 
 class InitiateRecovery(Request, tag="initiate_recovery"):
     user_id: str
-    responses: list[str]  # SHA-256 hex of each answer, in prompt order
+    # SHA-256 hex of each answer, in prompt order. More than a ritual can have steps is
+    # refused by the decoder; a wrong count within that is a failed attempt.
+    responses: Annotated[list[str], Meta(max_length=MAX_RITUAL_STEPS)]
 
 
 class ResetAttempts(Request, tag="reset_attempts"):
     user_id: str
 
 
-# --------------------------------------------------------------------------- approvals
-# Human approval of signatures the policy sends to review (issue 16); results and LeaseSpec
-# are in walletd_wire.approvals.
+# ------------------------------------------------------------------ signing policy (issue 15)
 
-ApprovalId = Annotated[str, Meta(min_length=1, max_length=64)]
-LeaseId = Annotated[str, Meta(min_length=1, max_length=64)]
-
-
-class ListPending(Request, tag="list_pending"):
-    pass
+#: Rules one ``set_signing_policy`` may carry on the wire. The policy compiler's own limit
+#: (walletd.model.policy_rules.MAX_RULES) is lower, so a document with too many rules is
+#: refused with invalid_argument saying so, not by the decoder (bad_request).
+MAX_POLICY_RULES_ON_WIRE: Final = 256
 
 
-class Approve(Request, tag="approve"):
-    approval_id: ApprovalId
-    lease: LeaseSpec | None = None
+class GetSigningPolicy(Request, tag="get_signing_policy"):
+    user_id: str
 
 
-class Deny(Request, tag="deny"):
-    approval_id: ApprovalId
-    reason: Annotated[str, Meta(max_length=500)] | None = None
+class SetSigningPolicy(Request, tag="set_signing_policy"):
+    """Replace one layer (``"admin"`` or ``"owner"``) of a wallet's signing policy, if it is
+    still at ``expected_version`` (compare-and-set; 0: the layer was never set). ``rules`` is
+    the document as given: the daemon's policy compiler validates it whole."""
+
+    user_id: str
+    layer: str
+    rules: Annotated[list[Any], Meta(max_length=MAX_POLICY_RULES_ON_WIRE)]
+    expected_version: Int63
 
 
-class AwaitApproval(Request, tag="await_approval"):
-    approval_id: ApprovalId
-    timeout_s: Annotated[float, Meta(ge=0, le=86_400)] = 30.0
+class ExplainSigning(Request, tag="explain_signing"):
+    """What the policy would decide for a signature, without making it or consuming a use.
+    ``for_op`` (``op`` names the request itself): ``sign_message`` (the default with
+    ``message``), ``sign_batch`` (one item) or ``sign_typed_data`` (the default with
+    ``typed_data``)."""
+
+    user_id: str
+    message: bytes | None = None
+    typed_data: Annotated[dict[str, Any], Meta(max_length=MAX_TYPED_DATA_KEYS)] | None = None
+    for_op: str | None = None
 
 
-class CancelApproval(Request, tag="cancel_approval"):
-    approval_id: ApprovalId
+class PauseSigning(Request, tag="pause_signing"):
+    """The kill switch (admins only): ``scope`` is ``"all"``, ``"uid"`` (with ``uid``) or
+    ``"wallet"`` (with ``user_id``). Durable until ``resume_signing`` of the same scope."""
+
+    scope: str = "all"
+    uid: Int63 | None = None
+    user_id: str | None = None
 
 
-class ListLeases(Request, tag="list_leases"):
-    pass
-
-
-class RevokeLease(Request, tag="revoke_lease"):
-    lease_id: LeaseId
+class ResumeSigning(Request, tag="resume_signing"):
+    scope: str = "all"
+    uid: Int63 | None = None
+    user_id: str | None = None
 
 
 AnyRequest = (
@@ -337,6 +393,11 @@ AnyRequest = (
     | ResetAttempts
     | GetPublicKey
     | SignTypedData
+    | GetSigningPolicy
+    | SetSigningPolicy
+    | ExplainSigning
+    | PauseSigning
+    | ResumeSigning
     | ListPending
     | Approve
     | Deny
@@ -348,3 +409,14 @@ AnyRequest = (
 
 REQUEST_TYPES: Final[tuple[type[Request], ...]] = AnyRequest.__args__
 OPS: Final[tuple[str, ...]] = tuple(str(t.__struct_config__.tag) for t in REQUEST_TYPES)
+
+#: Every bounded list or map on the wire, keyed ``op.field``, as ``hello`` reports them
+#: (``limits.lists``): a client can check a request against them before sending it.
+LIST_LIMITS: Final[dict[str, int]] = {
+    "sign_batch.messages": MAX_BATCH_ITEMS,
+    "verify_batch.items": MAX_BATCH_ITEMS,
+    "register_ritual.steps": MAX_RITUAL_STEPS,
+    "initiate_recovery.responses": MAX_RITUAL_STEPS,
+    "create_backup.metadata": MAX_METADATA_ENTRIES,
+    "sign_typed_data.typed_data": MAX_TYPED_DATA_KEYS,
+}

@@ -24,9 +24,14 @@ __all__ = [
     "BackupVerifyResult",
     "DeletedResult",
     "ExistsResult",
+    "ExplainResult",
     "HelloResult",
+    "LimitInfo",
+    "Limits",
     "LockedResult",
     "NeedsRotationResult",
+    "PauseInfo",
+    "PolicyLayerInfo",
     "PromptsResult",
     "PublicKeyResult",
     "RecoveryResult",
@@ -40,6 +45,8 @@ __all__ = [
     "SignBatchResult",
     "SignatureResult",
     "SignedItem",
+    "SigningPausesResult",
+    "SigningPolicyResult",
     "StatusResult",
     "ValidResult",
     "VerifyBatchResult",
@@ -47,11 +54,20 @@ __all__ = [
 ]
 
 
+class Limits(Struct):
+    """What a request may hold, so a client can check before sending (``hello.limits``)."""
+
+    max_frame_bytes: int
+    max_batch_items: int
+    lists: dict[str, int]  # every bounded list or map on the wire, keyed "op.field"
+
+
 class HelloResult(Struct):
     protocol: int
     server: str
     ops: list[str]
     key_types: list[str] = []
+    limits: Limits | None = None  # None from a daemon older than the limits
 
 
 class StatusResult(Struct):
@@ -234,3 +250,52 @@ class LockedResult(Struct):
 class RecoveryResult(Struct):
     recovered: bool
     address: str | None = None  # the new address on success
+
+
+# ------------------------------------------------------------------ signing policy (issue 15)
+
+
+class PolicyLayerInfo(Struct):
+    version: int  # 0: never set (an empty layer)
+    rules: list[dict[str, Any]]  # the normalised document
+    updated_at: float | None = None
+    updated_by_uid: int | None = None
+
+
+class SigningPolicyResult(Struct):
+    user_id: str
+    admin: PolicyLayerInfo
+    owner: PolicyLayerInfo
+    default: str  # the daemon's [signing] default: what a layer yields when no rule matches
+    paused: bool = False  # signing is paused for this wallet (by any scope)
+
+
+class LimitInfo(Struct):
+    layer: str
+    rule_id: str
+    count: int
+    window_s: int
+    remaining: int  # uses left in the current window, before this request
+
+
+class ExplainResult(Struct):
+    action: str  # "allow", "review" or "deny"
+    layer: str  # the layer whose verdict decided
+    rule_id: str | None  # None: that layer's default decided
+    reason: str | None
+    admin_rule_id: str | None
+    owner_rule_id: str | None
+    limits: list[LimitInfo]
+    paused: bool = False  # when true, the request would be refused as paused whatever this says
+
+
+class PauseInfo(Struct):
+    scope: str  # "all", "uid" or "wallet"
+    uid: int | None
+    user_id: str | None
+    since: float
+    actor_uid: int
+
+
+class SigningPausesResult(Struct):
+    pauses: list[PauseInfo]

@@ -23,7 +23,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wallet_client import InvalidArgumentError, RitualStep, WalletClient, WalletError
+from wallet_client import (
+    InvalidArgumentError,
+    ProtocolError,
+    RitualStep,
+    WalletClient,
+    WalletError,
+)
 from walletd.config import Config
 from walletd.model.validation import MAX_USER_ID_BYTES
 from walletd.ops.daemon import build_daemon
@@ -142,15 +148,18 @@ def test_hostile_user_ids_metadata_and_backup_ids(edge_daemon: DaemonProcess) ->
             refused += 2
     # Control characters and path-like text in metadata are data: stored escaped in the JSON.
     client.create_backup(PATH_LIKE[0], {"k\x00/../": "v\x00\n", "../../etc/passwd": "/"})
-    refused_metadata: list[dict[str, Any]] = [
-        {"k": "x" * 20_000},
-        dict.fromkeys((f"k{i}" for i in range(3000)), 1),
-        {"deep": _nested(40)},
-        {"nan": float("nan")},
-        {"bin": b"\x00"},
+    # What the wire types bound (entries, depth, value types) the decoder refuses as
+    # bad_request (ProtocolError) before any work; what only the daemon can judge (the JSON's
+    # size, NaN) is invalid_argument.
+    refused_metadata: list[tuple[dict[str, Any], type[Exception]]] = [
+        ({"k": "x" * 20_000}, InvalidArgumentError),
+        (dict.fromkeys((f"k{i}" for i in range(3000)), 1), ProtocolError),
+        ({"deep": _nested(40)}, ProtocolError),
+        ({"nan": float("nan")}, InvalidArgumentError),
+        ({"bin": b"\x00"}, ProtocolError),
     ]
-    for metadata in refused_metadata:
-        with pytest.raises(InvalidArgumentError):
+    for metadata, expected in refused_metadata:
+        with pytest.raises(expected):
             client.create_backup(PATH_LIKE[0], metadata)
         refused += 1
     with pytest.raises(InvalidArgumentError):

@@ -65,11 +65,25 @@ def field_values(targets: list[str]) -> dict[str, st.SearchStrategy[Any]]:
         "responses": st.lists(sha | st.text(max_size=70), max_size=3),
         "key_type": st.sampled_from(["hmac-sha256", "ed25519", "secp256k1"]) | st.text(max_size=12),
         "version": st.none() | st.integers(-2, 2**64 - 1),
+        "purpose": st.none() | st.text(max_size=300),
         "typed_data": st.dictionaries(
             st.sampled_from(["types", "primaryType", "domain", "message"]) | st.text(max_size=6),
             junk_for_typed_data(),
             max_size=5,
         ),
+        # The signing policy (issue 15): documents are plain lists of maps, mostly malformed.
+        "layer": st.sampled_from(["admin", "owner"]) | st.text(max_size=8),
+        "rules": st.lists(
+            st.fixed_dictionaries(
+                {"id": st.text(max_size=8), "action": st.sampled_from(["allow", "deny", "x"])}
+            )
+            | junk,
+            max_size=4,
+        ),
+        "expected_version": st.integers(-2, 2**64 - 1),
+        "for_op": st.none() | st.sampled_from(["sign_message", "sign_batch"]) | st.text(max_size=8),
+        "scope": st.sampled_from(["all", "uid", "wallet"]) | st.text(max_size=8),
+        "uid": st.none() | st.integers(-2, 2**64 - 1),
     }
 
 
@@ -248,12 +262,22 @@ def request_id(payload: bytes) -> int | None:
     return None
 
 
+def _id_entry_in(payload: bytes, rid: Any) -> bool:
+    """Whether ``payload`` holds an ``"id": rid`` entry byte for byte. walletd keeps the id of a
+    request it cannot decode whenever its top-level map can still be read (trailing bytes, a
+    duplicate key, a bad value elsewhere: docs/PROTOCOL.md), which the lenient reader above
+    does not attempt; the echoed id must then be one the client really sent."""
+    if not isinstance(rid, int) or isinstance(rid, bool):
+        return False
+    return msgspec.msgpack.encode("id") + msgspec.msgpack.encode(rid) in payload
+
+
 def check_response(payload: bytes, response: Any) -> str | None:
     """What is wrong with ``response`` to ``payload``, or None."""
     if not isinstance(response, dict) or not isinstance(response.get("ok"), bool):
         return f"not a response envelope: {response!r:.200}"
     rid = response.get("id")
-    if rid is not None and rid != request_id(payload):
+    if rid is not None and rid != request_id(payload) and not _id_entry_in(payload, rid):
         return f"response id {rid} for a request with id {request_id(payload)}"
     if response["ok"]:
         return None if "result" in response else "ok without a result"

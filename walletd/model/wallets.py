@@ -73,6 +73,7 @@ class Wallet:
         "reserved",
         "signature_count",
         "signer",
+        "tenure",
         "user_id",
         "version",
         "warned",
@@ -95,6 +96,8 @@ class Wallet:
         self.user_id = user_id
         self.address = address
         self.owner_uid = owner_uid
+        # Counts changes of hands (recoveries); see walletd.ops.ownership.Claim.
+        self.tenure = 0
         self.key = key
         self.key_type = key_type
         self.version = version

@@ -8,6 +8,7 @@ from typing import Any
 import walletd_wire as wire
 from walletd.errors import invalid
 from walletd.model.audit_chain import HEAD_KEY, HEAD_TAG_KEY, verify_chain
+from walletd.model.audit_state import cross_check, missing_head
 from walletd.model.peer import Peer
 from walletd.model.validation import check_user_id
 from walletd.ops.context import Context
@@ -56,6 +57,7 @@ class AuditQueries:
         async with self.ctx.writer:  # a consistent snapshot: no commit lands while we read
             rows = await self.ctx.store.query(sql.SELECT_AUDIT)
             meta = dict(await self.ctx.store.query(sql.SELECT_META_PAIR, (HEAD_KEY, HEAD_TAG_KEY)))
+            wallets = dict(await self.ctx.store.query(sql.SELECT_WALLET_ADDRESSES))
         head, tag = meta.get(HEAD_KEY), meta.get(HEAD_TAG_KEY)
         broken, problem = verify_chain(
             self._key,
@@ -63,6 +65,13 @@ class AuditQueries:
             None if head is None else bytes(head),
             None if tag is None else bytes(tag),
         )
+        if broken is None:
+            # Sound in itself; now: is it the whole story? (walletd.model.audit_state)
+            found = [missing_head(head, len(rows), len(wallets), len(self.ctx.rituals))]
+            found += cross_check(rows, wallets)
+            problems = [p for p in found if p is not None]
+            if problems:
+                return wire.AuditVerifyResult(False, len(rows), len(rows) + 1, problems[0])
         return wire.AuditVerifyResult(broken is None, len(rows), broken, problem)
 
 

@@ -7,6 +7,15 @@ a random key kept sealed under the master key (so it survives a rekey). A record
 to a user by the user id *inside* the verified record, so ``alice`` never sees ``alice_x``'s
 backups. In ephemeral mode the records
 live in memory.
+
+A user id is not an identity over time: deleted and created again (perhaps by another uid), it
+names another wallet. A record belongs to the wallet that made it, known by the address it
+names (``wallet_id``): addresses are random and never reused, and a wallet's addresses are its
+current one and those its rotations replaced (the rotations table, as ``rotation_history``
+follows them). An owner sees and acts on only its own wallet's records; an earlier wallet's
+are ``not_found`` to it (``deleted: false`` for ``delete_backup``, as for any unknown id).
+Admins see every record stored under the user id, the earlier wallets' included: they are the
+operator's evidence of what existed.
 """
 
 from __future__ import annotations
@@ -28,6 +37,9 @@ from walletd.model.peer import Actor, Peer
 from walletd.model.validation import check_metadata, check_user_id
 from walletd.model.wallets import key_hash
 from walletd.ops.context import Context
+from walletd.ops.ownership import Claim
+from walletd.ops.rotation import current_chain
+from walletd.storage import sql
 
 FORMAT = "walletd-backup-v1"
 SUFFIX = ".json"
@@ -187,9 +199,22 @@ class Backups:
                 raise
         return record
 
+    async def _own_addresses(self, peer: Peer, user_id: str) -> set[str] | None:
+        """The addresses of the wallet ``peer`` owns under ``user_id`` (None: an admin, who
+        sees every record of the id), re-checked after the read."""
+        if peer.is_admin:
+            return None
+        claim = Claim.of(peer, self.ctx.wallet_for(peer, user_id))
+        rows = await self.ctx.store.query(sql.SELECT_ROTATIONS, (user_id,))
+        wallet = claim.recheck(self.ctx.book)
+        return {wallet.address, *(row[1] for row in current_chain(rows, wallet.address))}
+
     async def list_backups(self, peer: Peer, req: wire.ListBackups) -> wire.BackupListResult:
         self._authorize(peer, req.user_id)
+        addresses = await self._own_addresses(peer, req.user_id)
         records, problems = await self._run(self._scan, req.user_id, peer.is_admin)
+        if addresses is not None:
+            records = [r for r in records if r.wallet_id in addresses]
         records.sort(key=lambda r: r.timestamp, reverse=True)
         return wire.BackupListResult(records, problems)
 
@@ -242,6 +267,10 @@ class Backups:
                 f"backup {backup_id} failed its integrity check: {exc}",
             ) from exc
         if record.user_id != user_id or record.backup_id != backup_id:
+            raise not_found(f"no backup {backup_id} for user {user_id!r}")
+        addresses = await self._own_addresses(peer, user_id)
+        if addresses is not None and record.wallet_id not in addresses:
+            # An earlier wallet's record under the same user id: not this owner's.
             raise not_found(f"no backup {backup_id} for user {user_id!r}")
         return record
 

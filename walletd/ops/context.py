@@ -8,6 +8,9 @@ raises ``storage_error`` and leaves memory exactly as it was.
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,12 +26,31 @@ from walletd.model.peer import Actor, Peer
 from walletd.model.ritual import Ritual
 from walletd.model.validation import check_user_id
 from walletd.model.wallets import Wallet, WalletBook
+from walletd.ops.policy_state import PolicyState
 from walletd.storage import sql
 from walletd.storage.sealing import Sealer
 from walletd.storage.store import AsyncStore, Statement
 from walletd_wire import RotationPolicy
 
 log = structlog.get_logger("walletd")
+
+
+def group_member(uid: int, gid: int, group: str) -> bool:
+    """``uid`` (primary ``gid``) is a member of ``group``; False when the group does not exist.
+
+    Asked of the system's group database at each call (policy writes are rare), so a change
+    of membership counts from the next request."""
+    try:
+        target = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        return False
+    if target == gid:
+        return True
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return False
+    return target in os.getgrouplist(name, gid)
 
 
 def default_policy(config: Config) -> RotationPolicy:
@@ -49,6 +71,7 @@ class Context:
     ephemeral: bool
     clock: Callable[[], float] = time.time
     rituals: dict[str, Ritual] = field(default_factory=dict)
+    policy: PolicyState = field(kw_only=True)  # the signing policy (walletd.ops.policy_state)
     writer: trio.Lock = field(default_factory=trio.Lock)
     started: float = field(default_factory=time.monotonic)
     connections: int = 0
@@ -68,6 +91,10 @@ class Context:
         if not peer.may_use(wallet.owner_uid):
             raise forbidden(f"the wallet of user {user_id!r} belongs to another uid")
         return wallet
+
+    def member_of(self, peer: Peer, group: str) -> bool:
+        """Whether the peer's uid is in ``group`` (a name or a numeric gid)."""
+        return group_member(peer.uid, peer.gid, group)
 
     def require_admin(self, peer: Peer, what: str) -> None:
         if not peer.is_admin:

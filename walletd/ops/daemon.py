@@ -25,10 +25,14 @@ from walletd.ops.backups import Backups, DirectoryVault, MemoryVault, Vault
 from walletd.ops.context import Context, default_policy
 from walletd.ops.dispatch import Dispatcher, OpFamilies
 from walletd.ops.keys import KeyOps
+from walletd.ops.policy import PolicyOps
+from walletd.ops.policy_gate import PolicyGate
+from walletd.ops.policy_state import PolicyState
 from walletd.ops.recovery import Recovery
 from walletd.ops.rotation import Rotation
 from walletd.ops.signing import Signing
 from walletd.ops.wallets import WalletOps
+from walletd.storage import sql
 from walletd.storage.loader import AUDIT_KEY, BACKUP_KEY, LoadedState, open_store
 from walletd.storage.sealing import MasterKey
 from walletd.storage.store import AsyncStore, Store
@@ -45,6 +49,7 @@ class Daemon:
     rotation: Rotation
     store: Store
     master_key: MasterKey
+    policy_gate: PolicyGate
     approvals: ApprovalDesk
 
 
@@ -83,6 +88,7 @@ def _assemble(
         ephemeral=config.ephemeral,
         clock=clock,
         rituals=state.rituals,
+        policy=_load_policy(config, store, book),
     )
     vault: Vault = MemoryVault() if config.ephemeral else DirectoryVault(config.backups_path)
     rotation = Rotation(ctx)
@@ -97,6 +103,7 @@ def _assemble(
             recovery=Recovery(ctx, rotation),
             audit=AuditQueries(ctx, state.subkeys[AUDIT_KEY]),
             keys=KeyOps(ctx, signing, rotation),
+            policy=PolicyOps(ctx),
             approvals=ApprovalOps(desk),
         )
     )
@@ -117,4 +124,16 @@ def _assemble(
             detail="the master key sits beside the data it protects; provide it via "
             "systemd credentials or master_key_file for production",
         )
-    return Daemon(ctx, dispatcher, rotation, store, master, desk)
+    return Daemon(ctx, dispatcher, rotation, store, master, signing.gate, desk)
+
+
+def _load_policy(config: Config, store: Store, book: WalletBook) -> PolicyState:
+    """Every wallet's signing policy, rate windows and the pauses, from the store."""
+    state = PolicyState(config.signing, durable=not config.ephemeral)
+    state.load(
+        store.query(sql.SELECT_SIGNING_POLICIES),
+        store.query(sql.SELECT_RATE_WINDOWS),
+        store.query(sql.SELECT_SIGNING_PAUSES),
+        book.wallets,
+    )
+    return state

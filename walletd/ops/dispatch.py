@@ -23,6 +23,8 @@ from walletd.ops.approval_ops import ApprovalOps
 from walletd.ops.audit import AuditQueries
 from walletd.ops.backups import Backups
 from walletd.ops.keys import KeyOps
+from walletd.ops.peek import peek_request
+from walletd.ops.policy import PolicyOps
 from walletd.ops.recovery import Recovery
 from walletd.ops.rotation import Rotation
 from walletd.ops.signing import Signing
@@ -49,6 +51,7 @@ class OpFamilies:
     recovery: Recovery
     audit: AuditQueries
     keys: KeyOps
+    policy: PolicyOps
     approvals: ApprovalOps
 
 
@@ -89,6 +92,11 @@ def op_table(f: OpFamilies) -> dict[type[wire.Request], Handler]:
         wire.IsLocked: f.recovery.is_locked,
         wire.InitiateRecovery: f.recovery.initiate_recovery,
         wire.ResetAttempts: f.recovery.reset_attempts,
+        wire.GetSigningPolicy: f.policy.get_signing_policy,
+        wire.SetSigningPolicy: f.policy.set_signing_policy,
+        wire.ExplainSigning: f.policy.explain_signing,
+        wire.PauseSigning: f.policy.pause_signing,
+        wire.ResumeSigning: f.policy.resume_signing,
         wire.ListPending: f.approvals.list_pending,
         wire.Approve: f.approvals.approve,
         wire.Deny: f.approvals.deny,
@@ -109,61 +117,82 @@ class Dispatcher:
         self._handlers = handlers
         self._decoder = msgspec.msgpack.Decoder(wire.AnyRequest)
         self._strict_decode = self._decoder.decode
-        self._envelope = msgspec.msgpack.Decoder(wire.Envelope)
 
     def decode(self, payload: bytes | memoryview) -> wire.Request | wire.ErrorResponse:
         """The typed request, or the error response that explains why there is none."""
+        try:
+            request: wire.Request = self._decoder.decode(payload)
+        except Exception as exc:
+            return self.explain(payload, exc)
+        return request
+
+    def explain(self, payload: bytes | memoryview, exc: Exception) -> wire.ErrorResponse:
+        """The error response for ``payload``, whose strict decode raised ``exc``.
+
+        The payload is not decoded again: a bounded scan (walletd.ops.peek) reads the id to
+        echo and the op, and finds what the decoder's message would not say plainly (bytes
+        after the map, a key given twice). The id is kept whenever the scan could read it.
+        """
         if not payload:
             return wire.error(
                 None, ErrorCode.BAD_REQUEST, "empty frame: expected a MessagePack map"
             )
-        try:
-            request: wire.Request = self._decoder.decode(payload)
-        except msgspec.ValidationError as exc:
-            return self._explain(payload, str(exc))
-        except msgspec.DecodeError as exc:
-            return wire.error(None, ErrorCode.BAD_REQUEST, f"frame is not valid MessagePack: {exc}")
-        except UnicodeDecodeError:
-            # A MessagePack str that is not UTF-8 raises this, not a MsgspecError.
-            return self._explain(payload, _BAD_UTF8)
-        except RecursionError:
+        if not isinstance(exc, msgspec.MsgspecError | UnicodeDecodeError | RecursionError):
+            raise exc  # not a decoding failure: a bug, for the caller's internal-error path
+        # ValidationError subclasses DecodeError: only the latter means "not MessagePack".
+        malformed = isinstance(exc, msgspec.DecodeError) and not isinstance(
+            exc, msgspec.ValidationError
+        )
+        seen = peek_request(payload)
+        if not seen.is_map:
+            if malformed:
+                return wire.error(
+                    None, ErrorCode.BAD_REQUEST, f"frame is not valid MessagePack: {exc}"
+                )
+            return wire.error(None, ErrorCode.BAD_REQUEST, f"request must be a map: {exc}")
+        request_id = seen.request_id
+        if seen.trailing > 0:
+            return wire.error(
+                request_id,
+                ErrorCode.BAD_REQUEST,
+                f"{seen.trailing} bytes after the request map; a frame holds exactly one "
+                "MessagePack map",
+            )
+        if seen.duplicate is not None:
+            return wire.error(
+                request_id,
+                ErrorCode.BAD_REQUEST,
+                f"invalid request: key {seen.duplicate!r} appears more than once in the map",
+            )
+        if seen.too_deep or isinstance(exc, RecursionError):
             # msgspec refuses nesting deeper than the interpreter's recursion limit with a
             # RecursionError (not a MsgspecError); a 200 KB frame of nested arrays does it.
-            return wire.error(None, ErrorCode.BAD_REQUEST, _TOO_DEEP)
-        return request
-
-    def _explain(self, payload: bytes | memoryview, problem: str) -> wire.ErrorResponse:
-        # The strict decode failed; a lenient look tells us the id to echo and whether the op
-        # is one we do not know (unknown_op) or a known op with bad fields (bad_request).
-        try:
-            envelope = self._envelope.decode(payload)
-        except RecursionError:
-            return wire.error(None, ErrorCode.BAD_REQUEST, _TOO_DEEP)
-        except UnicodeDecodeError:
-            return wire.error(None, ErrorCode.BAD_REQUEST, f"invalid request: {_BAD_UTF8}")
-        except msgspec.MsgspecError:
-            return wire.error(None, ErrorCode.BAD_REQUEST, f"request must be a map: {problem}")
-        request_id = envelope.id if _is_request_id(envelope.id) else None
-        if isinstance(envelope.op, str) and envelope.op not in wire.OPS:
+            return wire.error(request_id, ErrorCode.BAD_REQUEST, _TOO_DEEP)
+        if seen.bad_utf8 or isinstance(exc, UnicodeDecodeError):
+            # A MessagePack str that is not UTF-8 raises this, not a MsgspecError.
+            return wire.error(request_id, ErrorCode.BAD_REQUEST, f"invalid request: {_BAD_UTF8}")
+        if seen.op is not None and seen.op not in wire.OPS:
             return wire.error(
                 request_id,
                 ErrorCode.UNKNOWN_OP,
-                f"unknown op {envelope.op[:64]!r}; 'hello' lists the supported ops",
+                f"unknown op {seen.op[:64]!r}; 'hello' lists the supported ops",
             )
-        return wire.error(request_id, ErrorCode.BAD_REQUEST, f"invalid request: {problem}")
+        if malformed:
+            return wire.error(
+                request_id, ErrorCode.BAD_REQUEST, f"frame is not valid MessagePack: {exc}"
+            )
+        return wire.error(request_id, ErrorCode.BAD_REQUEST, f"invalid request: {exc}")
 
     def respond(self, peer: Peer, payload: bytes | memoryview) -> Response | Awaitable[Response]:
         """The response to one frame's payload: ``decode`` then ``run``.
 
-        The strict decode is tried first; only a frame that fails it pays for ``decode``'s
-        explanation of what is wrong.
+        The strict decode is tried once; a frame that fails it is explained from the
+        exception and a bounded scan, never decoded a second time.
         """
         try:
             request: wire.Request = self._strict_decode(payload)
-        except Exception:
-            bad = self.decode(payload)
-            assert isinstance(bad, wire.ErrorResponse)
-            return bad
+        except Exception as exc:
+            return self.explain(payload, exc)
         return self.run(peer, request)
 
     def run(self, peer: Peer, request: wire.Request) -> Response | Awaitable[Response]:
@@ -191,7 +220,3 @@ class Dispatcher:
         # redaction processor still runs); the client gets no detail.
         log.exception("internal_error", op=type(request).__struct_config__.tag, id=request.id)
         return wire.error(request.id, ErrorCode.INTERNAL, "internal error; see the walletd log")
-
-
-def _is_request_id(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63

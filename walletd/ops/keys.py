@@ -15,14 +15,20 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import msgspec
+
 import walletd_wire as wire
 from walletd.errors import RequestError, invalid, not_found
 from walletd.model.key_material import KeyType
 from walletd.model.keys import Secp256k1Signer
 from walletd.model.peer import Peer
+from walletd.model.policy_request import SigningRequest
 from walletd.model.signer import Signer
 from walletd.model.wallets import Wallet
 from walletd.ops.context import Context
+from walletd.ops.ownership import Claim
+from walletd.ops.policy_facts import typed_facts
+from walletd.ops.purpose import check_purpose
 from walletd.ops.rotation import Rotation
 from walletd.ops.signing import Signing, _check_batch
 from walletd.storage import sql
@@ -65,9 +71,11 @@ class KeyOps:
                 f"user {wallet.user_id!r} has no key version {version} "
                 f"(versions 1 to {wallet.version})"
             )
+        claim = Claim.of(peer, wallet)
         rows = await self.ctx.store.query(sql.SELECT_PUBLIC_KEY, (wallet.user_id, version))
         # Re-check after the wait: the wallet may have been deleted or handed over meanwhile.
-        if self.ctx.wallet_for(peer, wallet.user_id) is not wallet or not rows:
+        claim.recheck(self.book)
+        if not rows:
             raise not_found(f"user {wallet.user_id!r} has no key version {version}")
         stored_version, key_type, public_key, address, created_at = rows[0]
         return wire.PublicKeyResult(
@@ -79,6 +87,13 @@ class KeyOps:
     def sign_typed_data(
         self, peer: Peer, req: wire.SignTypedData
     ) -> wire.SignatureResult | Awaitable[wire.SignatureResult]:
+        if req.purpose is not None:
+            # Recorded in the audit log before the signature is returned: walletd.ops.purpose.
+            check_purpose(req.purpose)
+            signed = self.sign_typed_data(peer, msgspec.structs.replace(req, purpose=None))
+            return self.signing.purposes.record(
+                peer, "sign_typed_data", req.user_id, req.purpose, None, signed
+            )
         wallet = self.ctx.wallet_for(peer, req.user_id)
         if wallet.key_type is not KeyType.SECP256K1:
             raise invalid(
@@ -89,17 +104,42 @@ class KeyOps:
             typed = parse_typed_data(req.typed_data)
         except TypedDataError as exc:
             raise invalid(f"invalid EIP-712 typed data: {exc}") from None
+        if req.user_id in self.signing.policy.watched:
+            return self._sign_typed_with_policy(peer, wallet, typed)
+        return self._sign_typed_now(peer, wallet, typed)
+
+    def _sign_typed_now(
+        self, peer: Peer, wallet: Wallet, typed: TypedData
+    ) -> wire.SignatureResult | Awaitable[wire.SignatureResult]:
         if wallet.signature_count >= wallet.quiet_end:
-            return self._sign_typed_guarded(wallet, typed)
+            return self._sign_typed_guarded(Claim.of(peer, wallet), typed)
         signature = _typed_signer(typed)(wallet)(b"")
         wallet.signature_count += 1
         self.book.unflushed.add(wallet)
         return wire.SignatureResult(signature, wallet.address, wallet.key_type, wallet.version)
 
-    async def _sign_typed_guarded(self, wallet: Wallet, typed: TypedData) -> wire.SignatureResult:
+    def _sign_typed_with_policy(
+        self, peer: Peer, wallet: Wallet, typed: TypedData
+    ) -> wire.SignatureResult | Awaitable[wire.SignatureResult]:
+        request = SigningRequest("sign_typed_data", wallet.key_type, None, typed_facts(typed))
+        pending = self.signing.gate.admit(peer, wallet, request)
+        if pending is None:
+            return self._sign_typed_now(peer, wallet, typed)
+        return self._sign_typed_after(pending, Claim.of(peer, wallet), typed)
+
+    async def _sign_typed_after(
+        self, pending: Awaitable[None], claim: Claim, typed: TypedData
+    ) -> wire.SignatureResult:
+        await pending
+        peer, wallet = claim.peer, claim.recheck(self.book)
+        result = self._sign_typed_now(peer, wallet, typed)
+        return result if isinstance(result, wire.SignatureResult) else await result
+
+    async def _sign_typed_guarded(self, claim: Claim, typed: TypedData) -> wire.SignatureResult:
+        wallet = claim.wallet
         items: list[wire.SignedItem] = []
         try:
-            await self.rotation.sign_guarded(wallet, [b""], items, _typed_signer(typed))
+            await self.rotation.sign_guarded(claim, [b""], items, _typed_signer(typed))
         except RequestError:
             if not items:
                 raise

@@ -32,10 +32,11 @@ from walletd.model.ritual import (
 )
 from walletd.model.validation import check_sha256_hex, check_user_id
 from walletd.ops.context import Context
+from walletd.ops.ownership import Claim
 from walletd.ops.rotation import Rotation
 from walletd.storage import sql
 
-MAX_STEPS = 16
+MAX_STEPS = wire.MAX_RITUAL_STEPS
 MAX_PROMPT_BYTES = 1024
 
 T = TypeVar("T")
@@ -84,11 +85,13 @@ class Recovery:
 
     async def register_ritual(self, peer: Peer, req: wire.RegisterRitual) -> wire.RitualInfoResult:
         steps = _check_steps(req.steps)
-        self.ctx.wallet_for(peer, req.user_id)
+        claim = Claim.of(peer, self.ctx.wallet_for(peer, req.user_id))
         stored = await self._hash(hash_steps, steps, self.ctx.config)
         ctx = self.ctx
         async with ctx.writer:
-            wallet = ctx.wallet_for(peer, req.user_id)
+            # The same wallet, still this peer's: not one deleted and re-created, or
+            # recovered by another uid, while scrypt ran.
+            wallet = claim.recheck(ctx.book)
             entry = ctx.audit(
                 "ritual_registered",
                 wallet.user_id,
@@ -182,21 +185,36 @@ class Recovery:
             ritual.attempts, ritual.locked_at = attempts, locked_at
         # 2. Check, outside the writer lock (scrypt is slow on purpose).
         ok = await self._hash(check_responses, ritual.steps, req.responses)
-        # 3. Record the outcome.
+        # 3. Record the outcome of *this* attempt. Several attempts may be checked at once:
+        # what the ritual's state is now says nothing about which of them locked it, so each
+        # event is decided by what this attempt's own count did (issue 12, item 5).
         async with ctx.writer:
             wallet = ctx.book.get(user_id)
             if wallet is None or self.rituals.get(user_id) is not ritual:
-                return wire.RecoveryResult(False)  # deleted or re-registered meanwhile
-            if not ok:
-                locked = self._locked(ritual, ctx.now())
+                # Deleted or re-registered meanwhile: the attempt was counted against a
+                # ritual that no longer exists, and its answers were not used.
                 await ctx.commit(
                     [],
                     ctx.audit(
-                        "recovery_locked" if locked else "recovery_failed",
+                        "recovery_abandoned",
                         user_id,
                         [],
                         actor,
                         outcome="failed",
+                        detail={"attempt": attempts, "why": _abandoned_why(wallet)},
+                    ),
+                )
+                return wire.RecoveryResult(False)
+            if not ok:
+                await ctx.commit(
+                    [],
+                    ctx.audit(
+                        "recovery_locked" if locked_at is not None else "recovery_failed",
+                        user_id,
+                        [],
+                        actor,
+                        outcome="failed",
+                        detail={"attempt": attempts},
                     ),
                 )
                 return wire.RecoveryResult(False)
@@ -211,6 +229,10 @@ class Recovery:
             )
             ritual.attempts, ritual.locked_at = 0, None
         return wire.RecoveryResult(True, address)
+
+
+def _abandoned_why(wallet: object) -> str:
+    return "wallet_deleted" if wallet is None else "ritual_replaced"
 
 
 def _check_steps(steps: list[wire.RitualStep]) -> list[wire.RitualStep]:

@@ -28,6 +28,7 @@ from walletd.model.signer import Signer
 from walletd.model.validation import check_reason, check_user_id
 from walletd.model.wallets import PolicyOverride, Wallet, zero
 from walletd.ops.context import Context
+from walletd.ops.ownership import Claim, hand_over
 from walletd.storage import sql
 from walletd.storage.sealing import wallet_aad
 
@@ -93,7 +94,8 @@ class Rotation:
             zero(key)  # the new key was never stored: do not leave it in memory
             raise
         wallet.replace_key(key, address, now)
-        wallet.owner_uid = owner
+        if new_owner is not None:
+            hand_over(wallet, owner)  # in-flight work under the old tenure stops
         self.book.unflushed.discard(wallet)  # the new key starts at 0, already stored
         return address
 
@@ -108,7 +110,7 @@ class Rotation:
 
     async def sign_guarded(
         self,
-        wallet: Wallet,
+        claim: Claim,
         messages: list[bytes],
         items: list[wire.SignedItem],
         sign_with: Callable[[Wallet], Signer] | None = None,
@@ -126,12 +128,15 @@ class Rotation:
         ``sign_with(wallet)`` gives the callable that signs one item with the wallet's current
         key (asked again after every rotation); by default its message signer. EIP-712 signing
         passes one that signs the typed document instead.
+
+        ``claim`` is re-checked before every stretch of signing, that is after every wait: a
+        wallet deleted or recovered meanwhile signs nothing more for this request.
         """
+        wallet = claim.wallet
         done, total = 0, len(messages)
         try:
             while done < total:
-                if self.book.get(wallet.user_id) is not wallet:
-                    raise not_found(f"the wallet of user {wallet.user_id!r} was deleted")
+                claim.recheck(self.book)
                 quiet = min(wallet.quiet_end - wallet.signature_count, total - done)
                 if quiet > 0:
                     sign = wallet.signer if sign_with is None else sign_with(wallet)
@@ -144,10 +149,10 @@ class Rotation:
                     done += quiet
                     continue
                 if wallet.signature_count >= wallet.hard_limit:
-                    await self._rotate_at_limit(wallet)
+                    await self._rotate_at_limit(claim)
                     continue
                 if wallet.policy.auto_rotate and wallet.signature_count >= wallet.reserved:
-                    await self._reserve(wallet)
+                    await self._reserve(claim)
                     continue
                 sign = wallet.signer if sign_with is None else sign_with(wallet)
                 wallet.signature_count += 1
@@ -156,7 +161,7 @@ class Rotation:
                 done += 1
                 if wallet.signature_count >= wallet.policy.max_signatures:
                     if wallet.policy.auto_rotate:
-                        await self._rotate_at_limit(wallet)  # before any further signature
+                        await self._rotate_at_limit(claim)  # before any further signature
                     else:
                         self._warn_once(wallet, ["max_signatures"])
         except RequestError as exc:
@@ -167,14 +172,15 @@ class Rotation:
         finally:
             self.book.unflushed.add(wallet)
 
-    async def _rotate_at_limit(self, wallet: Wallet) -> None:
+    async def _rotate_at_limit(self, claim: Claim) -> None:
         async with self.ctx.writer:
-            if self.book.get(wallet.user_id) is not wallet:
-                raise not_found(f"the wallet of user {wallet.user_id!r} was deleted")
+            # After the wait for the lock: a rotation for a request whose claim lapsed would
+            # rotate the new owner's key on the old owner's behalf.
+            wallet = claim.recheck(self.book)
             if wallet.signature_count >= wallet.hard_limit:  # nobody rotated it meanwhile
                 await self.rotate_locked(wallet, REASON_MAX_SIGNATURES, DAEMON)
 
-    async def _reserve(self, wallet: Wallet) -> None:
+    async def _reserve(self, claim: Claim) -> None:
         """Durably reserve the next block of signature counts for an auto-rotate key.
 
         Counts are otherwise written in batches (counter_flush_interval), so after a crash a
@@ -185,8 +191,7 @@ class Rotation:
         costs four small commits per key and, after a crash, at most a quarter of its life.
         """
         async with self.ctx.writer:
-            if self.book.get(wallet.user_id) is not wallet:
-                raise not_found(f"the wallet of user {wallet.user_id!r} was deleted")
+            wallet = claim.recheck(self.book)
             if wallet.signature_count < wallet.reserved or not wallet.policy.auto_rotate:
                 return  # reserved meanwhile
             limit = wallet.policy.max_signatures
@@ -271,9 +276,12 @@ class Rotation:
         """Oldest first. Owners see their wallet's own chain of keys; admins every record."""
         user_id = check_user_id(req.user_id)
         wallet = self.book.get(user_id)
-        if wallet is not None:
-            self.ctx.wallet_for(peer, user_id)
+        claim = None if wallet is None else Claim.of(peer, self.ctx.wallet_for(peer, user_id))
         rows = await self.ctx.store.query(sql.SELECT_ROTATIONS, (user_id,))
+        if claim is not None:
+            claim.recheck(self.book)  # deleted or recovered while we read: answer nothing
+        elif self.book.get(user_id) is not None:
+            raise not_found(f"the wallet of user {user_id!r} changed while its history was read")
         if wallet is None:
             if not rows:
                 raise not_found(f"no wallet and no rotation history for user {user_id!r}")

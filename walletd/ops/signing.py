@@ -7,17 +7,28 @@ durable reservation of counts, a warning) does it go through the guarded, possib
 path in :mod:`walletd.ops.rotation`, which raises :class:`RequestError` like every other op.
 A batch turns such a failure into per-item errors for the items it did not sign, because
 that is what the wire wants for a batch.
+
+The signing policy costs a wallet without rules one set lookup (``user_id in
+policy.watched``); wallets that have rules (or every wallet, while something is paused or
+the default is deny) go through :class:`~walletd.ops.policy_gate.PolicyGate` first, and a
+batch is decided item by item: refused items carry their error, the others are signed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
+
+import msgspec
 
 import walletd_wire as wire
 from walletd.errors import RequestError, invalid
 from walletd.model.peer import Peer
+from walletd.model.policy_request import SigningRequest
 from walletd.model.wallets import Wallet
 from walletd.ops.context import Context
+from walletd.ops.ownership import Claim
+from walletd.ops.policy_gate import PolicyGate
+from walletd.ops.purpose import PurposeLog, check_purpose
 from walletd.ops.rotation import Rotation
 
 
@@ -26,24 +37,32 @@ class Signing:
         self.ctx = ctx
         self.book = ctx.book
         self.rotation = rotation
+        self.purposes = PurposeLog(ctx)
+        self.policy = ctx.policy
+        self.gate = PolicyGate(ctx)
 
     def sign_message(
         self, peer: Peer, req: wire.SignMessage
     ) -> wire.SignatureResult | Awaitable[wire.SignatureResult]:
+        if req.purpose is not None:
+            return self._sign_with_purpose(peer, req, req.purpose)
         wallet = self.ctx.wallet_for(peer, req.user_id)
+        if req.user_id in self.policy.watched:
+            return self._sign_with_policy(peer, wallet, req.message)
         count = wallet.signature_count
         if count >= wallet.quiet_end:
-            return self._sign_guarded(wallet, req.message)
+            return self._sign_guarded(Claim.of(peer, wallet), req.message)
         wallet.signature_count = count + 1
         self.book.unflushed.add(wallet)
         return wire.SignatureResult(
             wallet.signer(req.message), wallet.address, wallet.key_type, wallet.version
         )
 
-    async def _sign_guarded(self, wallet: Wallet, message: bytes) -> wire.SignatureResult:
+    async def _sign_guarded(self, claim: Claim, message: bytes) -> wire.SignatureResult:
+        wallet = claim.wallet
         items: list[wire.SignedItem] = []
         try:
-            await self.rotation.sign_guarded(wallet, [message], items)
+            await self.rotation.sign_guarded(claim, [message], items)
         except RequestError:
             if not items:
                 raise
@@ -55,6 +74,15 @@ class Signing:
         assert item.version is not None
         return wire.SignatureResult(item.signature, item.address, wallet.key_type, item.version)
 
+    def _sign_with_purpose(
+        self, peer: Peer, req: wire.SignMessage, purpose: str
+    ) -> Awaitable[wire.SignatureResult]:
+        # Checked before signing, so a bad purpose costs no count; see walletd.ops.purpose.
+        check_purpose(purpose)
+        signed = self.sign_message(peer, msgspec.structs.replace(req, purpose=None))
+        size = len(req.message)
+        return self.purposes.record(peer, "sign_message", req.user_id, purpose, size, signed)
+
     def verify_signature(self, peer: Peer, req: wire.VerifySignature) -> wire.ValidResult:
         wallet = self.ctx.wallet_for(peer, req.user_id)
         return wire.ValidResult(wallet.verify(req.message, req.signature))
@@ -65,9 +93,15 @@ class Signing:
         """One authorization and policy check per batch; rotates between items at the limit."""
         _check_batch(len(req.messages))
         wallet = self.ctx.wallet_for(peer, req.user_id)
-        messages = req.messages
+        if req.user_id in self.policy.watched:
+            return self._sign_batch_with_policy(peer, wallet, req.messages)
+        return self._sign_many(peer, wallet, req.messages)
+
+    def _sign_many(
+        self, peer: Peer, wallet: Wallet, messages: list[bytes]
+    ) -> wire.SignBatchResult | Awaitable[wire.SignBatchResult]:
         if wallet.signature_count + len(messages) > wallet.quiet_end:
-            return self._sign_batch_guarded(wallet, messages)
+            return self._sign_batch_guarded(Claim.of(peer, wallet), messages)
         sign, address, version = wallet.signer, wallet.address, wallet.version
         items = [wire.SignedItem(sign(m), address, None, version) for m in messages]
         wallet.signature_count += len(messages)
@@ -75,11 +109,11 @@ class Signing:
         return wire.SignBatchResult(items)
 
     async def _sign_batch_guarded(
-        self, wallet: Wallet, messages: list[bytes]
+        self, claim: Claim, messages: list[bytes]
     ) -> wire.SignBatchResult:
         items: list[wire.SignedItem] = []
         try:
-            await self.rotation.sign_guarded(wallet, messages, items)
+            await self.rotation.sign_guarded(claim, messages, items)
         except RequestError as exc:
             # The items signed before the failure stand; the rest carry its error.
             body = wire.ErrorBody(exc.code, exc.message)
@@ -90,6 +124,90 @@ class Signing:
         _check_batch(len(req.items))
         wallet = self.ctx.wallet_for(peer, req.user_id)
         return wire.VerifyBatchResult([wallet.verify(i.message, i.signature) for i in req.items])
+
+    # ------------------------------------------------------------------ under a policy
+
+    def _sign_with_policy(
+        self, peer: Peer, wallet: Wallet, message: bytes
+    ) -> wire.SignatureResult | Awaitable[wire.SignatureResult]:
+        pending = self.gate.admit(
+            peer, wallet, SigningRequest("sign_message", wallet.key_type, message)
+        )
+        if pending is None:
+            return self._sign_now(peer, wallet, message)
+        return self._sign_after(pending, Claim.of(peer, wallet), message)
+
+    def _sign_now(
+        self, peer: Peer, wallet: Wallet, message: bytes
+    ) -> wire.SignatureResult | Awaitable[wire.SignatureResult]:
+        """``sign_message``'s own path, once the policy has admitted the signature."""
+        count = wallet.signature_count
+        if count >= wallet.quiet_end:
+            return self._sign_guarded(Claim.of(peer, wallet), message)
+        wallet.signature_count = count + 1
+        self.book.unflushed.add(wallet)
+        return wire.SignatureResult(
+            wallet.signer(message), wallet.address, wallet.key_type, wallet.version
+        )
+
+    async def _sign_after(
+        self, pending: Awaitable[None], claim: Claim, message: bytes
+    ) -> wire.SignatureResult:
+        await pending
+        peer, wallet = claim.peer, claim.recheck(self.book)
+        result = self._sign_now(peer, wallet, message)
+        return result if isinstance(result, wire.SignatureResult) else await result
+
+    def _sign_batch_with_policy(
+        self, peer: Peer, wallet: Wallet, messages: list[bytes]
+    ) -> wire.SignBatchResult | Awaitable[wire.SignBatchResult]:
+        key_type = wallet.key_type
+        verdicts = self.gate.admit_many(
+            peer, wallet, [SigningRequest("sign_batch", key_type, m) for m in messages]
+        )
+        if isinstance(verdicts, list):
+            return self._sign_admitted(peer, wallet, messages, verdicts)
+        return self._sign_batch_after(verdicts, Claim.of(peer, wallet), messages)
+
+    async def _sign_batch_after(
+        self,
+        pending: Awaitable[list[wire.ErrorBody | None]],
+        claim: Claim,
+        messages: list[bytes],
+    ) -> wire.SignBatchResult:
+        verdicts = await pending
+        peer, wallet = claim.peer, claim.recheck(self.book)
+        result = self._sign_admitted(peer, wallet, messages, verdicts)
+        return result if isinstance(result, wire.SignBatchResult) else await result
+
+    def _sign_admitted(
+        self,
+        peer: Peer,
+        wallet: Wallet,
+        messages: list[bytes],
+        verdicts: list[wire.ErrorBody | None],
+    ) -> wire.SignBatchResult | Awaitable[wire.SignBatchResult]:
+        admitted = [m for m, v in zip(messages, verdicts, strict=True) if v is None]
+        signed = self._sign_many(peer, wallet, admitted) if admitted else wire.SignBatchResult([])
+        if isinstance(signed, wire.SignBatchResult):
+            return merge_items(verdicts, signed.items)
+        return self._merge_after(signed, verdicts)
+
+    async def _merge_after(
+        self, signed: Awaitable[wire.SignBatchResult], verdicts: list[wire.ErrorBody | None]
+    ) -> wire.SignBatchResult:
+        result = await signed
+        return merge_items(verdicts, result.items)
+
+
+def merge_items(
+    verdicts: Sequence[wire.ErrorBody | None], signed: list[wire.SignedItem]
+) -> wire.SignBatchResult:
+    """The batch's items in order: each refused one's error, the signed ones in between."""
+    it = iter(signed)
+    return wire.SignBatchResult(
+        [wire.SignedItem(error=v) if v is not None else next(it) for v in verdicts]
+    )
 
 
 def _check_batch(size: int) -> None:

@@ -70,11 +70,13 @@ class WalletOps:
                     sql.delete_wallet(wallet.user_id),
                     sql.delete_public_keys(wallet.user_id),
                     sql.delete_ritual(wallet.user_id),
+                    *sql.delete_signing_state(wallet.user_id),
                 ],
                 entry,
             )
             self.book.remove(wallet.user_id)
             ctx.rituals.pop(wallet.user_id, None)
+            ctx.policy.forget(wallet.user_id)
         return wire.DeletedResult(True)
 
     # ------------------------------------------------------------------ reading
@@ -104,8 +106,15 @@ class WalletOps:
     # ------------------------------------------------------------------ status
 
     def hello(self, peer: Peer, req: wire.Hello) -> wire.HelloResult:
+        limits = wire.Limits(
+            self.ctx.config.max_frame_bytes, wire.MAX_BATCH_ITEMS, dict(wire.LIST_LIMITS)
+        )
         return wire.HelloResult(
-            wire.PROTOCOL_VERSION, f"walletd {__version__}", list(wire.OPS), list(KEY_TYPES)
+            wire.PROTOCOL_VERSION,
+            f"walletd {__version__}",
+            list(wire.OPS),
+            list(KEY_TYPES),
+            limits,
         )
 
     def status(self, peer: Peer, req: wire.Status) -> wire.StatusResult:

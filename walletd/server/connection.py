@@ -77,6 +77,7 @@ class Connection:
         "closing",
         "conn_id",
         "dispatcher",
+        "lingering",
         "max_frame_bytes",
         "peer",
         "scope",
@@ -102,6 +103,7 @@ class Connection:
         self.state = State.IDLE
         self.since = trio.current_time()  # when the current state began (trio's clock)
         self.closing = False  # shutdown: finish what was received, then close
+        self.lingering = False  # closed on frame_too_large: the server lingers (linger.py)
 
     async def serve(self, counter: RequestCounter) -> None:
         with self.scope:
@@ -160,6 +162,7 @@ class Connection:
                 # say so once and close, without reading the payload.
                 out += error_frame(ErrorCode.FRAME_TOO_LARGE, str(frames.oversized))
                 await self._send(out)
+                self.lingering = True  # the peer may still be writing the frame
                 return
             if out:
                 # Most answers fit the socket buffer at once: send inline, and only start the

@@ -17,7 +17,6 @@ connections stay open and keep the peer identity they were admitted with.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import signal
 import socket
@@ -32,8 +31,10 @@ from walletd.errors import StartupError
 from walletd.logs import configure_logging
 from walletd.ops.context import default_policy
 from walletd.ops.daemon import Daemon
+from walletd.server.admission import RefusalLog, Slots
 from walletd.server.connection import Connection, State, error_frame
 from walletd.server.credentials import Gatekeeper, peer_credentials
+from walletd.server.linger import Linger
 from walletd.server.listener import BoundSocket, bind_unix_socket, inherited_sockets
 from walletd.server.sdnotify import Notifier, watchdog_interval
 from walletd_wire import ErrorCode
@@ -69,6 +70,9 @@ class Server:
         except ConfigError as exc:
             raise StartupError(str(exc)) from None
         self.connections: dict[int, Connection] = {}
+        self.slots = Slots()
+        self.refusals = RefusalLog(trio.current_time)
+        self.linger = Linger()
         self.sockets: list[BoundSocket] = []
         self._ids = itertools.count(1)
         self._stopping = trio.Event()
@@ -149,6 +153,11 @@ class Server:
             log.debug("counters_flushed", wallets=flushed)
         except Exception as exc:
             log.error("counter_flush_failed", error=str(exc))
+        try:
+            # Denials aggregated this minute, and the signing policy's exact rate windows.
+            await self.daemon.policy_gate.final_flush()
+        except Exception as exc:
+            log.error("policy_flush_failed", error=str(exc))
 
     # ------------------------------------------------------------------ connections
 
@@ -183,34 +192,45 @@ class Server:
                 return
             peer = self.gatekeeper.admit(pid, uid, gid)
             if peer is None:
-                log.info("connection_refused", peer_uid=uid, peer_pid=pid, reason="not_allowed")
-                await _refuse(sock, ErrorCode.FORBIDDEN, f"uid {uid} may not use this walletd")
+                self.refusals.refused(uid, pid, "not_allowed")
+                await self._refuse(sock, ErrorCode.FORBIDDEN, f"uid {uid} may not use this walletd")
                 return
-            if self.shutting_down or len(self.connections) >= self.config.max_connections:
-                reason = "shutting down" if self.shutting_down else "at its connection limit"
-                log.warning(
-                    "connection_refused",
-                    peer_uid=uid,
-                    peer_pid=pid,
-                    reason="shutting_down" if self.shutting_down else "max_connections",
-                )
-                await _refuse(sock, ErrorCode.UNAVAILABLE, f"walletd is {reason}; try again")
+            config = self.config
+            refusal = "shutting_down" if self.shutting_down else None
+            refusal = refusal or self.slots.refusal(
+                uid,
+                peer.is_admin,
+                max_connections=config.max_connections,
+                per_uid=config.max_connections_per_uid,
+                reserve=config.admin_reserved_connections,
+            )
+            if refusal is not None:
+                self.refusals.refused(uid, pid, refusal)
+                await self._refuse(sock, ErrorCode.UNAVAILABLE, _REFUSALS[refusal])
                 return
             conn = Connection(
-                next(self._ids), sock, peer, self.daemon.dispatcher, self.config.max_frame_bytes
+                next(self._ids), sock, peer, self.daemon.dispatcher, config.max_frame_bytes
             )
             self.connections[conn.conn_id] = conn
+            self.slots.take(uid)
             self.ctx.connections = len(self.connections)
             structlog.contextvars.bind_contextvars(conn=conn.conn_id, peer_uid=uid, peer_pid=pid)
             log.debug("connection_opened", admin=peer.is_admin)
             try:
                 await conn.serve(self.ctx)
+                if conn.lingering:
+                    await self.linger.close(sock)
             finally:
                 del self.connections[conn.conn_id]
+                self.slots.give_back(uid)
                 self.ctx.connections = len(self.connections)
                 log.debug("connection_closed")
                 if self.shutting_down and not self.connections:
                     self._drained.set()
+
+    async def _refuse(self, sock: socket.socket, code: ErrorCode, message: str) -> None:
+        # One answer, then a lingering close so that a peer still writing reads it.
+        await self.linger.close(sock, error_frame(code, message))
 
     def reap(self, now: float) -> int:
         """Cancel connections past a timeout; returns how many."""
@@ -241,6 +261,7 @@ class Server:
                 nursery.start_soon(self._reaper)
                 nursery.start_soon(self._flusher)
                 nursery.start_soon(self.daemon.rotation.age_check_loop)
+                nursery.start_soon(self.daemon.policy_gate.flush_loop)
                 nursery.start_soon(self.daemon.approvals.run)
                 if self.notifier.enabled:
                     nursery.start_soon(self._notify_loop, watchdog_interval())
@@ -326,6 +347,9 @@ class Server:
         try:
             new = self.reload_config()
             gatekeeper = _gatekeeper(new)
+            # All or nothing, and nothing can fail after it: the signing policy's [signing]
+            # table (a new timezone recompiles every stored layer first).
+            self.ctx.policy.reconfigure(new.signing)
         except Exception as exc:
             # Everything is validated before anything is applied: a half-applied reload
             # would be worse than none.
@@ -358,8 +382,9 @@ def _gatekeeper(config: Config) -> Gatekeeper:
         ) from None
 
 
-async def _refuse(sock: socket.socket, code: ErrorCode, message: str) -> None:
-    # One best-effort frame: the peer is being turned away and may not be reading.
-    with contextlib.suppress(OSError):
-        sock.send(error_frame(code, message))
-    await trio.lowlevel.checkpoint()
+_REFUSALS = {
+    "shutting_down": "walletd is shutting down; try again",
+    "max_connections": "walletd is at its connection limit; try again",
+    "admin_reserve": "walletd is at its connection limit for non-admin uids; try again",
+    "max_connections_per_uid": "this uid holds as many connections as it may; close one",
+}

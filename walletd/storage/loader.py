@@ -18,7 +18,7 @@ import structlog
 
 from walletd.config import Config
 from walletd.errors import StartupError
-from walletd.model.audit_chain import GENESIS_HASH, HEAD_KEY
+from walletd.model.audit_chain import GENESIS_HASH, HEAD_KEY, AuditChain
 from walletd.model.key_material import KeyType
 from walletd.model.ritual import Ritual, decode_steps
 from walletd.model.wallets import PolicyOverride, Wallet, zero
@@ -32,7 +32,7 @@ from walletd.storage.sealing import (
     load_master_key,
     wallet_aad,
 )
-from walletd.storage.statedir import StateLock, check_state_dir
+from walletd.storage.statedir import StateLock, check_state_dir, tighten_state_files
 from walletd.storage.store import DB_NAME, Statement, Store
 
 log = structlog.get_logger("walletd")
@@ -43,6 +43,8 @@ CHECK_KEY = "master_key_check"
 AUDIT_KEY = "audit_key"
 BACKUP_KEY = "backup_key"
 SUBKEYS = (AUDIT_KEY, BACKUP_KEY)
+# The database and its side files: a restored copy with loose modes is tightened at start.
+STATE_FILES = (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")
 
 
 def subkey_aad(name: str) -> bytes:
@@ -77,6 +79,8 @@ def open_store(config: Config) -> tuple[Store, MasterKey, LoadedState]:
     check_state_dir(state_dir)
     lock = StateLock.acquire(state_dir)
     try:
+        for loose in tighten_state_files(state_dir, STATE_FILES):
+            log.warning("state_file_mode_fixed", file=loose, now="0600")
         store, master, state = _open_locked(config, state_dir / DB_NAME)
     except BaseException:
         lock.release()
@@ -125,6 +129,8 @@ def initial_rows(sealer: Sealer, subkeys: dict[str, bytes]) -> list[Statement]:
     rows += [
         sql.insert_meta(name, sealer.seal(key, subkey_aad(name))) for name, key in subkeys.items()
     ]
+    # A tagged head from the start: a database without one that holds anything was emptied.
+    rows.append(sql.put_audit_head(*AuditChain(subkeys[AUDIT_KEY]).pending_head()))
     return rows
 
 

@@ -21,10 +21,12 @@ from typing import Any
 from walletd.config import Config
 from walletd.errors import StartupError
 from walletd.model.audit_chain import HEAD_KEY, HEAD_TAG_KEY, AuditChain, verify_chain
+from walletd.model.audit_state import cross_check, missing_head
 from walletd.storage import sql
 from walletd.storage.loader import (
     AUDIT_KEY,
     CHECK_KEY,
+    STATE_FILES,
     SUBKEYS,
     load_rituals,
     load_subkeys,
@@ -34,8 +36,14 @@ from walletd.storage.loader import (
     verify_master_key,
 )
 from walletd.storage.schema import SCHEMA_VERSION
-from walletd.storage.sealing import MasterKey, load_master_key, read_key_file, wallet_aad
-from walletd.storage.statedir import StateLock, check_state_dir
+from walletd.storage.sealing import (
+    MasterKey,
+    check_key_file,
+    load_master_key,
+    read_key_file,
+    wallet_aad,
+)
+from walletd.storage.statedir import StateLock, check_state_dir, tighten_state_files
 from walletd.storage.store import DB_NAME, Statement, Store
 
 
@@ -84,6 +92,9 @@ def inspect_state(config: Config) -> dict[str, Any]:
     problems: list[str] = summary["problems"]
     try:
         check_state_dir(state_dir, create=False)
+        loose = tighten_state_files(state_dir, STATE_FILES, fix=False)
+        if loose:
+            summary["warnings"] = [f"{f}; the next start makes it 0600" for f in loose]
         store = Store.open_readonly(db_path, verify=False)
     except StartupError as exc:
         problems.append(str(exc))
@@ -150,6 +161,19 @@ def _inspect_content(
     )
     if broken is not None:
         problems.append(f"audit chain broken at record {broken}: {why}")
+    problems.extend(audit_against_state(store, rows))
+
+
+def audit_against_state(store: Store, rows: list[tuple[Any, ...]]) -> list[str]:
+    """A missing head, and wallets the chain does not explain (walletd.model.audit_state)."""
+    wallets = dict(store.query(sql.SELECT_WALLET_ADDRESSES))
+    (rituals,) = store.query(sql.COUNT_RITUALS)[0]
+    problems = []
+    gone = missing_head(store.meta(HEAD_KEY), len(rows), len(wallets), rituals)
+    if gone is not None:
+        problems.append(f"audit: {gone}")
+    problems.extend(f"audit: {p}" for p in cross_check(rows, wallets))
+    return problems
 
 
 # ---------------------------------------------------------------------- rekey
@@ -162,6 +186,7 @@ def rekey_state(config: Config, new_key_file: str) -> None:
     lock = StateLock.acquire(state_dir)  # no daemon serves this state while we hold it
     try:
         old = _master_key(config)
+        check_key_file(Path(new_key_file))  # it becomes master_key_file: the same rules
         new = MasterKey(read_key_file(Path(new_key_file)), f"file {new_key_file}")
         state = preflight(db_path, old)
         statements = _reseal(state.wallets, state.subkeys, state.chain_head, new)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MIGRATIONS: dict[int, str] = {
     # version -> script that brings version-1 to version
@@ -79,6 +79,33 @@ MIGRATIONS: dict[int, str] = {
         address TEXT NOT NULL,
         created_at REAL NOT NULL,
         PRIMARY KEY (user_id, version)
+    );
+    """,
+    # The signing policy (issue 15): each wallet's two layers (the compiled document as JSON,
+    # its compare-and-set version), the durable rate windows of limited rules (see
+    # walletd.model.rate_window for the record and its reservations), and the pauses of the
+    # kill switch (scope "all", "uid:<n>" or "wallet:<user_id>").
+    4: """
+    CREATE TABLE signing_policies (
+        user_id TEXT NOT NULL,
+        layer TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        document TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        actor_uid INTEGER NOT NULL,
+        PRIMARY KEY (user_id, layer)
+    );
+    CREATE TABLE rate_windows (
+        user_id TEXT NOT NULL,
+        layer TEXT NOT NULL,
+        rule_id TEXT NOT NULL,
+        record BLOB NOT NULL,
+        PRIMARY KEY (user_id, layer, rule_id)
+    );
+    CREATE TABLE signing_pauses (
+        scope TEXT PRIMARY KEY,
+        since REAL NOT NULL,
+        actor_uid INTEGER NOT NULL
     );
     """,
 }

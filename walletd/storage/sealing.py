@@ -26,6 +26,7 @@ __all__ = [
     "MasterKey",
     "Sealer",
     "UnsealError",
+    "check_key_file",
     "legacy_wallet_aad",
     "load_master_key",
     "wallet_aad",
@@ -161,6 +162,7 @@ def load_master_key(
         if candidate.exists():
             return MasterKey(read_key_file(candidate), f"credential {candidate}")
     if master_key_file:
+        check_key_file(Path(master_key_file))
         return MasterKey(read_key_file(Path(master_key_file)), f"file {master_key_file}")
     generated = state_dir / GENERATED_KEY_NAME
     if generated.exists():
@@ -188,6 +190,34 @@ def load_master_key(
     except OSError as exc:
         raise StartupError(f"cannot write a new master key to {generated}: {exc}") from exc
     return MasterKey(key, f"generated file {generated}", generated=True)
+
+
+def check_key_file(path: Path) -> None:
+    """Refuse a configured key file that another uid could have written or can read.
+
+    It must belong to walletd's uid or to root (an operator's key installed by root is fine;
+    one owned by another user is that user's to swap), and no group or other bit may be set:
+    whoever reads it can unseal every key, whoever can replace it can make walletd seal new
+    keys under a key they know. A missing file is left to :func:`read_key_file`, which says so.
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StartupError(f"cannot read master key {path}: {exc.strerror}") from exc
+    uid = os.getuid()
+    if st.st_uid not in (uid, 0):
+        raise StartupError(
+            f"master key {path} is owned by uid {st.st_uid}, neither walletd's uid {uid} nor "
+            f"root; another user could replace it. Fix it with: chown {uid} {path}"
+        )
+    if st.st_mode & 0o077:
+        raise StartupError(
+            f"master key {path} is readable or writable by group or others (mode "
+            f"{stat.S_IMODE(st.st_mode):04o}); anyone who reads it can unseal every key. "
+            f"Fix it with: chmod 600 {path}"
+        )
 
 
 def _check_generated_key_file(path: Path) -> None:

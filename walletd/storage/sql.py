@@ -232,6 +232,58 @@ def put_audit_head(head: bytes, tag: bytes) -> Statement:
     return put_meta_pair(HEAD_KEY, head, HEAD_TAG_KEY, tag)
 
 
+# ------------------------------------------------------------------------ signing policy
+
+SELECT_SIGNING_POLICIES = (
+    "SELECT user_id, layer, version, document, updated_at, actor_uid FROM signing_policies"
+)
+SELECT_RATE_WINDOWS = "SELECT user_id, layer, rule_id, record FROM rate_windows"
+SELECT_SIGNING_PAUSES = "SELECT scope, since, actor_uid FROM signing_pauses"
+
+
+def put_signing_policy(
+    user_id: str, layer: str, version: int, document: str, updated_at: float, actor_uid: int
+) -> Statement:
+    return (
+        "INSERT OR REPLACE INTO signing_policies"
+        " (user_id, layer, version, document, updated_at, actor_uid) VALUES (?, ?, ?, ?, ?, ?)",
+        (user_id, layer, version, document, updated_at, actor_uid),
+    )
+
+
+def put_rate_window(user_id: str, layer: str, rule_id: str, record: bytes) -> Statement:
+    return (
+        "INSERT OR REPLACE INTO rate_windows (user_id, layer, rule_id, record) VALUES (?, ?, ?, ?)",
+        (user_id, layer, rule_id, record),
+    )
+
+
+def delete_rate_window(user_id: str, layer: str, rule_id: str) -> Statement:
+    return (
+        "DELETE FROM rate_windows WHERE user_id = ? AND layer = ? AND rule_id = ?",
+        (user_id, layer, rule_id),
+    )
+
+
+def delete_signing_state(user_id: str) -> list[Statement]:
+    """A deleted wallet's policy and rate windows (a new wallet of that id starts clean)."""
+    return [
+        ("DELETE FROM signing_policies WHERE user_id = ?", (user_id,)),
+        ("DELETE FROM rate_windows WHERE user_id = ?", (user_id,)),
+    ]
+
+
+def put_signing_pause(scope: str, since: float, actor_uid: int) -> Statement:
+    return (
+        "INSERT OR REPLACE INTO signing_pauses (scope, since, actor_uid) VALUES (?, ?, ?)",
+        (scope, since, actor_uid),
+    )
+
+
+def delete_signing_pause(scope: str) -> Statement:
+    return ("DELETE FROM signing_pauses WHERE scope = ?", (scope,))
+
+
 # ---------------------------------------------------------------------------------- meta
 
 SELECT_META = "SELECT value FROM meta WHERE key = ?"
@@ -251,3 +303,8 @@ def put_meta_pair(key1: str, value1: bytes, key2: str, value2: bytes) -> Stateme
         "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?), (?, ?)",
         (key1, value1, key2, value2),
     )
+
+
+# -- audit cross-check (walletd.model.audit_state): what the chain must explain
+SELECT_WALLET_ADDRESSES = "SELECT user_id, address FROM wallets"
+COUNT_RITUALS = "SELECT count(*) FROM rituals"

@@ -7,11 +7,12 @@ import fcntl
 import os
 import pwd
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from walletd.errors import StartupError
 
-__all__ = ["StateLock", "check_state_dir", "fsync_dir"]
+__all__ = ["StateLock", "check_state_dir", "fsync_dir", "tighten_state_files"]
 
 
 def check_state_dir(path: Path, *, create: bool = True) -> None:
@@ -37,11 +38,47 @@ def check_state_dir(path: Path, *, create: bool = True) -> None:
             f"{_user_name(st.st_uid)} -- walletd ...), or, if the owner is what is wrong, "
             f"chown {os.getuid()} {path}"
         )
-    if st.st_mode & 0o022:
+    if st.st_mode & 0o077:
+        # Read matters as much as write: a uid that can open the directory can flock it (the
+        # lock below is a flock on the directory itself) and so keep walletd from starting.
         raise StartupError(
-            f"state directory {path} is writable by group or others (mode "
-            f"{stat.S_IMODE(st.st_mode):04o}); fix it with: chmod 700 {path}"
+            f"state directory {path} is open to group or others (mode "
+            f"{stat.S_IMODE(st.st_mode):04o}; it must be 0700: another uid could read it, or "
+            f"lock it to keep walletd from starting); fix it with: chmod 700 {path}"
         )
+
+
+def tighten_state_files(path: Path, names: Sequence[str], *, fix: bool = True) -> list[str]:
+    """Make the state files in ``path`` 0600 (group/other bits cleared); what was loose.
+
+    A database or log restored from a backup often comes back with the restoring tool's
+    modes (0644). Inside a 0700 directory no other uid could reach it, so nothing was exposed
+    through it here: the fix is to clear the bits, and a warning names each file so the
+    operator can look at where the copy came from. A file owned by another uid is refused:
+    that uid could rewrite it whatever its mode. With ``fix=False`` (``walletd check``,
+    which changes nothing) the loose files are only reported.
+    """
+    loose: list[str] = []
+    for name in names:
+        file = path / name
+        try:
+            st = file.lstat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
+            raise StartupError(f"{file} is not a regular file; walletd changed nothing")
+        if st.st_uid != os.getuid():
+            raise StartupError(
+                f"{file} is owned by uid {st.st_uid}, not walletd's uid {os.getuid()}; that uid "
+                f"could rewrite it. walletd changed nothing; fix it with: chown {os.getuid()} "
+                f"{file}"
+            )
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o077:
+            loose.append(f"{file} had mode {mode:04o}")
+            if fix:
+                os.chmod(file, mode & 0o700)
+    return loose
 
 
 class StateLock:
