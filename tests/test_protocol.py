@@ -28,7 +28,7 @@ EXAMPLES: dict[str, wire.Request] = {
     "list_wallets": wire.ListWallets(id=6),
     "delete_wallet": wire.DeleteWallet(id=7, user_id="alice"),
     "sign_message": wire.SignMessage(
-        id=8, user_id="alice", message=b"\x00\xffhi", purpose="log in"
+        id=8, user_id="alice", message=b"\x00\xffhi", purpose="log in", wait_s=30.0
     ),
     "verify_signature": wire.VerifySignature(
         id=9, user_id="alice", message=b"m", signature=b"\x01" * 32, version=2
@@ -66,7 +66,11 @@ EXAMPLES: dict[str, wire.Request] = {
     "reset_attempts": wire.ResetAttempts(id=32, user_id="alice"),
     "get_public_key": wire.GetPublicKey(id=33, user_id="alice", version=1),
     "sign_typed_data": wire.SignTypedData(
-        id=34, user_id="alice", typed_data={"types": {}, "primaryType": "Mail"}, purpose="mail"
+        id=34,
+        user_id="alice",
+        typed_data={"types": {}, "primaryType": "Mail"},
+        purpose="mail",
+        wait_s=5.0,
     ),
     "get_signing_policy": wire.GetSigningPolicy(id=35, user_id="alice"),
     "set_signing_policy": wire.SetSigningPolicy(

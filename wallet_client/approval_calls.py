@@ -1,11 +1,13 @@
 """The approval calls, described once for both clients (see :mod:`wallet_client.calls`).
 
 A signature the daemon holds for human approval comes back as a ``pending`` result, told
-apart from a signature result by its ``kind``. The clients return it as a
-:class:`PendingApproval` value where a method can say so (``sign_message_detailed``), and
-raise it where a method promises signature bytes (``sign_message`` without ``wait``), so a
-caller that knows nothing of approvals fails loudly instead of using a non-signature.
-``await_approval`` gives the bytes the signing call would have given.
+apart from a signature result by its ``kind``. The signing methods promise a signature, so
+they raise it as :class:`PendingApproval` (a ``WalletError`` carrying ``approval_id`` and
+``expires_at``): a caller that knows nothing of approvals fails loudly instead of using a
+non-signature, and one that does catches it and calls ``await_approval(approval_id)``, which
+gives the bytes the signing call would have given. With ``wait=S`` the daemon holds the
+request up to S seconds; still undecided then, the call raises ``ApprovalTimeoutError`` with
+the ``approval_id``.
 
 A waiting call (``wait=`` / ``await_approval``) extends the client's own deadline by the wait,
 so a long wait is not cut by the client's usual timeout.
@@ -13,7 +15,8 @@ so a long wait is not cut by the client's usual timeout.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -40,7 +43,7 @@ from walletd_wire.requests import (
     RevokeLease,
 )
 
-from .calls import Call
+from .calls import Call, typed_request
 from .errors import ApprovalTimeoutError, ProtocolError, WalletError
 
 __all__ = [
@@ -52,8 +55,14 @@ __all__ = [
     "list_leases",
     "list_pending",
     "revoke_lease",
+    "sign_message",
+    "sign_message_detailed",
+    "sign_typed_data",
+    "sign_typed_data_detailed",
     "signature_or_pending",
 ]
+
+T = TypeVar("T")
 
 #: Seconds a waiting call allows beyond its wait for the daemon's answer to arrive.
 WAIT_MARGIN_S = 5.0
@@ -92,6 +101,11 @@ def signature_or_pending(raw: msgspec.Raw) -> wire.SignatureResult | PendingAppr
 
 def signature_bytes(raw: msgspec.Raw, *, waited: bool) -> bytes:
     """The signature; a pending answer is raised (``ApprovalTimeoutError`` after a wait)."""
+    return signature_result(raw, waited=waited).signature
+
+
+def signature_result(raw: msgspec.Raw, *, waited: bool) -> wire.SignatureResult:
+    """The signature result; a pending answer is raised, as :func:`signature_bytes` says."""
     result = signature_or_pending(raw)
     if isinstance(result, PendingApproval):
         if waited:
@@ -101,7 +115,54 @@ def signature_bytes(raw: msgspec.Raw, *, waited: bool) -> bytes:
             timeout.approval_id, timeout.expires_at = result.approval_id, result.expires_at
             raise timeout
         raise result
-    return result.signature
+    return result
+
+
+def _signing(
+    request: wire.Request, wait: float | None, convert: Callable[[msgspec.Raw], T]
+) -> Call[T]:
+    call: Call[T] = Call(request, msgspec.Raw, convert)
+    if wait:
+        call.wait_s = wait + WAIT_MARGIN_S
+    return call
+
+
+def sign_message(
+    user_id: str, message: bytes, purpose: str | None = None, wait: float | None = None
+) -> Call[bytes]:
+    request = wire.SignMessage(
+        id=0, user_id=user_id, message=bytes(message), purpose=purpose, wait_s=wait
+    )
+    return _signing(request, wait, lambda raw: signature_bytes(raw, waited=bool(wait)))
+
+
+def sign_message_detailed(
+    user_id: str, message: bytes, purpose: str | None = None, wait: float | None = None
+) -> Call[wire.SignatureResult]:
+    request = wire.SignMessage(
+        id=0, user_id=user_id, message=bytes(message), purpose=purpose, wait_s=wait
+    )
+    return _signing(request, wait, lambda raw: signature_result(raw, waited=bool(wait)))
+
+
+def sign_typed_data(
+    user_id: str,
+    typed_data: Mapping[str, Any],
+    purpose: str | None = None,
+    wait: float | None = None,
+) -> Call[bytes]:
+    request = typed_request(user_id, typed_data, purpose, wait)
+    return _signing(request, wait, lambda raw: signature_bytes(raw, waited=bool(wait)))
+
+
+def sign_typed_data_detailed(
+    user_id: str,
+    typed_data: Mapping[str, Any],
+    purpose: str | None = None,
+    wait: float | None = None,
+) -> Call[wire.SignatureResult]:
+    request = typed_request(user_id, typed_data, purpose, wait)
+    return _signing(request, wait, lambda raw: signature_result(raw, waited=bool(wait)))
 
 
 def list_pending() -> Call[list[ApprovalInfo]]:

@@ -164,6 +164,9 @@ class SignMessage(Request, tag="sign_message", omit_defaults=True):
     message: bytes
     # Why the caller signs, in its own words; recorded in the audit log with the signature.
     purpose: Purpose | None = None
+    # A signature held for human approval: wait this long for the decision (0/nil: answer
+    # the pending result at once). Bounded by the daemon's [approvals] max_wait_s.
+    wait_s: Annotated[float, Meta(ge=0, le=3600)] | None = None
 
 
 class VerifySignature(Request, tag="verify_signature"):
@@ -185,6 +188,7 @@ class SignTypedData(Request, tag="sign_typed_data", omit_defaults=True):
     user_id: str
     typed_data: Annotated[dict[str, Any], Meta(max_length=MAX_TYPED_DATA_KEYS)]
     purpose: Purpose | None = None  # as in SignMessage
+    wait_s: Annotated[float, Meta(ge=0, le=3600)] | None = None  # as in SignMessage
 
 
 class VerifyItem(Struct, forbid_unknown_fields=True):

@@ -29,6 +29,7 @@ from walletd.ops.policy import PolicyOps
 from walletd.ops.policy_gate import PolicyGate
 from walletd.ops.policy_state import PolicyState
 from walletd.ops.recovery import Recovery
+from walletd.ops.review import Review
 from walletd.ops.rotation import Rotation
 from walletd.ops.signing import Signing
 from walletd.ops.wallets import WalletOps
@@ -94,6 +95,8 @@ def _assemble(
     rotation = Rotation(ctx)
     signing = Signing(ctx, rotation)
     desk = ApprovalDesk(ctx, settings_of(config), wall=clock)
+    signing.review = Review(ctx, desk)
+    signing.gate.holds_reviews = True
     dispatcher = Dispatcher(
         OpFamilies(
             wallets=WalletOps(ctx),
