@@ -313,6 +313,11 @@ class ApprovalDesk:
             records.append(entry_record(self.ctx, "approval_expired", entry, DAEMON))
             self._wake(entry)
         ended = self._ended + self.leases.sweep() + self.leases.sweep_processes(self._alive)
+        for lease in self.leases.leases():
+            # A wallet deleted or handed to another uid (recovery) ends its leases.
+            wallet = self.ctx.book.get(lease.user_id)
+            if wallet is None or wallet.owner_uid != lease.owner_uid:
+                ended.extend(self.leases.end_wallet(lease.user_id))
         self._ended = []
         records.extend(lease_record(self.ctx, "lease_ended", e.lease, DAEMON, e.why) for e in ended)
         for approval_id in [a for a in self._decided if a not in _ids(self.pending)]:
@@ -342,6 +347,11 @@ class ApprovalDesk:
         left = self.pending.clear()
         ended = self.leases.clear()
         log.info("approvals_closed", pending_dropped=len(left), leases_ended=len(ended))
+
+    def on_pause(self, uid: int | None, user_id: str | None) -> None:
+        """A pause began (``PolicyState.pause_hooks``): the leases it covers end now, so a
+        resume does not bring them back."""
+        self.end_leases(self.leases.end_paused(uid=uid, user_id=user_id))
 
     def end_leases(self, ended: list[Ended]) -> None:
         """Leases ended by a pause or an owner change: audited by the next sweep."""

@@ -97,6 +97,7 @@ def _assemble(
     desk = ApprovalDesk(ctx, settings_of(config), wall=clock)
     signing.review = Review(ctx, desk)
     signing.gate.holds_reviews = True
+    ctx.policy.pause_hooks.append(desk.on_pause)
     dispatcher = Dispatcher(
         OpFamilies(
             wallets=WalletOps(ctx),
