@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 import trio
 
-from wallet_client import AsyncWalletClient
+from wallet_client import AsyncWalletClient, PendingApproval, WalletClient
 from walletd.config import ApprovalsConfig
 from walletd.server.serve import Server
 
 from . import approval_children as kids
-from .support import NOBODY, MakeConfig, StartServer, call_as, wait_until
+from .support import NOBODY, DaemonFactory, MakeConfig, StartServer, call_as, wait_until
+from .test_policy_daemon import permit
 
 pytestmark = pytest.mark.root
 
@@ -223,3 +224,45 @@ async def test_the_caps_refuse_with_unavailable(
             assert (await as_uid(REQUESTER, kids.sign, sock, "agent", f"o{i}"))[0] == "pending"
         assert (await as_uid(REQUESTER, kids.sign, sock, "agent", "o3"))[0] == "unavailable"
         assert len(await admin.list_pending()) == 2
+
+
+async def test_typed_data_review_shows_the_decoded_document(
+    server: Server, client: AsyncWalletClient
+) -> None:
+    sock = server.config.socket
+    await client.create_wallet("eth", "secp256k1")
+    rule = {"id": "big", "action": "review", "match": {"ops": ["sign_typed_data"]}}
+    await client.set_signing_policy("eth", "admin", [rule], 0)
+    with pytest.raises(PendingApproval) as held:
+        await client.sign_typed_data("eth", permit(value=10**20))
+    (entry,) = await client.list_pending()
+    assert entry.approval_id == held.value.approval_id and entry.op == "sign_typed_data"
+    summary = entry.summary
+    assert summary["kind"] == "typed_data" and summary["primary_type"] == "Payment"
+    assert summary["fields"]["value"] == str(10**20)
+    assert summary["domain"]["chainId"] == "1"
+    # root asked, so root cannot decide; the approver (another uid) can, and root collects.
+    assert (await as_uid(APPROVER, kids.approve, sock, entry.approval_id))[0] == "ok"
+    signature = await client.await_approval(entry.approval_id, 5)
+    assert len(signature) == 65
+
+
+@pytest.mark.slow
+def test_a_restart_ends_pending_approvals_and_leases(daemon: DaemonFactory, open_tmp: Path) -> None:
+    config = open_tmp / "walletd.toml"
+    config.write_text(f'[approvals]\napprover_group = "{APPROVER[1]}"\n')
+    proc = daemon("--config", str(config), socket_mode="0666").start()
+    sock = str(proc.socket_path)
+    call_as(*REQUESTER, kids.create, sock, "agent")
+    with WalletClient(sock) as admin:
+        admin.set_signing_policy("agent", "admin", REVIEW_ORDERS, 0)
+    code, first = call_as(*REQUESTER, kids.sign, sock, "agent", "order:1")
+    assert code == "pending"
+    code, second = call_as(*REQUESTER, kids.sign, sock, "agent", "order:2")
+    assert call_as(*APPROVER, kids.approve, sock, first, "uid", "600")[0] == "ok"
+    assert call_as(*REQUESTER, kids.sign, sock, "agent", "order:3")[0] == "ok"  # the lease
+    proc.restart()
+    with WalletClient(sock) as admin:
+        assert admin.list_pending() == [] and admin.list_leases() == []
+    assert call_as(*REQUESTER, kids.await_it, sock, second)[0] == "not_found"
+    assert call_as(*REQUESTER, kids.sign, sock, "agent", "order:4")[0] == "pending"
