@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import walletd_wire as wire
 from walletd.errors import PolicyDenied
+from walletd.model.approvals import Requester
 from walletd.model.peer import Peer
 from walletd.model.policy_eval import charge, evaluate, reservations
 from walletd.model.policy_request import SigningRequest
@@ -82,7 +83,7 @@ class Review:
             rule_id=rule_id,
             version=version,
             reason=decision.reason,
-            requester_peer=peer,
+            requester=requester,
         )
 
     async def _hold(
@@ -98,16 +99,17 @@ class Review:
         rule_id: str,
         version: int,
         reason: str | None,
-        requester_peer: Peer,
+        requester: Requester,
     ) -> wire.SignatureResult | PendingResult:
         user_id = wallet.user_id
 
         async def when_approved() -> object:
-            return await self.sign_approved(requester_peer, user_id, request, layer, rule_id, sign)
+            # Signed as the requester's peer: its ownership is checked again then.
+            return await self.sign_approved(peer, user_id, request, layer, rule_id, sign)
 
         entry = await self.desk.hold(
             peer,
-            self.desk.requester(peer),
+            requester,
             wallet,
             op=request.op,
             summary=summary,
