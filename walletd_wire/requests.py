@@ -423,4 +423,6 @@ LIST_LIMITS: Final[dict[str, int]] = {
     "initiate_recovery.responses": MAX_RITUAL_STEPS,
     "create_backup.metadata": MAX_METADATA_ENTRIES,
     "sign_typed_data.typed_data": MAX_TYPED_DATA_KEYS,
+    "explain_signing.typed_data": MAX_TYPED_DATA_KEYS,
+    "set_signing_policy.rules": MAX_POLICY_RULES_ON_WIRE,
 }
