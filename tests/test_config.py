@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from walletd.config import (
+    ApprovalsConfig,
     Config,
     ConfigError,
     QuotaConfig,
@@ -82,6 +83,18 @@ def test_every_key_type(tmp_path: Path) -> None:
         wallets_per_uid = 20
         backups_per_wallet = 30
         backup_bytes_per_wallet = 1048576
+        [approvals]
+        approver_group = "approvers"
+        pending_ttl_s = 60
+        max_wait_s = 30.0
+        max_pending_per_uid = 2
+        max_pending = 10
+        lease_default_ttl_s = 120.0
+        lease_max_ttl_s = 900.0
+        lease_default_uses = 5
+        lease_max_uses = 50
+        max_leases = 16
+        summary_max_bytes = 1024
         """.replace("\n        ", "\n"),
     )
     config = load_config(path, {})
@@ -122,6 +135,19 @@ def test_every_key_type(tmp_path: Path) -> None:
         "signing": SigningConfig(default="deny", policy_group="ops", timezone="Europe/Paris"),
         "quotas": QuotaConfig(
             wallets_per_uid=20, backups_per_wallet=30, backup_bytes_per_wallet=1 << 20
+        ),
+        "approvals": ApprovalsConfig(
+            approver_group="approvers",
+            pending_ttl_s=60.0,
+            max_wait_s=30.0,
+            max_pending_per_uid=2,
+            max_pending=10,
+            lease_default_ttl_s=120.0,
+            lease_max_ttl_s=900.0,
+            lease_default_uses=5,
+            lease_max_uses=50,
+            max_leases=16,
+            summary_max_bytes=1024,
         ),
     }
     assert set(expected) == set(Config.__struct_fields__)  # every option is exercised

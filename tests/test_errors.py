@@ -304,6 +304,8 @@ def test_internal_is_a_bug_and_says_nothing() -> None:
         ("storage_error", e.StorageError),
         ("quota_exceeded", e.QuotaExceededError),
         ("internal", e.WalletError),
+        ("approval_denied", e.ApprovalDeniedError),
+        ("approval_timeout", e.ApprovalTimeoutError),
         ("from_a_newer_daemon", e.WalletError),
     ],
 )

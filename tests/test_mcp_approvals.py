@@ -39,7 +39,7 @@ class HeldClient(AsyncWalletClient):
     async def sign_message_detailed(self, *args: Any, **kwargs: Any) -> Any:
         return PendingApproval("ap-1", 1_900_000_000.0)
 
-    async def await_approval(self, approval_id: str, timeout_s: float) -> bytes:
+    async def await_approval(self, approval_id: str, timeout_s: float = 30.0) -> bytes:
         decision = self.decisions.get(approval_id, "approval_timeout")
         if isinstance(decision, bytes):
             return decision

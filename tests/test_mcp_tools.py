@@ -262,7 +262,7 @@ async def test_read_only_server_lists_and_runs_no_writing_tool(
         assert await wallet.audit_log("agent") != []
 
 
-async def test_explain_runs_the_daemon_policy_and_approval_tools_say_unsupported(
+async def test_explain_runs_the_daemon_policy_and_approval_tools_know_no_such_id(
     wallet: AsyncWalletClient,
 ) -> None:
     async with mcp_client(wallet) as client:
@@ -271,7 +271,7 @@ async def test_explain_runs_the_daemon_policy_and_approval_tools_say_unsupported
         assert explain["action"] == "allow"  # no rules: the daemon default
         for name in ("wallet_approval_status", "wallet_wait_for_approval"):
             body = await error(client, name, {"approval_id": "a1"})
-            assert body["code"] == "unsupported"
+            assert body["code"] == "not_found"  # approvals exist (issue 16); this id does not
 
 
 async def test_unknown_tool_and_daemon_gone(wallet: AsyncWalletClient, tmp_path: Any) -> None:

@@ -18,6 +18,7 @@ import trio
 from wallet_client import (
     AsyncWalletClient,
     InvalidArgumentError,
+    PendingApproval,
     PolicyDeniedError,
     SigningPausedError,
 )
@@ -154,13 +155,17 @@ async def test_the_owner_layer_tightens_what_the_admin_allows(client: AsyncWalle
         await client.sign_message("w", b"big:1")
 
 
-async def test_review_is_refused_until_approvals_exist(client: AsyncWalletClient) -> None:
+async def test_review_holds_the_signature_for_approval(client: AsyncWalletClient) -> None:
     await client.create_wallet("r")
     await client.set_signing_policy("r", "admin", [{"id": "ask", "action": "review"}], 0)
     explained = await client.explain_signing("r", b"x")
     assert (explained.action, explained.rule_id) == ("review", "ask")
-    with pytest.raises(PolicyDeniedError, match="review"):
+    with pytest.raises(PendingApproval) as held:  # issue 16: held for a person, not refused
         await client.sign_message("r", b"x")
+    assert [p.approval_id for p in await client.list_pending()] == [held.value.approval_id]
+    # A batch cannot wait for a person: its item sent to review is refused on its own.
+    (item,) = await client.sign_batch("r", [b"x"])
+    assert item.error is not None and item.error.code == "policy_denied"
 
 
 async def test_default_deny_refuses_wallets_without_rules(

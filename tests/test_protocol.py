@@ -28,7 +28,7 @@ EXAMPLES: dict[str, wire.Request] = {
     "list_wallets": wire.ListWallets(id=6),
     "delete_wallet": wire.DeleteWallet(id=7, user_id="alice"),
     "sign_message": wire.SignMessage(
-        id=8, user_id="alice", message=b"\x00\xffhi", purpose="log in"
+        id=8, user_id="alice", message=b"\x00\xffhi", purpose="log in", wait_s=30.0
     ),
     "verify_signature": wire.VerifySignature(
         id=9, user_id="alice", message=b"m", signature=b"\x01" * 32, version=2
@@ -66,7 +66,11 @@ EXAMPLES: dict[str, wire.Request] = {
     "reset_attempts": wire.ResetAttempts(id=32, user_id="alice"),
     "get_public_key": wire.GetPublicKey(id=33, user_id="alice", version=1),
     "sign_typed_data": wire.SignTypedData(
-        id=34, user_id="alice", typed_data={"types": {}, "primaryType": "Mail"}, purpose="mail"
+        id=34,
+        user_id="alice",
+        typed_data={"types": {}, "primaryType": "Mail"},
+        purpose="mail",
+        wait_s=5.0,
     ),
     "get_signing_policy": wire.GetSigningPolicy(id=35, user_id="alice"),
     "set_signing_policy": wire.SetSigningPolicy(
@@ -81,7 +85,16 @@ EXAMPLES: dict[str, wire.Request] = {
     ),
     "pause_signing": wire.PauseSigning(id=38, scope="uid", uid=1000),
     "resume_signing": wire.ResumeSigning(id=39, scope="wallet", user_id="alice"),
-    "audit_head": wire.AuditHead(id=40),
+    "list_pending": wire.ListPending(id=35),
+    "approve": wire.Approve(
+        id=36, approval_id="ap_1", lease=wire.LeaseSpec(scope="process", ttl_s=600, max_uses=20)
+    ),
+    "deny": wire.Deny(id=37, approval_id="ap_1", reason="not this one"),
+    "await_approval": wire.AwaitApproval(id=38, approval_id="ap_1", timeout_s=10),
+    "cancel_approval": wire.CancelApproval(id=39, approval_id="ap_1"),
+    "list_leases": wire.ListLeases(id=40),
+    "revoke_lease": wire.RevokeLease(id=41, lease_id="ls_1"),
+    "audit_head": wire.AuditHead(id=42),
 }
 
 encoder = msgspec.msgpack.Encoder()
@@ -157,6 +170,8 @@ def test_error_codes_are_the_documented_closed_set() -> None:
         "policy_denied",
         "paused",
         "quota_exceeded",
+        "approval_denied",
+        "approval_timeout",
     ]
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 from walletd_wire import RitualStep, RotationPolicy, RotationRecord, SignedItem
 
 from .aio import AsyncWalletClient
+from .approval_calls import PendingApproval
 from .calls import BackupList, hash_response
 from .client import WalletClient
 from .errors import (
+    ApprovalDeniedError,
+    ApprovalTimeoutError,
     BackupIntegrityError,
     DaemonUnavailableError,
     InvalidArgumentError,
@@ -35,11 +38,14 @@ from .wallet import Wallet
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApprovalDeniedError",
+    "ApprovalTimeoutError",
     "AsyncWalletClient",
     "BackupIntegrityError",
     "BackupList",
     "DaemonUnavailableError",
     "InvalidArgumentError",
+    "PendingApproval",
     "PermissionDeniedError",
     "PolicyDeniedError",
     "ProtocolError",

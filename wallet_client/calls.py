@@ -91,16 +91,8 @@ def delete_wallet(user_id: str) -> Call[bool]:
     return _call(wire.DeleteWallet(id=0, user_id=user_id), wire.DeletedResult, lambda r: r.deleted)
 
 
-def sign_message(user_id: str, message: bytes, purpose: str | None = None) -> Call[bytes]:
-    request = wire.SignMessage(id=0, user_id=user_id, message=bytes(message), purpose=purpose)
-    return _call(request, wire.SignatureResult, lambda r: r.signature)
-
-
-def sign_message_detailed(
-    user_id: str, message: bytes, purpose: str | None = None
-) -> Call[wire.SignatureResult]:
-    request = wire.SignMessage(id=0, user_id=user_id, message=bytes(message), purpose=purpose)
-    return _call(request, wire.SignatureResult, _same)
+# The signing calls (sign_message, sign_typed_data and their _detailed forms) are in
+# wallet_client.approval_calls: their answer may be a signature held for approval.
 
 
 # MessagePack integers are at most 64 bits; EIP-712's uint256 and int256 are not. Larger
@@ -120,21 +112,14 @@ def _wire_typed_value(value: Any) -> Any:
     return value
 
 
-def sign_typed_data(
-    user_id: str, typed_data: Mapping[str, Any], purpose: str | None = None
-) -> Call[bytes]:
-    return _call(_typed(user_id, typed_data, purpose), wire.SignatureResult, lambda r: r.signature)
-
-
-def sign_typed_data_detailed(
-    user_id: str, typed_data: Mapping[str, Any], purpose: str | None = None
-) -> Call[wire.SignatureResult]:
-    return _call(_typed(user_id, typed_data, purpose), wire.SignatureResult, _same)
-
-
-def _typed(user_id: str, typed_data: Mapping[str, Any], purpose: str | None) -> wire.SignTypedData:
+def typed_request(
+    user_id: str, typed_data: Mapping[str, Any], purpose: str | None, wait_s: float | None
+) -> wire.SignTypedData:
+    """A ``sign_typed_data`` request, integers beyond 64 bits as decimal strings."""
     typed = _wire_typed_value(dict(typed_data))
-    return wire.SignTypedData(id=0, user_id=user_id, typed_data=typed, purpose=purpose)
+    return wire.SignTypedData(
+        id=0, user_id=user_id, typed_data=typed, purpose=purpose, wait_s=wait_s
+    )
 
 
 def verify_signature(

@@ -17,9 +17,18 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import walletd_wire as wire
+from walletd_wire.approvals import (
+    ApprovalInfo,
+    ApproveResult,
+    CancelledResult,
+    DeniedResult,
+    LeaseInfo,
+    LeaseSpec,
+    RevokedResult,
+)
 
 from . import _sync_transport as transport
-from . import calls, calls_policy
+from . import approval_calls, calls, calls_policy
 from ._unix import check_server_uid, connection_dropped, resolve_socket_path
 from .calls import BackupList, Call, ClientCore
 from .errors import DaemonUnavailableError, WalletError
@@ -94,7 +103,8 @@ class WalletClient:
     def _call(self, call: Call[T]) -> T:
         with self._lock:
             try:
-                with transport.deadline(self.timeout):
+                timeout = None if self.timeout is None else self.timeout + call.wait_s
+                with transport.deadline(timeout):
                     if self._sock is not None and connection_dropped(self._sock.fileno()):
                         # walletd closed this idle connection (idle timeout, restart). Nothing
                         # was sent on it since, so a new connection cannot repeat a request.
@@ -168,30 +178,61 @@ class WalletClient:
     def delete_wallet(self, user_id: str) -> bool:
         return self._call(calls.delete_wallet(user_id))
 
-    def sign_message(self, user_id: str, message: bytes, *, purpose: str | None = None) -> bytes:
+    def sign_message(
+        self,
+        user_id: str,
+        message: bytes,
+        *,
+        purpose: str | None = None,
+        wait: float | None = None,
+    ) -> bytes:
         """The wallet's signature of ``message``. A ``purpose`` (why, in a sentence) is
-        recorded in the audit log with the signature, which then costs one commit."""
-        return self._call(calls.sign_message(user_id, message, purpose))
+        recorded in the audit log with the signature, which then costs one commit.
+
+        When the signing policy holds the request for a person: without ``wait``, raises
+        PendingApproval (its ``approval_id`` is for await_approval); with ``wait=S``, waits
+        up to S seconds and returns the signature if approved, raising ApprovalDeniedError
+        or ApprovalTimeoutError otherwise."""
+        call = approval_calls.sign_message(user_id, message, purpose, wait)
+        return self._call(call)
 
     def sign_message_detailed(
-        self, user_id: str, message: bytes, *, purpose: str | None = None
+        self,
+        user_id: str,
+        message: bytes,
+        *,
+        purpose: str | None = None,
+        wait: float | None = None,
     ) -> wire.SignatureResult:
         """Like sign_message, with the signing key's address, key type and version."""
-        return self._call(calls.sign_message_detailed(user_id, message, purpose))
+        call = approval_calls.sign_message_detailed(user_id, message, purpose, wait)
+        return self._call(call)
 
     def sign_typed_data(
-        self, user_id: str, typed_data: Mapping[str, Any], *, purpose: str | None = None
+        self,
+        user_id: str,
+        typed_data: Mapping[str, Any],
+        *,
+        purpose: str | None = None,
+        wait: float | None = None,
     ) -> bytes:
         """The EIP-712 signature (65 bytes r || s || v) of an ``eth_signTypedData_v4``
         document, by a secp256k1 wallet. The daemon validates and hashes the document.
-        ``purpose``: as for sign_message."""
-        return self._call(calls.sign_typed_data(user_id, typed_data, purpose))
+        ``purpose`` and ``wait``: as for sign_message."""
+        call = approval_calls.sign_typed_data(user_id, typed_data, purpose, wait)
+        return self._call(call)
 
     def sign_typed_data_detailed(
-        self, user_id: str, typed_data: Mapping[str, Any], *, purpose: str | None = None
+        self,
+        user_id: str,
+        typed_data: Mapping[str, Any],
+        *,
+        purpose: str | None = None,
+        wait: float | None = None,
     ) -> wire.SignatureResult:
         """Like sign_typed_data, with the signing key's address, key type and version."""
-        return self._call(calls.sign_typed_data_detailed(user_id, typed_data, purpose))
+        call = approval_calls.sign_typed_data_detailed(user_id, typed_data, purpose, wait)
+        return self._call(call)
 
     def verify_signature(
         self, user_id: str, message: bytes, signature: bytes, version: int | None = None
@@ -346,3 +387,33 @@ class WalletClient:
         """Like initiate_recovery, but return the new address and raise RitualError on failure."""
         result = self._call(calls.initiate_recovery_result(user_id, responses))
         return calls.recovered_address(result)
+
+    # ------------------------------------------------------------------ approvals
+
+    def list_pending(self) -> list[ApprovalInfo]:
+        """Signing requests waiting for a person: all of them for approvers (admins and
+        members of approver_group), else the caller's own."""
+        return self._call(approval_calls.list_pending())
+
+    def approve(self, approval_id: str, lease: LeaseSpec | None = None) -> ApproveResult:
+        """Approve a held signature (never one your own uid asked for), optionally granting
+        a lease: ``LeaseSpec(scope="process", ttl_s=600, max_uses=20)``."""
+        return self._call(approval_calls.approve(approval_id, lease))
+
+    def deny(self, approval_id: str, reason: str | None = None) -> DeniedResult:
+        return self._call(approval_calls.deny(approval_id, reason))
+
+    def await_approval(self, approval_id: str, timeout_s: float = 30.0) -> bytes:
+        """The signature once approved; ApprovalDeniedError, or ApprovalTimeoutError when it
+        is not decided within ``timeout_s`` (``approval_id`` on the error when it still
+        waits) or has expired."""
+        return self._call(approval_calls.await_approval(approval_id, timeout_s))
+
+    def cancel_approval(self, approval_id: str) -> CancelledResult:
+        return self._call(approval_calls.cancel_approval(approval_id))
+
+    def list_leases(self) -> list[LeaseInfo]:
+        return self._call(approval_calls.list_leases())
+
+    def revoke_lease(self, lease_id: str) -> RevokedResult:
+        return self._call(approval_calls.revoke_lease(lease_id))

@@ -34,6 +34,7 @@ class Call(Generic[T]):
     request: wire.Request
     result_type: type[Any]
     convert: Callable[[Any], T]
+    wait_s: float = 0.0  # a call that waits on purpose (an approval) gets this much longer
 
 
 def _call(request: wire.Request, result_type: type[R], convert: Callable[[R], T]) -> Call[T]:

@@ -14,7 +14,9 @@
     ├── PolicyDeniedError            policy_denied: a signing-policy rule refused the signature
     ├── SigningPausedError           paused: signing is paused by an admin (the kill switch)
     ├── ProtocolError                bad_request, unknown_op, frame_too_large, undecodable reply
-    └── DaemonUnavailableError       socket missing/refused, timeout, unavailable, connection lost
+    ├── DaemonUnavailableError       socket missing/refused, timeout, unavailable, connection lost
+    ├── ApprovalDeniedError          approval_denied: a held signature was denied or cancelled
+    └── ApprovalTimeoutError         approval_timeout: a held signature was not decided in time
 
 Wire errors are data; :func:`error_from_wire` turns them into these classes at the boundary.
 
@@ -34,6 +36,8 @@ from typing import Any, ClassVar
 from walletd_wire import ErrorCode
 
 __all__ = [
+    "ApprovalDeniedError",
+    "ApprovalTimeoutError",
     "BackupIntegrityError",
     "DaemonUnavailableError",
     "InvalidArgumentError",
@@ -195,6 +199,23 @@ class QuotaExceededError(PermissionDeniedError):
     code = ErrorCode.QUOTA_EXCEEDED
 
 
+class ApprovalDeniedError(WalletError):
+    """A signature held for approval was denied by an approver (or cancelled)."""
+
+    code = ErrorCode.APPROVAL_DENIED
+
+
+class ApprovalTimeoutError(WalletError):
+    """A signature held for approval was not decided in time.
+
+    ``approval_id`` and ``expires_at`` are set when the approval is still pending (the wait
+    ran out first): ``await_approval(approval_id)`` may still get the signature."""
+
+    code = ErrorCode.APPROVAL_TIMEOUT
+    approval_id: str | None = None
+    expires_at: float | None = None
+
+
 _BY_CODE: dict[str, type[WalletError]] = {
     ErrorCode.BAD_REQUEST: ProtocolError,
     ErrorCode.UNKNOWN_OP: ProtocolError,
@@ -211,6 +232,8 @@ _BY_CODE: dict[str, type[WalletError]] = {
     ErrorCode.POLICY_DENIED: PolicyDeniedError,
     ErrorCode.PAUSED: SigningPausedError,
     ErrorCode.QUOTA_EXCEEDED: QuotaExceededError,
+    ErrorCode.APPROVAL_DENIED: ApprovalDeniedError,
+    ErrorCode.APPROVAL_TIMEOUT: ApprovalTimeoutError,
 }
 
 

@@ -24,7 +24,7 @@ import msgspec
 
 import walletd_wire as wire
 
-from . import __version__, cli_keys, cli_policy, cli_records, cli_ritual
+from . import __version__, cli_approvals, cli_keys, cli_policy, cli_records, cli_ritual
 from .calls import DEFAULT_SOCKET, DEFAULT_TIMEOUT
 from .cli_io import (
     Output,
@@ -392,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_ritual.add_commands(command, user)
     cli_keys.add_commands(command, user, sub)
     cli_policy.add_commands(command, user, sub)
+    cli_approvals.add_commands(command, user)
     return parser
 
 

@@ -16,7 +16,15 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-__all__ = ["Config", "ConfigError", "QuotaConfig", "SigningConfig", "load_config", "parse_mode"]
+__all__ = [
+    "ApprovalsConfig",
+    "Config",
+    "ConfigError",
+    "QuotaConfig",
+    "SigningConfig",
+    "load_config",
+    "parse_mode",
+]
 
 PositiveFloat = Annotated[float, Meta(gt=0)]
 PositiveInt = Annotated[int, Meta(ge=1)]
@@ -37,6 +45,7 @@ RESTART_ONLY = frozenset(
         "scrypt_r",
         "scrypt_p",
         "recovery_concurrency",
+        "approvals",
     }
 )
 
@@ -77,6 +86,35 @@ class QuotaConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     wallets_per_uid: Annotated[int, Meta(ge=1)] = 1000
     backups_per_wallet: Annotated[int, Meta(ge=1)] = 1000
     backup_bytes_per_wallet: Annotated[int, Meta(ge=64 << 10)] = 8 << 20
+
+
+class ApprovalsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The ``[approvals]`` table: human approval of ``review`` signatures (issue 16).
+
+    ``approver_group`` names the group whose members (besides admins) may approve or deny;
+    nobody may decide a request their own uid made. Pending approvals expire after
+    ``pending_ttl_s``; a signing request may wait for its decision at most ``max_wait_s``;
+    the caps bound the queue per requesting uid and in total. Leases are bounded in time
+    (``lease_max_ttl_s``) and uses (``lease_max_uses``); the defaults apply when an approver
+    gives none. Summaries shown to approvers are at most ``summary_max_bytes``. All of it is
+    read at startup: pending approvals and leases live in memory and end at a restart.
+    """
+
+    approver_group: str | None = None
+    pending_ttl_s: Annotated[float, Meta(gt=0, le=86_400)] = 300.0
+    max_wait_s: Annotated[float, Meta(ge=0, le=3600)] = 300.0
+    max_pending_per_uid: Annotated[int, Meta(ge=1, le=10_000)] = 8
+    max_pending: Annotated[int, Meta(ge=1, le=100_000)] = 64
+    lease_default_ttl_s: Annotated[float, Meta(gt=0, le=7 * 86_400)] = 600.0
+    lease_max_ttl_s: Annotated[float, Meta(gt=0, le=7 * 86_400)] = 3600.0
+    lease_default_uses: Annotated[int, Meta(ge=1, le=10**6)] = 100
+    lease_max_uses: Annotated[int, Meta(ge=1, le=10**6)] = 1000
+    max_leases: Annotated[int, Meta(ge=1, le=100_000)] = 256
+    summary_max_bytes: Annotated[int, Meta(ge=512, le=65_536)] = 4096
+
+    def __post_init__(self) -> None:
+        if self.max_pending_per_uid > self.max_pending:
+            raise ValueError("[approvals] max_pending_per_uid must not exceed max_pending")
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -128,6 +166,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     signing: SigningConfig = msgspec.field(default_factory=SigningConfig)
     # Quotas: the [quotas] table (QuotaConfig).
     quotas: QuotaConfig = msgspec.field(default_factory=QuotaConfig)
+    # Human approval: the [approvals] table (ApprovalsConfig).
+    approvals: ApprovalsConfig = msgspec.field(default_factory=ApprovalsConfig)
 
     def __post_init__(self) -> None:
         self.socket_mode = parse_mode(self.socket_mode)

@@ -17,7 +17,9 @@
     │   ├── StorageFailure      storage_error     the change was not made durable
     │   ├── PolicyDenied        policy_denied     a signing-policy rule refused the signature
     │   ├── SigningPaused       paused            signing is paused (the kill switch)
-    │   └── QuotaExceeded       quota_exceeded    a [quotas] limit of a non-admin uid
+    │   ├── QuotaExceeded       quota_exceeded    a [quotas] limit of a non-admin uid
+    │   ├── ApprovalDenied      approval_denied   a held signature was denied or cancelled
+    │   └── ApprovalTimeout     approval_timeout  a held signature expired undecided
     └── StartupError            walletd cannot start; nothing was changed
 
 ``frame_too_large`` is answered by the connection itself (the stream is lost), and
@@ -36,6 +38,8 @@ from walletd_wire import ErrorCode
 
 __all__ = [
     "AlreadyExists",
+    "ApprovalDenied",
+    "ApprovalTimeout",
     "BadRequest",
     "Forbidden",
     "IntegrityFailure",
@@ -132,6 +136,14 @@ class SigningPaused(_Coded):
 
 class QuotaExceeded(_Coded):
     code_of_class = ErrorCode.QUOTA_EXCEEDED
+
+
+class ApprovalDenied(_Coded):
+    code_of_class = ErrorCode.APPROVAL_DENIED
+
+
+class ApprovalTimeout(_Coded):
+    code_of_class = ErrorCode.APPROVAL_TIMEOUT
 
 
 # Short spellings for the three refusals most operations raise.

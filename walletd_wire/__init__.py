@@ -14,6 +14,9 @@ to httpcore. docs/PROTOCOL.md is the prose version; keep the two in agreement.
 # schemes.py      key types and what "a valid signature" means for each; offline verification
 # ethereum.py     keccak-256, EIP-191 digests, EIP-55 addresses
 # eip712.py       EIP-712 typed data: validation, bounds, hashing (types in eip712_types.py)
+# approvals.py    human approval: the pending result, approval and lease results
+#                 (their requests in approval_requests.py; every request subclasses
+#                 request_base.Request)
 #
 # The last four are imported on their own (``from walletd_wire import schemes``): they need
 # the crypto libraries, which the framing and message types do not.
@@ -24,6 +27,8 @@ Most code uses the package namespace: ``import walletd_wire as wire`` then ``wir
 
 from __future__ import annotations
 
+from .approvals import *  # noqa: F403
+from .approvals import __all__ as _approvals_all
 from .envelope import *  # noqa: F403
 from .envelope import __all__ as _envelope_all
 from .error_codes import ErrorCode
@@ -51,4 +56,5 @@ __all__ = [
     *_envelope_all,
     *_requests_all,
     *_results_all,
+    *_approvals_all,
 ]

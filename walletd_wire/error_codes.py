@@ -34,3 +34,6 @@ class ErrorCode(enum.StrEnum):
     # A quota of the [quotas] table: not transient (retrying does not help) and not about who
     # the caller is (so not forbidden); the message names the quota and its value.
     QUOTA_EXCEEDED = "quota_exceeded"
+    # Human approval (issue 16): how a held signature ended when it was not approved.
+    APPROVAL_DENIED = "approval_denied"  # an approver denied it, or its requester cancelled it
+    APPROVAL_TIMEOUT = "approval_timeout"  # nobody decided before it expired

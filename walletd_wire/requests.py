@@ -13,7 +13,19 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 
 from msgspec import Meta, Struct
 
+from .approval_requests import (
+    ApprovalId,
+    Approve,
+    AwaitApproval,
+    CancelApproval,
+    Deny,
+    LeaseId,
+    ListLeases,
+    ListPending,
+    RevokeLease,
+)
 from .bounded import bounded_map
+from .request_base import Int63, Request, RequestId
 
 __all__ = [
     "LIST_LIMITS",
@@ -27,14 +39,19 @@ __all__ = [
     "OPS",
     "REQUEST_TYPES",
     "AnyRequest",
+    "ApprovalId",
+    "Approve",
     "AuditHead",
     "AuditLog",
     "AuditVerify",
+    "AwaitApproval",
     "BackupWallet",
+    "CancelApproval",
     "CreateBackup",
     "CreateWallet",
     "DeleteBackup",
     "DeleteWallet",
+    "Deny",
     "ExplainSigning",
     "GetPolicy",
     "GetPrompts",
@@ -48,7 +65,10 @@ __all__ = [
     "InitiateRecovery",
     "Int63",
     "IsLocked",
+    "LeaseId",
     "ListBackups",
+    "ListLeases",
+    "ListPending",
     "ListWallets",
     "NeedsRotation",
     "PauseSigning",
@@ -57,6 +77,7 @@ __all__ = [
     "RequestId",
     "ResetAttempts",
     "ResumeSigning",
+    "RevokeLease",
     "RitualStep",
     "RotateKeys",
     "RotationHistory",
@@ -107,16 +128,6 @@ MAX_PURPOSE_CHARS: Final = 4096
 
 Purpose = Annotated[str, Meta(max_length=MAX_PURPOSE_CHARS)]
 
-# msgspec bounds must fit an int64, so ids are 0 .. 2**63-1 (documented in PROTOCOL.md).
-Int63 = Annotated[int, Meta(ge=0, le=2**63 - 1)]
-RequestId = Int63
-
-
-# gc=False: decoded requests and the hot path's responses hold only plain values, so they
-# cannot be part of a reference cycle; not tracking them saves work on every request.
-class Request(Struct, tag_field="op", kw_only=True, forbid_unknown_fields=True, gc=False):
-    id: RequestId
-
 
 class Hello(Request, tag="hello"):
     pass
@@ -154,6 +165,9 @@ class SignMessage(Request, tag="sign_message", omit_defaults=True):
     message: bytes
     # Why the caller signs, in its own words; recorded in the audit log with the signature.
     purpose: Purpose | None = None
+    # A signature held for human approval: wait this long for the decision (0/nil: answer
+    # the pending result at once). Bounded by the daemon's [approvals] max_wait_s.
+    wait_s: Annotated[float, Meta(ge=0, le=3600)] | None = None
 
 
 class VerifySignature(Request, tag="verify_signature"):
@@ -175,6 +189,7 @@ class SignTypedData(Request, tag="sign_typed_data", omit_defaults=True):
     user_id: str
     typed_data: Annotated[dict[str, Any], Meta(max_length=MAX_TYPED_DATA_KEYS)]
     purpose: Purpose | None = None  # as in SignMessage
+    wait_s: Annotated[float, Meta(ge=0, le=3600)] | None = None  # as in SignMessage
 
 
 class VerifyItem(Struct, forbid_unknown_fields=True):
@@ -396,6 +411,13 @@ AnyRequest = (
     | PauseSigning
     | ResumeSigning
     | AuditHead
+    | ListPending
+    | Approve
+    | Deny
+    | AwaitApproval
+    | CancelApproval
+    | ListLeases
+    | RevokeLease
 )
 
 REQUEST_TYPES: Final[tuple[type[Request], ...]] = AnyRequest.__args__

@@ -84,6 +84,16 @@ def field_values(targets: list[str]) -> dict[str, st.SearchStrategy[Any]]:
         "for_op": st.none() | st.sampled_from(["sign_message", "sign_batch"]) | st.text(max_size=8),
         "scope": st.sampled_from(["all", "uid", "wallet"]) | st.text(max_size=8),
         "uid": st.none() | st.integers(-2, 2**64 - 1),
+        # Human approval (issue 16): ids that name nothing, lease terms, bounded waits.
+        "wait_s": st.none() | st.floats(-1, 0.05),
+        "approval_id": st.text(max_size=70),
+        "lease_id": st.text(max_size=70),
+        "timeout_s": st.floats(-1, 0.05),
+        "lease": st.none()
+        | st.fixed_dictionaries(
+            {"scope": st.sampled_from(["once", "process", "uid", "wallet"]) | st.text(max_size=8)},
+            optional={"ttl_s": st.floats(-1, 10**6), "max_uses": st.integers(-2, 2**64 - 1)},
+        ),
     }
 
 

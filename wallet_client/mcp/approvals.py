@@ -84,9 +84,7 @@ async def await_decision(
         raise ToolFailure(UNSUPPORTED, "this walletd has no approvals yet")
     try:
         async with AsyncWalletClient(client.socket_path, timeout=timeout_s + 10) as waiter:
-            signature = await waiter.await_approval(  # type: ignore[attr-defined]
-                approval_id, timeout_s
-            )
+            signature = await waiter.await_approval(approval_id, timeout_s)
     except WalletError as exc:
         if exc.code in _STILL_PENDING:
             return None

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import walletd_wire as wire
 from wallet_client.aio import AsyncWalletClient
+from wallet_client.approval_calls import PendingApproval
 from wallet_client.calls import Call
 from wallet_client.errors import WalletError
 from wallet_client.verify import verify
@@ -120,16 +121,22 @@ class WalletTools:
     async def tool_sign_message(self, args: Args) -> dict[str, Any]:
         user_id = self._user(args)
         message = _decode(args["message"], args.get("encoding", "utf8"))
-        signed = await self.client.sign_message_detailed(
-            user_id, message, purpose=str(args["purpose"])
-        )
+        try:
+            signed = await self.client.sign_message_detailed(
+                user_id, message, purpose=str(args["purpose"])
+            )
+        except PendingApproval as held:  # the signing calls raise a held signature
+            return self._signed(user_id, held)
         return self._signed(user_id, signed)
 
     async def tool_sign_typed_data(self, args: Args) -> dict[str, Any]:
         user_id = self._user(args)
-        signed = await self.client.sign_typed_data_detailed(
-            user_id, args["typed_data"], purpose=str(args["purpose"])
-        )
+        try:
+            signed = await self.client.sign_typed_data_detailed(
+                user_id, args["typed_data"], purpose=str(args["purpose"])
+            )
+        except PendingApproval as held:
+            return self._signed(user_id, held)
         return self._signed(user_id, signed)
 
     def _signed(self, user_id: str, signed: object) -> dict[str, Any]:

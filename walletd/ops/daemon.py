@@ -18,6 +18,8 @@ from walletd.errors import StartupError
 from walletd.model.audit_chain import AuditChain
 from walletd.model.ritual import check_scrypt_params
 from walletd.model.wallets import WalletBook
+from walletd.ops.approval_ops import ApprovalOps, settings_of
+from walletd.ops.approvals import ApprovalDesk
 from walletd.ops.audit import AuditQueries
 from walletd.ops.backups import Backups, DirectoryVault, MemoryVault, Vault
 from walletd.ops.context import Context, default_policy
@@ -27,6 +29,7 @@ from walletd.ops.policy import PolicyOps
 from walletd.ops.policy_gate import PolicyGate
 from walletd.ops.policy_state import PolicyState
 from walletd.ops.recovery import Recovery
+from walletd.ops.review import Review
 from walletd.ops.rotation import Rotation
 from walletd.ops.signing import Signing
 from walletd.ops.wallets import WalletOps
@@ -48,6 +51,7 @@ class Daemon:
     store: Store
     master_key: MasterKey
     policy_gate: PolicyGate
+    approvals: ApprovalDesk
 
 
 def build_daemon(config: Config, *, clock: Callable[[], float] = time.time) -> Daemon:
@@ -92,6 +96,10 @@ def _assemble(
     backups.prime()  # the backup index (issue 12): one read of the directory, before serving
     rotation = Rotation(ctx)
     signing = Signing(ctx, rotation)
+    desk = ApprovalDesk(ctx, settings_of(config), wall=clock)
+    signing.review = Review(ctx, desk)
+    signing.gate.holds_reviews = True
+    ctx.policy.pause_hooks.append(desk.on_pause)
     dispatcher = Dispatcher(
         OpFamilies(
             wallets=WalletOps(ctx),
@@ -102,6 +110,7 @@ def _assemble(
             audit=AuditQueries(ctx, state.subkeys[AUDIT_KEY]),
             keys=KeyOps(ctx, signing, rotation),
             policy=PolicyOps(ctx),
+            approvals=ApprovalOps(desk),
         )
     )
     log.info(
@@ -121,7 +130,7 @@ def _assemble(
             detail="the master key sits beside the data it protects; provide it via "
             "systemd credentials or master_key_file for production",
         )
-    return Daemon(ctx, dispatcher, rotation, store, master, signing.gate)
+    return Daemon(ctx, dispatcher, rotation, store, master, signing.gate, desk)
 
 
 def _load_policy(config: Config, store: Store, book: WalletBook) -> PolicyState:

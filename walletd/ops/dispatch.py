@@ -19,6 +19,7 @@ import structlog
 import walletd_wire as wire
 from walletd.errors import RequestError
 from walletd.model.peer import Peer
+from walletd.ops.approval_ops import ApprovalOps
 from walletd.ops.audit import AuditQueries
 from walletd.ops.backups import Backups
 from walletd.ops.keys import KeyOps
@@ -51,6 +52,7 @@ class OpFamilies:
     audit: AuditQueries
     keys: KeyOps
     policy: PolicyOps
+    approvals: ApprovalOps
 
 
 def op_table(f: OpFamilies) -> dict[type[wire.Request], Handler]:
@@ -96,6 +98,13 @@ def op_table(f: OpFamilies) -> dict[type[wire.Request], Handler]:
         wire.ExplainSigning: f.policy.explain_signing,
         wire.PauseSigning: f.policy.pause_signing,
         wire.ResumeSigning: f.policy.resume_signing,
+        wire.ListPending: f.approvals.list_pending,
+        wire.Approve: f.approvals.approve,
+        wire.Deny: f.approvals.deny,
+        wire.AwaitApproval: f.approvals.await_approval,
+        wire.CancelApproval: f.approvals.cancel_approval,
+        wire.ListLeases: f.approvals.list_leases,
+        wire.RevokeLease: f.approvals.revoke_lease,
     }
 
 

@@ -19,6 +19,7 @@ import msgspec
 
 import walletd_wire as wire
 from walletd.errors import RequestError, invalid, not_found
+from walletd.model.approval_summary import summarize_typed
 from walletd.model.key_material import KeyType
 from walletd.model.keys import Secp256k1Signer
 from walletd.model.peer import Peer
@@ -28,6 +29,7 @@ from walletd.model.wallets import Wallet
 from walletd.ops.context import Context
 from walletd.ops.ownership import Claim
 from walletd.ops.policy_facts import typed_facts
+from walletd.ops.policy_gate import ReviewNeeded
 from walletd.ops.purpose import check_purpose
 from walletd.ops.rotation import Rotation
 from walletd.ops.signing import Signing, _check_batch
@@ -105,7 +107,7 @@ class KeyOps:
         except TypedDataError as exc:
             raise invalid(f"invalid EIP-712 typed data: {exc}") from None
         if req.user_id in self.signing.policy.watched:
-            return self._sign_typed_with_policy(peer, wallet, typed)
+            return self._sign_typed_with_policy(peer, wallet, typed, req.wait_s)
         return self._sign_typed_now(peer, wallet, typed)
 
     def _sign_typed_now(
@@ -119,18 +121,61 @@ class KeyOps:
         return wire.SignatureResult(signature, wallet.address, wallet.key_type, wallet.version)
 
     def _sign_typed_with_policy(
-        self, peer: Peer, wallet: Wallet, typed: TypedData
+        self, peer: Peer, wallet: Wallet, typed: TypedData, wait_s: float | None = None
     ) -> wire.SignatureResult | Awaitable[wire.SignatureResult]:
         request = SigningRequest("sign_typed_data", wallet.key_type, None, typed_facts(typed))
-        pending = self.signing.gate.admit(peer, wallet, request)
+        try:
+            pending = self.signing.gate.admit(peer, wallet, request)
+        except ReviewNeeded as held:
+            return self._review_typed(peer, wallet, held, request, typed, wait_s)
         if pending is None:
             return self._sign_typed_now(peer, wallet, typed)
-        return self._sign_typed_after(pending, Claim.of(peer, wallet), typed)
+        return self._sign_typed_after(pending, Claim.of(peer, wallet), typed, request, wait_s)
+
+    def _review_typed(
+        self,
+        peer: Peer,
+        wallet: Wallet,
+        held: ReviewNeeded,
+        request: SigningRequest,
+        typed: TypedData,
+        wait_s: float | None,
+    ) -> Awaitable[wire.SignatureResult]:
+        """A pending approval, as in Signing._review, with the decoded document's summary."""
+        review = self.signing.review
+        assert review is not None
+        summary = summarize_typed(
+            primary_type=typed.primary_type,
+            domain=typed.domain,
+            message=typed.message,
+            digest=typed.digest(),
+            max_bytes=self.signing.summary_max_bytes,
+        )
+        held_result = review.handle(
+            peer,
+            wallet,
+            held,
+            request=request,
+            summary=summary,
+            sign=lambda p, w: self._sign_typed_now(p, w, typed),
+            wait_s=wait_s,
+        )
+        return held_result  # type: ignore[return-value]  # a pending result, see Signing._review
 
     async def _sign_typed_after(
-        self, pending: Awaitable[None], claim: Claim, typed: TypedData
+        self,
+        pending: Awaitable[None],
+        claim: Claim,
+        typed: TypedData,
+        request: SigningRequest | None = None,
+        wait_s: float | None = None,
     ) -> wire.SignatureResult:
-        await pending
+        try:
+            await pending
+        except ReviewNeeded as held:
+            assert request is not None
+            wallet = claim.recheck(self.book)
+            return await self._review_typed(claim.peer, wallet, held, request, typed, wait_s)
         peer, wallet = claim.peer, claim.recheck(self.book)
         result = self._sign_typed_now(peer, wallet, typed)
         return result if isinstance(result, wire.SignatureResult) else await result

@@ -237,6 +237,8 @@ class PolicyOps:
                 await ctx.commit([statement], entry)
                 if pause:
                     state.pauses[key] = (now, peer.uid)
+                    for hook in state.pause_hooks:
+                        hook(scope[1], scope[2])
                 else:
                     del state.pauses[key]
                 state.refresh_watched()

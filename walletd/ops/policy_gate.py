@@ -16,8 +16,11 @@ something must be committed first:
 
 A use is charged when the gate admits a signature, just before the signature is made; a
 signature that then fails (a rotation that could not be stored) still counts: the window
-errs strict, never lenient. A ``review`` verdict is refused with ``policy_denied`` until
-human approvals exist (issue 16).
+errs strict, never lenient. A ``review`` verdict raises :class:`ReviewNeeded` once the daemon
+holds reviews (``holds_reviews``; see :mod:`walletd.ops.review`), which the single sign paths
+turn into a pending approval; a batch item sent to review is refused with ``policy_denied``
+(one held request per signature: sign that item on its own). Without it, ``review`` is
+refused with ``policy_denied``.
 """
 
 from __future__ import annotations
@@ -47,6 +50,14 @@ log = structlog.get_logger("walletd")
 MAX_UIDS_IN_RECORD = 16
 
 
+class ReviewNeeded(Exception):
+    """The policy sends this signature to a person (not an error: the sign path holds it)."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__("review")
+        self.decision = decision
+
+
 def denial_message(decision: Decision) -> str:
     """Names the rule and layer, never what was to be signed."""
     rule = decision.rule_id
@@ -54,7 +65,7 @@ def denial_message(decision: Decision) -> str:
     if decision.action is Action.REVIEW:
         return (
             f"{which} of the {decision.layer} layer sends this signature to human review, "
-            "which this walletd does not support yet; it is refused"
+            "which a batch cannot wait for; sign it on its own"
         )
     reason = f" ({decision.reason})" if decision.reason else ""
     return f"signing refused by {which} of the {decision.layer} layer{reason}"
@@ -72,6 +83,7 @@ class PolicyGate:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.holds_reviews = False  # set by the daemon once its approval desk exists
 
     @property
     def state(self) -> PolicyState:
@@ -97,6 +109,8 @@ class PolicyGate:
             except ReservationNeeded:
                 return self._admit_slow(peer, wallet, request)
             return None
+        if decision.action is Action.REVIEW and self.holds_reviews and request.op != "sign_batch":
+            raise ReviewNeeded(decision)
         if self._count_denial(peer, wallet, decision, now):
             raise PolicyDenied(denial_message(decision))
         return self._first_denial(peer, wallet, decision)
@@ -122,6 +136,12 @@ class PolicyGate:
                 decision = evaluate(
                     policy.admin, policy.owner, state.default, request, now, policy.windows
                 )
+                if (
+                    decision.action is Action.REVIEW
+                    and self.holds_reviews
+                    and request.op != "sign_batch"
+                ):
+                    raise ReviewNeeded(decision)
                 if decision.action is not Action.ALLOW:
                     if not self._count_denial(peer, wallet, decision, now):
                         await ctx.commit([], self._denial_entry(peer, wallet, decision))

@@ -15,7 +15,7 @@ daemon with no pauses therefore signs exactly as it did before policies existed.
 from __future__ import annotations
 
 import json
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +111,9 @@ class PolicyState:
         # (user_id, layer, rule_id) -> the aggregate of this minute's later denials.
         self.denials: dict[tuple[str, str, str], DenialBucket] = {}
         self.watched: Container[str] = set()
+        # Called with (uid, user_id) of each new pause (both None: everything); human
+        # approval ends the leases a pause covers (walletd.ops.approvals).
+        self.pause_hooks: list[Callable[[int | None, str | None], None]] = []
 
     # ------------------------------------------------------------------ lookups
 

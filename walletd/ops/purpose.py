@@ -61,6 +61,8 @@ class PurposeLog:
     ) -> wire.SignatureResult:
         """``signed`` (made already, or being made) once its audit record is durable."""
         result = signed if isinstance(signed, wire.SignatureResult) else await signed
+        if not isinstance(result, wire.SignatureResult):
+            return result  # held for approval (a pending result): nothing was signed yet
         detail: dict[str, object] = {"purpose": purpose, "version": result.version}
         if size is not None:  # a message's length; typed data is recorded by its purpose only
             detail["message_bytes"] = size

@@ -17,19 +17,24 @@ batch is decided item by item: refused items carry their error, the others are s
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
 
 import walletd_wire as wire
 from walletd.errors import RequestError, invalid
+from walletd.model.approval_summary import summarize_message
 from walletd.model.peer import Peer
 from walletd.model.policy_request import SigningRequest
 from walletd.model.wallets import Wallet
 from walletd.ops.context import Context
 from walletd.ops.ownership import Claim
-from walletd.ops.policy_gate import PolicyGate
+from walletd.ops.policy_gate import PolicyGate, ReviewNeeded
 from walletd.ops.purpose import PurposeLog, check_purpose
 from walletd.ops.rotation import Rotation
+
+if TYPE_CHECKING:
+    from walletd.ops.review import Review
 
 
 class Signing:
@@ -40,6 +45,8 @@ class Signing:
         self.purposes = PurposeLog(ctx)
         self.policy = ctx.policy
         self.gate = PolicyGate(ctx)
+        self.review: Review | None = None  # human approval (walletd.ops.review), set by the daemon
+        self.summary_max_bytes = ctx.config.approvals.summary_max_bytes
 
     def sign_message(
         self, peer: Peer, req: wire.SignMessage
@@ -48,7 +55,7 @@ class Signing:
             return self._sign_with_purpose(peer, req, req.purpose)
         wallet = self.ctx.wallet_for(peer, req.user_id)
         if req.user_id in self.policy.watched:
-            return self._sign_with_policy(peer, wallet, req.message)
+            return self._sign_with_policy(peer, wallet, req.message, req.wait_s)
         count = wallet.signature_count
         if count >= wallet.quiet_end:
             return self._sign_guarded(Claim.of(peer, wallet), req.message)
@@ -128,14 +135,40 @@ class Signing:
     # ------------------------------------------------------------------ under a policy
 
     def _sign_with_policy(
-        self, peer: Peer, wallet: Wallet, message: bytes
+        self, peer: Peer, wallet: Wallet, message: bytes, wait_s: float | None = None
     ) -> wire.SignatureResult | Awaitable[wire.SignatureResult]:
-        pending = self.gate.admit(
-            peer, wallet, SigningRequest("sign_message", wallet.key_type, message)
-        )
+        request = SigningRequest("sign_message", wallet.key_type, message)
+        try:
+            pending = self.gate.admit(peer, wallet, request)
+        except ReviewNeeded as held:
+            return self._review(peer, wallet, held, request, wait_s)
         if pending is None:
             return self._sign_now(peer, wallet, message)
-        return self._sign_after(pending, Claim.of(peer, wallet), message)
+        return self._sign_after(pending, Claim.of(peer, wallet), message, wait_s)
+
+    def _review(
+        self,
+        peer: Peer,
+        wallet: Wallet,
+        held: ReviewNeeded,
+        request: SigningRequest,
+        wait_s: float | None,
+    ) -> Awaitable[wire.SignatureResult]:
+        """A pending approval (issue 16). Its ``pending`` result travels where a signature
+        result would: the wire's result is typed by what the client expects."""
+        assert self.review is not None
+        assert request.message is not None
+        summary = summarize_message(request.message, max_bytes=self.summary_max_bytes)
+        held_result = self.review.handle(
+            peer,
+            wallet,
+            held,
+            request=request,
+            summary=summary,
+            sign=lambda p, w: self._sign_now(p, w, request.message or b""),
+            wait_s=wait_s,
+        )
+        return held_result  # type: ignore[return-value]
 
     def _sign_now(
         self, peer: Peer, wallet: Wallet, message: bytes
@@ -151,9 +184,14 @@ class Signing:
         )
 
     async def _sign_after(
-        self, pending: Awaitable[None], claim: Claim, message: bytes
+        self, pending: Awaitable[None], claim: Claim, message: bytes, wait_s: float | None = None
     ) -> wire.SignatureResult:
-        await pending
+        try:
+            await pending
+        except ReviewNeeded as held:
+            wallet = claim.recheck(self.book)
+            request = SigningRequest("sign_message", wallet.key_type, message)
+            return await self._review(claim.peer, wallet, held, request, wait_s)
         peer, wallet = claim.peer, claim.recheck(self.book)
         result = self._sign_now(peer, wallet, message)
         return result if isinstance(result, wire.SignatureResult) else await result

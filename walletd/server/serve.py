@@ -134,6 +134,7 @@ class Server:
 
     async def _drain(self) -> None:
         self.shutting_down = True
+        self.daemon.approvals.close()  # waiting connections answer at once
         for conn in list(self.connections.values()):
             if conn.state in (State.IDLE, State.READING):
                 conn.scope.cancel()
@@ -261,6 +262,7 @@ class Server:
                 nursery.start_soon(self._flusher)
                 nursery.start_soon(self.daemon.rotation.age_check_loop)
                 nursery.start_soon(self.daemon.policy_gate.flush_loop)
+                nursery.start_soon(self.daemon.approvals.run)
                 if self.notifier.enabled:
                     nursery.start_soon(self._notify_loop, watchdog_interval())
                 task_status.started()
