@@ -198,13 +198,18 @@ async def test_one_waiter_does_not_hold_up_another(
         await desk.wait(AGENT, approval_id, 100)
         done[approval_id] = trio.current_time()
 
+    # Time moves by hand, not by autojump: deciding commits in a worker thread, and an
+    # autojump clock would jump to the waiters' deadlines while the loop waits on it.
     start = trio.current_time()
-    with autojump(mock_clock):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(wait_for, slow)
-            nursery.start_soon(wait_for, fast)
-            await trio.sleep(1)
-            await desk.decide(APPROVER, fast, approve=True)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait_for, slow)
+        nursery.start_soon(wait_for, fast)
+        await wait_all_tasks_blocked()
+        mock_clock.jump(1)
+        await desk.decide(APPROVER, fast, approve=True)
+        await wait_all_tasks_blocked()
+        assert fast in done and slow not in done
+        mock_clock.jump(99)
     assert done[fast] - start == pytest.approx(1)
     assert done[slow] - start == pytest.approx(100)  # its own timeout: still pending
     assert desk.pending.get(slow).state is State.PENDING

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import trio
 
-from wallet_client import AsyncWalletClient
+from wallet_client import AsyncWalletClient, verify
 from walletd.server.serve import Server
 
 from .adversarial.test_security_edges import Secrets
@@ -198,3 +198,60 @@ async def test_server_as_a_uid_that_owns_no_wallet(
         mine = await child.call("wallet_list", {})
         assert [w["user_id"] for w in mine["structuredContent"]["wallets"]] == ["nobodys"]
     assert server.ctx.book.wallets["nobodys"].owner_uid == NOBODY.pw_uid
+
+
+@pytest.mark.root
+async def test_a_pending_approval_approved_by_another_uid_while_the_model_waits(
+    start_server: StartServer, make_config: MakeConfig, open_tmp: Path, tmp_path: Path
+) -> None:
+    """The MCP server runs as nobody; root's admin layer sends its wallet's signatures to
+    review. The model is told the signature is pending (a result, not an error), waits for
+    it, and root (another uid, an admin) approves while it waits: the wait returns the
+    signature, which verifies offline."""
+    config = make_config(socket=str(open_tmp / "walletd.sock"), socket_mode=0o666, ephemeral=True)
+    await start_server(config)
+    argv = [
+        sys.executable,
+        str(RUN_AS),
+        str(NOBODY.pw_uid),
+        str(NOBODY.pw_gid),
+        "tests.mcp_children:serve",
+        "--socket",
+        config.socket,
+    ]
+    async with (
+        AsyncWalletClient(config.socket, timeout=30) as root,
+        mcp_child(argv, tmp_path) as child,
+    ):
+        await child.initialize()
+        made = await child.call("wallet_create", {"user_id": "held"})
+        address = made["structuredContent"]["address"]
+        review = [{"id": "ask", "action": "review", "reason": "a person looks first"}]
+        await root.set_signing_policy("held", "admin", review, 0)
+        asked = await child.call(
+            "wallet_sign_message", {"user_id": "held", "message": "pay 5", "purpose": "test"}
+        )
+        assert asked["isError"] is False  # pending is a normal result
+        pending = asked["structuredContent"]
+        assert pending["status"] == "pending_approval"
+        approval_id = pending["approval_id"]
+        assert approval_id in pending["how_to_approve"]
+        waited: dict[str, Any] = {}
+
+        async def model_waits() -> None:
+            waited.update(
+                await child.call(
+                    "wallet_wait_for_approval", {"approval_id": approval_id, "timeout_s": 20}
+                )
+            )
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(model_waits)
+            with trio.fail_after(20):
+                while approval_id not in [p.approval_id for p in await root.list_pending()]:
+                    await trio.sleep(0.01)  # polling the daemon's own state, not a readiness guess
+            await root.approve(approval_id)
+        content = waited["structuredContent"]
+        assert content["status"] == "signed"
+        signature = bytes.fromhex(content["signature"].removeprefix("0x"))
+        assert verify(address, b"pay 5", signature, key_type="ed25519")
