@@ -26,6 +26,7 @@ from walletd.ops.peek import peek_request
 from walletd.ops.recovery import Recovery
 from walletd.ops.rotation import Rotation
 from walletd.ops.signing import Signing
+from walletd.ops.typed_data_bound import check_typed_data_frame
 from walletd.ops.wallets import WalletOps
 from walletd_wire import ErrorCode
 
@@ -104,6 +105,8 @@ class Dispatcher:
 
     def decode(self, payload: bytes | memoryview) -> wire.Request | wire.ErrorResponse:
         """The typed request, or the error response that explains why there is none."""
+        if (early := _bounded_typed_data(payload)) is not None:
+            return early
         try:
             request: wire.Request = self._decoder.decode(payload)
         except Exception as exc:
@@ -173,6 +176,8 @@ class Dispatcher:
         The strict decode is tried once; a frame that fails it is explained from the
         exception and a bounded scan, never decoded a second time.
         """
+        if (early := _bounded_typed_data(payload)) is not None:
+            return early
         try:
             request: wire.Request = self._strict_decode(payload)
         except Exception as exc:
@@ -204,3 +209,12 @@ class Dispatcher:
         # redaction processor still runs); the client gets no detail.
         log.exception("internal_error", op=type(request).__struct_config__.tag, id=request.id)
         return wire.error(request.id, ErrorCode.INTERNAL, "internal error; see the walletd log")
+
+
+def _bounded_typed_data(payload: bytes | memoryview) -> wire.ErrorResponse | None:
+    """The refusal of a sign_typed_data frame too large to decode (walletd.ops.typed_data_bound),
+    checked before msgspec would build it; None for every other frame."""
+    refusal = check_typed_data_frame(payload)
+    if refusal is None:
+        return None
+    return wire.error(refusal.request_id, ErrorCode.BAD_REQUEST, refusal.message)

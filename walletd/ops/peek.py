@@ -102,8 +102,9 @@ class _Reader:
             return int(struct.unpack(_UINT[b], self._take(struct.calcsize(_UINT[b])))[0])
         return None
 
-    def skip(self, b: int) -> None:
-        """Skip the value that starts with marker ``b`` (already read), iteratively."""
+    def skip(self, b: int, max_depth: int = MAX_DEPTH) -> None:
+        """Skip the value that starts with marker ``b`` (already read), iteratively, going at
+        most ``max_depth`` containers deep."""
         pending = 1  # values still to skip at the current level, this one included
         stack: list[int] = []
         while True:
@@ -113,7 +114,7 @@ class _Reader:
             children = self._skip_one(b)
             pending -= 1
             if children:
-                if len(stack) >= MAX_DEPTH:
+                if len(stack) >= max_depth:
                     raise _Stop(too_deep=True)
                 stack.append(pending)
                 pending = children
