@@ -150,3 +150,15 @@ async def test_the_daemon_answers_a_bomb_with_its_id_and_keeps_serving(
         assert signed["id"] == 9 and signed["ok"] is True, signed
     finally:
         await conn.aclose()
+
+
+def test_a_bomb_of_many_small_containers_is_refused_within_the_budget() -> None:
+    # No one header announces too much: the walk itself runs out of its budget.
+    payload = frame({"message": [[{}] * 15] * 60_000})
+    assert len(payload) <= DEFAULT_MAX_FRAME_BYTES
+    refusal = check_typed_data_frame(payload)
+    assert refusal is not None and refusal.request_id == 7
+    seconds = best_of(lambda: check_typed_data_frame(payload))
+    figures.record(
+        "typed_data bomb (small containers)", cases=1, refuse_ms=round(seconds * 1000, 2)
+    )

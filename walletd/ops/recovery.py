@@ -87,7 +87,11 @@ class Recovery:
     async def register_ritual(self, peer: Peer, req: wire.RegisterRitual) -> wire.RitualInfoResult:
         steps = _check_steps(req.steps)
         claim = Claim.of(peer, self.ctx.wallet_for(peer, req.user_id))
-        stored = await self._hash(peer, hash_steps, steps, self.ctx.config)
+        # One scrypt job per step: a 16-step registration is 16 turns of the fair queue, not
+        # one 16-hash turn that another uid's single check would wait behind.
+        stored = []
+        for step in steps:
+            stored += await self._hash(peer, hash_steps, [step], self.ctx.config)
         ctx = self.ctx
         async with ctx.writer:
             # The same wallet, still this peer's: not one deleted and re-created, or
@@ -185,7 +189,12 @@ class Recovery:
             )
             ritual.attempts, ritual.locked_at = attempts, locked_at
         # 2. Check, outside the writer lock (scrypt is slow on purpose).
-        ok = await self._hash(peer, check_responses, ritual.steps, req.responses)
+        # One scrypt job per step, as at registration; every step is still hashed and compared
+        # whatever the others gave (a missing response against a dummy, as check_responses does).
+        ok = len(req.responses) == len(ritual.steps)
+        for index, step in enumerate(ritual.steps):
+            given = req.responses[index] if index < len(req.responses) else ""
+            ok &= await self._hash(peer, check_responses, [step], [given])
         # 3. Record the outcome of *this* attempt. Several attempts may be checked at once:
         # what the ritual's state is now says nothing about which of them locked it, so each
         # event is decided by what this attempt's own count did (issue 12, item 5).
