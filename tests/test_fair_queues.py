@@ -8,6 +8,7 @@ held it.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -18,7 +19,7 @@ import trio.testing
 
 import walletd_wire as wire
 from walletd.model.peer import Peer
-from walletd.ops.fair import FairLimiter
+from walletd.ops.fair import WORKER_NICE, FairLimiter
 from walletd.ops.recovery import Recovery
 from walletd.server.serve import Server
 from walletd.storage.store import AsyncStore, Store
@@ -251,3 +252,30 @@ async def test_in_memory_stores_keep_one_connection() -> None:
         assert await async_store.query("SELECT count(*) FROM meta WHERE key = 'm'") == [(1,)]
     finally:
         store.close()
+
+
+async def test_the_workers_run_at_a_lower_cpu_priority() -> None:
+    limiter = FairLimiter(2)
+    try:
+        mine = os.getpriority(os.PRIO_PROCESS, 0)
+        theirs = await limiter.run_sync(FLOODER, os.getpriority, os.PRIO_PROCESS, 0)
+        assert theirs == min(mine + WORKER_NICE, 19)
+        # The event loop's thread keeps its own priority.
+        assert os.getpriority(os.PRIO_PROCESS, 0) == mine
+    finally:
+        limiter.close()
+
+
+async def test_a_job_raising_passes_its_error_and_frees_the_slot() -> None:
+    limiter = FairLimiter(1)
+
+    def fail() -> None:
+        raise ValueError("boom")
+
+    try:
+        with pytest.raises(ValueError, match="boom"):
+            await limiter.run_sync(FLOODER, fail)
+        assert limiter.busy == 0
+        assert await limiter.run_sync(VICTIM, int, "7") == 7
+    finally:
+        limiter.close()
