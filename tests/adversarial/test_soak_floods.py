@@ -5,7 +5,8 @@ every few milliseconds while nothing else runs, then again while a flooder (anot
 frames from this process) runs one hostile pattern:
 
 * ``connection hog``: holds every connection its uid may have and keeps asking for more;
-* ``decode bombs``: 1 MiB sign_typed_data tree bombs and over-long metadata, back to back;
+* ``decode bombs``: sign_typed_data tree bombs (1 MiB of empty maps; 44,800 values in small
+  lists, which the bounded scan walks to its end) and over-long metadata, back to back;
 * ``recovery flood``: attempts with 16 one-KiB responses each, the lockout reset by an admin;
 * ``scrypt flood``: ritual registrations of 16 steps (16 scrypt hashes each);
 * ``audit_log flood``: the flooder's own trail (300 records), all of it a query, on a loop;
@@ -155,7 +156,11 @@ async def connection_hog(path: str, stop: trio.Event, seen: dict[str, int]) -> N
 
 
 async def decode_bombs(path: str, stop: trio.Event, seen: dict[str, int]) -> None:
-    tree = bomb()
+    tree = bomb()  # refused on one over-long header
+    # No header over the budget: the scan walks its whole budget before refusing.
+    walked = msgspec.msgpack.encode(
+        {"op": "sign_typed_data", "id": 3, "user_id": "f", "typed_data": {"m": [[{}] * 15] * 2800}}
+    )
     metadata = msgspec.msgpack.encode(
         {"op": "create_backup", "id": 2, "user_id": "f", "metadata": {"k": [{}] * 100_000}}
     )
@@ -163,6 +168,7 @@ async def decode_bombs(path: str, stop: trio.Event, seen: dict[str, int]) -> Non
     try:
         while not stop.is_set():
             _count(seen, await conn.call(tree))
+            _count(seen, await conn.call(walked))
             _count(seen, await conn.call(metadata))
     finally:
         await conn.aclose()

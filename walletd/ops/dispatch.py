@@ -26,7 +26,11 @@ from walletd.ops.peek import peek_request
 from walletd.ops.recovery import Recovery
 from walletd.ops.rotation import Rotation
 from walletd.ops.signing import Signing
-from walletd.ops.typed_data_bound import check_typed_data_frame
+from walletd.ops.typed_data_bound import (
+    check_typed_data_frame,
+    may_carry_typed_data,
+    scan_typed_data_frame,
+)
 from walletd.ops.wallets import WalletOps
 from walletd_wire import ErrorCode
 
@@ -174,15 +178,30 @@ class Dispatcher:
         """The response to one frame's payload: ``decode`` then ``run``.
 
         The strict decode is tried once; a frame that fails it is explained from the
-        exception and a bounded scan, never decoded a second time.
+        exception and a bounded scan, never decoded a second time. A frame that may carry
+        typed data is scanned first, yielding to other connections as it goes
+        (walletd.ops.typed_data_bound).
         """
-        if (early := _bounded_typed_data(payload)) is not None:
-            return early
+        if may_carry_typed_data(payload):
+            return self._respond_typed_data(peer, payload)
         try:
             request: wire.Request = self._strict_decode(payload)
         except Exception as exc:
             return self.explain(payload, exc)
         return self.run(peer, request)
+
+    async def _respond_typed_data(self, peer: Peer, payload: bytes | memoryview) -> Response:
+        refusal = await scan_typed_data_frame(payload)
+        if refusal is not None:
+            return wire.error(refusal.request_id, ErrorCode.BAD_REQUEST, refusal.message)
+        try:
+            request: wire.Request = self._strict_decode(payload)
+        except Exception as exc:
+            return self.explain(payload, exc)
+        response = self.run(peer, request)
+        if response.__class__ is CoroutineType:
+            return await response  # type: ignore[no-any-return]
+        return response  # type: ignore[return-value]
 
     def run(self, peer: Peer, request: wire.Request) -> Response | Awaitable[Response]:
         """The response to ``request``; an awaitable when the handler has to wait."""
