@@ -102,9 +102,8 @@ class _Reader:
             return int(struct.unpack(_UINT[b], self._take(struct.calcsize(_UINT[b])))[0])
         return None
 
-    def skip(self, b: int, max_depth: int = MAX_DEPTH) -> None:
-        """Skip the value that starts with marker ``b`` (already read), iteratively, going at
-        most ``max_depth`` containers deep."""
+    def skip(self, b: int) -> None:
+        """Skip the value that starts with marker ``b`` (already read), iteratively."""
         pending = 1  # values still to skip at the current level, this one included
         stack: list[int] = []
         while True:
@@ -119,7 +118,7 @@ class _Reader:
                 self.budget = -1
                 raise _Stop
             if children:
-                if len(stack) >= max_depth:
+                if len(stack) >= MAX_DEPTH:
                     raise _Stop(too_deep=True)
                 stack.append(pending)
                 pending = children
