@@ -112,8 +112,9 @@ MAX_METADATA_ENTRIES: Final = 64
 MAX_METADATA_DEPTH: Final = 3
 
 # typed_data keeps ``Any`` below its top level: the spelled-out bounded type grows as 2**depth
-# and EIP-712 allows 16 levels (msgspec needs 15 s to build that decoder). walletd_wire.eip712
-# bounds it after the decode (MAX_VALUES); see SECURITY.md for what that leaves.
+# and EIP-712 allows 16 levels (msgspec needs 15 s to build that decoder). The daemon scans such
+# a frame's values and depth before decoding it (walletd/ops/typed_data_bound.py), and
+# walletd_wire.eip712 bounds the document after the decode (MAX_VALUES).
 if TYPE_CHECKING:
     Metadata = dict[str, Any]
 else:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
+
 import walletd_wire as wire
 from walletd.errors import invalid, not_found
 from walletd.model.audit_anchor import FORMAT, make_checkpoint
@@ -101,11 +103,25 @@ def _record(row: tuple[Any, ...]) -> wire.AuditRecord:
         ts,
         event,
         user_id,
-        json.loads(addresses),
+        _json(addresses),
         uid,
         pid,
         outcome,
-        json.loads(detail),
+        _json(detail),
         prev_hash,
         hash_,
     )
+
+
+def _json(text: str) -> Any:
+    # Answers of up to 1,000 records are built on the event loop: msgspec's decoder is ~6x
+    # json.loads (300 records: 0.35 ms instead of 2.2 ms, which another uid's requests waited
+    # behind under an audit_log flood; issue 12, item 9). json.loads only for what msgspec
+    # refuses and json.dumps wrote (NaN, infinities).
+    try:
+        return _decode_json(text)
+    except msgspec.DecodeError:
+        return json.loads(text)
+
+
+_decode_json = msgspec.json.Decoder().decode

@@ -28,6 +28,11 @@ from walletd.ops.policy import PolicyOps
 from walletd.ops.recovery import Recovery
 from walletd.ops.rotation import Rotation
 from walletd.ops.signing import Signing
+from walletd.ops.typed_data_bound import (
+    check_typed_data_frame,
+    may_carry_typed_data,
+    scan_typed_data_frame,
+)
 from walletd.ops.wallets import WalletOps
 from walletd_wire import ErrorCode
 
@@ -121,6 +126,8 @@ class Dispatcher:
 
     def decode(self, payload: bytes | memoryview) -> wire.Request | wire.ErrorResponse:
         """The typed request, or the error response that explains why there is none."""
+        if (early := _bounded_typed_data(payload)) is not None:
+            return early
         try:
             request: wire.Request = self._decoder.decode(payload)
         except Exception as exc:
@@ -188,13 +195,30 @@ class Dispatcher:
         """The response to one frame's payload: ``decode`` then ``run``.
 
         The strict decode is tried once; a frame that fails it is explained from the
-        exception and a bounded scan, never decoded a second time.
+        exception and a bounded scan, never decoded a second time. A frame that may carry
+        typed data is scanned first, yielding to other connections as it goes
+        (walletd.ops.typed_data_bound).
         """
+        if may_carry_typed_data(payload):
+            return self._respond_typed_data(peer, payload)
         try:
             request: wire.Request = self._strict_decode(payload)
         except Exception as exc:
             return self.explain(payload, exc)
         return self.run(peer, request)
+
+    async def _respond_typed_data(self, peer: Peer, payload: bytes | memoryview) -> Response:
+        refusal = await scan_typed_data_frame(payload)
+        if refusal is not None:
+            return wire.error(refusal.request_id, ErrorCode.BAD_REQUEST, refusal.message)
+        try:
+            request: wire.Request = self._strict_decode(payload)
+        except Exception as exc:
+            return self.explain(payload, exc)
+        response = self.run(peer, request)
+        if response.__class__ is CoroutineType:
+            return await response  # type: ignore[no-any-return]
+        return response  # type: ignore[return-value]
 
     def run(self, peer: Peer, request: wire.Request) -> Response | Awaitable[Response]:
         """The response to ``request``; an awaitable when the handler has to wait."""
@@ -221,3 +245,12 @@ class Dispatcher:
         # redaction processor still runs); the client gets no detail.
         log.exception("internal_error", op=type(request).__struct_config__.tag, id=request.id)
         return wire.error(request.id, ErrorCode.INTERNAL, "internal error; see the walletd log")
+
+
+def _bounded_typed_data(payload: bytes | memoryview) -> wire.ErrorResponse | None:
+    """The refusal of a sign_typed_data frame too large to decode (walletd.ops.typed_data_bound),
+    checked before msgspec would build it; None for every other frame."""
+    refusal = check_typed_data_frame(payload)
+    if refusal is None:
+        return None
+    return wire.error(refusal.request_id, ErrorCode.BAD_REQUEST, refusal.message)

@@ -112,6 +112,11 @@ class _Reader:
                 raise _Stop
             children = self._skip_one(b)
             pending -= 1
+            if children > self.budget:
+                # More values announced than the budget has left: give up now rather than
+                # walk them (a list of a million empty maps is refused on its header).
+                self.budget = -1
+                raise _Stop
             if children:
                 if len(stack) >= MAX_DEPTH:
                     raise _Stop(too_deep=True)

@@ -9,16 +9,14 @@ gave, and compared in constant time; a wrong number of responses is a failed att
 says nothing about which step failed, to the caller or the log. Success hands the wallet to the
 caller's uid and rotates the key (reason ``recovery``) in one transaction, and resets the count.
 
-scrypt runs in worker threads behind a small capacity limiter, so a flood of attempts cannot
-starve signing (which never waits for it).
+scrypt runs in worker threads behind a small capacity limiter, fair across uids, so a flood of
+attempts cannot starve signing (which never waits for it) nor another uid's recovery.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, TypeVar
-
-import trio
 
 import walletd_wire as wire
 from walletd.errors import Locked, NoRitual, StartupError, invalid
@@ -37,6 +35,7 @@ from walletd.model.validation import (
     check_user_id,
 )
 from walletd.ops.context import Context
+from walletd.ops.fair import FairLimiter
 from walletd.ops.ownership import Claim
 from walletd.ops.rotation import Rotation
 from walletd.storage import sql
@@ -60,11 +59,13 @@ class Recovery:
             raise StartupError(f"unusable recovery settings: {exc}") from None
         # scrypt is memory-hard and slow on purpose: at most this many run at once, in worker
         # threads (hashlib releases the GIL), so a flood of attempts queues here while signing,
-        # which never waits on this limiter, goes on.
-        self._limiter = trio.CapacityLimiter(config.recovery_concurrency)
+        # which never waits on this limiter, goes on. The queue is served round robin by uid
+        # (walletd.ops.fair), so one uid's flood delays another uid's attempt by at most one
+        # check per waiting uid, not by the whole flood (issue 12, item 9).
+        self._limiter = FairLimiter(config.recovery_concurrency)
 
-    async def _hash(self, fn: Callable[..., T], *args: Any) -> T:
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+    async def _hash(self, peer: Peer, fn: Callable[..., T], *args: Any) -> T:
+        return await self._limiter.run_sync(peer.uid, fn, *args)
 
     def _ritual(self, user_id: str) -> Ritual:
         ritual = self.rituals.get(user_id)
@@ -89,7 +90,11 @@ class Recovery:
     async def register_ritual(self, peer: Peer, req: wire.RegisterRitual) -> wire.RitualInfoResult:
         steps = _check_steps(req.steps)
         claim = Claim.of(peer, self.ctx.wallet_for(peer, req.user_id))
-        stored = await self._hash(hash_steps, steps, self.ctx.config)
+        # One scrypt job per step: a 16-step registration is 16 turns of the fair queue, not
+        # one 16-hash turn that another uid's single check would wait behind.
+        stored = []
+        for step in steps:
+            stored += await self._hash(peer, hash_steps, [step], self.ctx.config)
         ctx = self.ctx
         async with ctx.writer:
             # The same wallet, still this peer's: not one deleted and re-created, or
@@ -186,7 +191,12 @@ class Recovery:
             )
             ritual.attempts, ritual.locked_at = attempts, locked_at
         # 2. Check, outside the writer lock (scrypt is slow on purpose).
-        ok = await self._hash(check_responses, ritual.steps, req.responses)
+        # One scrypt job per step, as at registration; every step is still hashed and compared
+        # whatever the others gave (a missing response against a dummy, as check_responses does).
+        ok = len(req.responses) == len(ritual.steps)
+        for index, step in enumerate(ritual.steps):
+            given = req.responses[index] if index < len(req.responses) else ""
+            ok &= await self._hash(peer, check_responses, [step], [given])
         # 3. Record the outcome of *this* attempt. Several attempts may be checked at once:
         # what the ritual's state is now says nothing about which of them locked it, so each
         # event is decided by what this attempt's own count did (issue 12, item 5).

@@ -129,6 +129,7 @@ class Store:
         self.path = path
         self.lock: StateLock | None = None
         self._cleanup = cleanup
+        self._reader: Store | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -325,7 +326,26 @@ class Store:
             raise
         return cls(conn, path)
 
+    def open_reader(self) -> Store | None:
+        """A second, read-only connection to this database, for queries; None in memory.
+
+        In WAL mode a reader sees the last committed state and never waits for the writer,
+        so reads need not queue behind writes (issue 12, item 9). An in-memory database has
+        no second connection that sees it (shared-cache memory databases lock per table
+        instead), so there reads keep to the one connection.
+        """
+        if self.path is None:
+            return None
+        if self._reader is None:
+            conn = _connect(_uri(self.path, mode="ro"), uri=True)
+            conn.execute("PRAGMA query_only=ON")
+            self._reader = Store(conn, self.path)
+        return self._reader
+
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         self._conn.close()
         if self._cleanup is not None:
             self._cleanup()
@@ -375,11 +395,19 @@ class Store:
 
 
 class AsyncStore:
-    """Runs store work in a worker thread, one call at a time, so trio's loop never blocks."""
+    """Runs store work in a worker thread, one call at a time, so trio's loop never blocks.
+
+    Queries go to a second, read-only connection (:meth:`Store.open_reader`) with its own
+    worker slot, so a reader never waits for a write, nor a write for a flood of reads. Reads
+    that must agree with each other hold the daemon's writer lock (as ``audit_verify`` does),
+    since each query sees the state committed when it starts.
+    """
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._limiter = trio.CapacityLimiter(1)
+        self._reader = store.open_reader()
+        self._read_limiter = self._limiter if self._reader is None else trio.CapacityLimiter(1)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         try:
@@ -391,7 +419,13 @@ class AsyncStore:
         await self.run(self.store.write, statements)
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return await self.run(self.store.query, sql, params)
+        reader = self.store if self._reader is None else self._reader
+        try:
+            return await trio.to_thread.run_sync(
+                reader.query, sql, params, limiter=self._read_limiter
+            )
+        except sqlite3.Error as exc:
+            raise storage_error(exc) from exc
 
 
 def storage_error(exc: sqlite3.Error) -> RequestError:

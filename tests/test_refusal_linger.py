@@ -1,0 +1,124 @@
+"""Accept-time refusals reach a client that keeps writing (issue 12, item 15).
+
+A client that connects and at once writes a large request (Node's ``net.Socket`` writes before
+it reads) must still read the daemon's ``forbidden`` (allow-lists) or ``unavailable`` (at the
+connection cap) answer: the daemon lingers after refusing, reading and discarding what the
+client sends, instead of closing at once, which made the client's next write fail with EPIPE
+(lost in 4 of 5 tries for ``forbidden``, 3 of 3 for ``unavailable``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+import trio
+
+from walletd.server.serve import Server
+from walletd_wire.framing import FrameDecoder
+
+from .support import HELLO, NOBODY, MakeConfig, StartServer, length_prefix
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another uid")
+
+#: Well past what a Unix socket buffers unread (~200 KiB), within the linger's byte budget.
+WRITES, CHUNK = 8, 1 << 16
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory other uids can reach a socket in."""
+    path = Path(tempfile.mkdtemp(prefix="walletd-linger-"))
+    path.chmod(0o755)
+    yield path
+    for child in path.iterdir():
+        child.unlink()
+    path.rmdir()
+
+
+def _connect_as(uid: int, path: str) -> trio.SocketStream:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    os.seteuid(uid)  # SO_PEERCRED records the effective uid at connect time
+    try:
+        sock.connect(path)
+    finally:
+        os.seteuid(0)
+    sock.setblocking(False)
+    return trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+
+
+async def _keep_writing_then_read(stream: trio.SocketStream) -> dict[str, object]:
+    """Write a 512 KiB request without reading first, then read the one answer."""
+    await stream.send_all(length_prefix(WRITES * CHUNK))
+    for _ in range(WRITES):
+        await stream.send_all(b"x" * CHUNK)  # BrokenResourceError (EPIPE) without the linger
+    await stream.send_eof()
+    frames = FrameDecoder()
+    with trio.fail_after(10):
+        while (frame := frames.next_frame()) is None:
+            data = await stream.receive_some(1 << 16)
+            assert data, "closed without an answer"
+            frames.feed(data)
+    answer: dict[str, object] = msgspec.msgpack.decode(frame)
+    return answer
+
+
+async def test_forbidden_reaches_a_client_that_keeps_writing(
+    start_server: StartServer, make_config: MakeConfig, shared_dir: Path
+) -> None:
+    config = make_config(
+        ephemeral=True,
+        socket=str(shared_dir / "walletd.sock"),
+        socket_mode=0o666,
+        allowed_uids=[NOBODY.pw_uid + 1],
+    )
+    server: Server = await start_server(config)
+    for _ in range(3):  # every time, not most times
+        stream = _connect_as(NOBODY.pw_uid, str(server.config.socket))
+        async with stream:
+            answer = await _keep_writing_then_read(stream)
+        assert answer["ok"] is False
+        assert answer["error"] == {
+            "code": "forbidden",
+            "message": f"uid {NOBODY.pw_uid} may not use this walletd",
+        }
+
+
+async def test_unavailable_reaches_a_client_that_keeps_writing(
+    start_server: StartServer, make_config: MakeConfig, shared_dir: Path
+) -> None:
+    config = make_config(
+        ephemeral=True,
+        socket=str(shared_dir / "walletd.sock"),
+        socket_mode=0o666,
+        max_connections=8,
+        max_connections_per_uid=2,
+        admin_reserved_connections=1,
+    )
+    server: Server = await start_server(config)
+    path = str(server.config.socket)
+    held = [_connect_as(NOBODY.pw_uid, path) for _ in range(2)]
+    try:
+        for stream in held:  # both admitted: the cap is reached
+            await stream.send_all(HELLO)
+            frames = FrameDecoder()
+            while (frame := frames.next_frame()) is None:
+                frames.feed(await stream.receive_some(1 << 16))
+            assert msgspec.msgpack.decode(frame)["ok"] is True
+        for _ in range(3):
+            extra = _connect_as(NOBODY.pw_uid, path)
+            async with extra:
+                answer = await _keep_writing_then_read(extra)
+            assert answer["ok"] is False
+            assert answer["error"] == {
+                "code": "unavailable",
+                "message": "this uid holds as many connections as it may; close one",
+            }
+    finally:
+        for stream in held:
+            await stream.aclose()
