@@ -29,6 +29,7 @@ from walletd.ops.recovery import Recovery
 from walletd.ops.rotation import Rotation
 from walletd.ops.signing import Signing
 from walletd.ops.typed_data_bound import (
+    SCAN_ABOVE_BYTES,
     check_typed_data_frame,
     may_carry_typed_data,
     scan_typed_data_frame,
@@ -199,7 +200,7 @@ class Dispatcher:
         typed data is scanned first, yielding to other connections as it goes
         (walletd.ops.typed_data_bound).
         """
-        if may_carry_typed_data(payload):
+        if len(payload) > SCAN_ABOVE_BYTES and may_carry_typed_data(payload):
             return self._respond_typed_data(peer, payload)
         try:
             request: wire.Request = self._strict_decode(payload)
