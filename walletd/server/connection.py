@@ -11,7 +11,16 @@ sequential / 16-connection / pipelined rows against the independent reference se
   per batch, which is most of the pipelined row's lead over a read-answer-write loop;
 * ``Dispatcher.respond`` returns a plain response when the handler did not wait, so the
   common path makes no coroutine (about 0.3 µs a request);
-* debug logging is checked once per read, not per request.
+* debug logging is checked once per read, not per request;
+* read first, wait only when nothing is there (``UNYIELDED_READS``): a task that parks the
+  moment it has answered pays the wake-up on the next request. Trying ``recv_into`` first
+  costs one failed read when the client is slower, and saves the park when it is not; a read
+  that found data yields to the scheduler only every 16th time in a row, so a client that
+  always has a request ready cannot starve the others, and the 16-connection case does not
+  pay a checkpoint per request (a per-request checkpoint cost it 24%). Measured in one
+  interleaved run here (3 x 2 s): sequential 0.95 -> 1.05x the trio SocketStream server,
+  p50 51 -> 42 µs (the server's own: 42 µs); 16 connections 1.29 -> 1.32x the bare
+  trio.socket server; pipelined within noise (1.14-1.42x asyncio either way).
 
 Its readable twin is ``reference_loop`` in tests/test_fast_path.py (fifteen lines: read,
 decode, respond, send); a hypothesis property feeds both the same byte streams, split at
@@ -52,6 +61,9 @@ from walletd_wire.framing import FrameDecoder, encode_frame, encode_frame_into
 log = structlog.get_logger("walletd")
 
 SEND_HIGH_WATER = 256 * 1024  # answers buffered before we send mid-batch
+# A read that finds data without waiting skips the scheduler this many times in a row before
+# it yields anyway, so a client that always has a request ready cannot starve the others.
+UNYIELDED_READS = 16
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -123,12 +135,19 @@ class Connection:
         encode_into = _encoder.encode_into
         frames = FrameDecoder(self.max_frame_bytes)
         out = bytearray()
+        unyielded = 0  # reads in a row that found data without waiting (see the banner)
         while not self.closing:
-            await wait_readable(sock)
             try:
                 received = recv_into(frames.recv_buffer())
             except BlockingIOError:
+                await wait_readable(sock)  # parks the task: a checkpoint
+                unyielded = 0
                 continue
+            if unyielded < UNYIELDED_READS:
+                unyielded += 1
+            else:
+                await trio.lowlevel.checkpoint()  # let the other connections run
+                unyielded = 0
             if not received:
                 return  # EOF; a truncated frame is simply dropped with the connection
             now = trio.current_time()
