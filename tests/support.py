@@ -352,3 +352,16 @@ class Wire:
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+
+def connect_as(uid: int, path: str) -> trio.SocketStream:
+    """A connection to ``path`` that SO_PEERCRED reports as ``uid`` (root only): the
+    effective uid at connect time is what the kernel records, so switch it just for that."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    os.seteuid(uid)
+    try:
+        sock.connect(path)
+    finally:
+        os.seteuid(0)
+    sock.setblocking(False)
+    return trio.SocketStream(trio.socket.from_stdlib_socket(sock))

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -18,7 +15,7 @@ from walletd.server.admission import RefusalLog, Slots, admin_reserve
 from walletd.server.serve import Server
 from walletd_wire.framing import FrameDecoder
 
-from .support import HELLO, NOBODY, Clock, MakeConfig, StartServer, length_prefix
+from .support import HELLO, NOBODY, Clock, MakeConfig, StartServer, connect_as, length_prefix
 
 
 def test_admin_reserve_is_at_least_one_slot() -> None:
@@ -67,28 +64,6 @@ def test_refusals_are_logged_once_per_uid_per_10_s() -> None:
 # --------------------------------------------------------------------------- real sockets
 
 
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory other uids can reach a socket in."""
-    path = Path(tempfile.mkdtemp(prefix="walletd-admission-"))
-    path.chmod(0o755)
-    yield path
-    for child in path.iterdir():
-        child.unlink()
-    path.rmdir()
-
-
-def _connect_as(uid: int, path: str) -> trio.SocketStream:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    os.seteuid(uid)  # SO_PEERCRED records the effective uid at connect time
-    try:
-        sock.connect(path)
-    finally:
-        os.seteuid(0)
-    sock.setblocking(False)
-    return trio.SocketStream(trio.socket.from_stdlib_socket(sock))
-
-
 async def _answer(stream: trio.SocketStream) -> dict[str, object]:
     frames = FrameDecoder()
     while (frame := frames.next_frame()) is None:
@@ -101,22 +76,22 @@ async def _answer(stream: trio.SocketStream) -> dict[str, object]:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another uid")
 async def test_a_uid_at_its_cap_does_not_lock_out_root(
-    start_server: StartServer, make_config: MakeConfig, shared_dir: Path
+    start_server: StartServer, make_config: MakeConfig, open_tmp: Path
 ) -> None:
     config = make_config(
         ephemeral=True,
-        socket=str(shared_dir / "walletd.sock"),
+        socket=str(open_tmp / "walletd.sock"),
         socket_mode=0o666,
         max_connections=6,
         max_connections_per_uid=3,
         admin_reserved_connections=1,
     )
     server: Server = await start_server(config)
-    held = [_connect_as(NOBODY.pw_uid, config.socket) for _ in range(3)]
+    held = [connect_as(NOBODY.pw_uid, config.socket) for _ in range(3)]
     for stream in held:
         await stream.send_all(HELLO)
         assert (await _answer(stream))["ok"] is True
-    extra = _connect_as(NOBODY.pw_uid, config.socket)
+    extra = connect_as(NOBODY.pw_uid, config.socket)
     refusal = await _answer(extra)
     assert refusal["ok"] is False
     assert refusal["error"] == {

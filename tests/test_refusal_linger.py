@@ -10,9 +10,6 @@ client sends, instead of closing at once, which made the client's next write fai
 from __future__ import annotations
 
 import os
-import socket
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -22,34 +19,12 @@ import trio
 from walletd.server.serve import Server
 from walletd_wire.framing import FrameDecoder
 
-from .support import HELLO, NOBODY, MakeConfig, StartServer, length_prefix
+from .support import HELLO, NOBODY, MakeConfig, StartServer, connect_as, length_prefix
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another uid")
 
 #: Well past what a Unix socket buffers unread (~200 KiB), within the linger's byte budget.
 WRITES, CHUNK = 8, 1 << 16
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory other uids can reach a socket in."""
-    path = Path(tempfile.mkdtemp(prefix="walletd-linger-"))
-    path.chmod(0o755)
-    yield path
-    for child in path.iterdir():
-        child.unlink()
-    path.rmdir()
-
-
-def _connect_as(uid: int, path: str) -> trio.SocketStream:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    os.seteuid(uid)  # SO_PEERCRED records the effective uid at connect time
-    try:
-        sock.connect(path)
-    finally:
-        os.seteuid(0)
-    sock.setblocking(False)
-    return trio.SocketStream(trio.socket.from_stdlib_socket(sock))
 
 
 async def _keep_writing_then_read(stream: trio.SocketStream) -> dict[str, object]:
@@ -69,17 +44,17 @@ async def _keep_writing_then_read(stream: trio.SocketStream) -> dict[str, object
 
 
 async def test_forbidden_reaches_a_client_that_keeps_writing(
-    start_server: StartServer, make_config: MakeConfig, shared_dir: Path
+    start_server: StartServer, make_config: MakeConfig, open_tmp: Path
 ) -> None:
     config = make_config(
         ephemeral=True,
-        socket=str(shared_dir / "walletd.sock"),
+        socket=str(open_tmp / "walletd.sock"),
         socket_mode=0o666,
         allowed_uids=[NOBODY.pw_uid + 1],
     )
     server: Server = await start_server(config)
     for _ in range(3):  # every time, not most times
-        stream = _connect_as(NOBODY.pw_uid, str(server.config.socket))
+        stream = connect_as(NOBODY.pw_uid, str(server.config.socket))
         async with stream:
             answer = await _keep_writing_then_read(stream)
         assert answer["ok"] is False
@@ -90,11 +65,11 @@ async def test_forbidden_reaches_a_client_that_keeps_writing(
 
 
 async def test_unavailable_reaches_a_client_that_keeps_writing(
-    start_server: StartServer, make_config: MakeConfig, shared_dir: Path
+    start_server: StartServer, make_config: MakeConfig, open_tmp: Path
 ) -> None:
     config = make_config(
         ephemeral=True,
-        socket=str(shared_dir / "walletd.sock"),
+        socket=str(open_tmp / "walletd.sock"),
         socket_mode=0o666,
         max_connections=8,
         max_connections_per_uid=2,
@@ -102,7 +77,7 @@ async def test_unavailable_reaches_a_client_that_keeps_writing(
     )
     server: Server = await start_server(config)
     path = str(server.config.socket)
-    held = [_connect_as(NOBODY.pw_uid, path) for _ in range(2)]
+    held = [connect_as(NOBODY.pw_uid, path) for _ in range(2)]
     try:
         for stream in held:  # both admitted: the cap is reached
             await stream.send_all(HELLO)
@@ -111,7 +86,7 @@ async def test_unavailable_reaches_a_client_that_keeps_writing(
                 frames.feed(await stream.receive_some(1 << 16))
             assert msgspec.msgpack.decode(frame)["ok"] is True
         for _ in range(3):
-            extra = _connect_as(NOBODY.pw_uid, path)
+            extra = connect_as(NOBODY.pw_uid, path)
             async with extra:
                 answer = await _keep_writing_then_read(extra)
             assert answer["ok"] is False
