@@ -365,3 +365,10 @@ def connect_as(uid: int, path: str) -> trio.SocketStream:
         os.seteuid(0)
     sock.setblocking(False)
     return trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+
+
+async def read_answer(stream: trio.SocketStream) -> dict[str, Any]:
+    """The next response on ``stream``; fails the test if the daemon closes without one."""
+    answer = await Wire(stream).receive()
+    assert answer is not None, "closed without an answer"
+    return answer

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import msgspec
 import pytest
 import structlog
 import structlog.testing
@@ -13,9 +12,17 @@ import trio
 
 from walletd.server.admission import RefusalLog, Slots, admin_reserve
 from walletd.server.serve import Server
-from walletd_wire.framing import FrameDecoder
 
-from .support import HELLO, NOBODY, Clock, MakeConfig, StartServer, connect_as, length_prefix
+from .support import (
+    HELLO,
+    NOBODY,
+    Clock,
+    MakeConfig,
+    StartServer,
+    connect_as,
+    length_prefix,
+    read_answer,
+)
 
 
 def test_admin_reserve_is_at_least_one_slot() -> None:
@@ -64,16 +71,6 @@ def test_refusals_are_logged_once_per_uid_per_10_s() -> None:
 # --------------------------------------------------------------------------- real sockets
 
 
-async def _answer(stream: trio.SocketStream) -> dict[str, object]:
-    frames = FrameDecoder()
-    while (frame := frames.next_frame()) is None:
-        data = await stream.receive_some(1 << 16)
-        assert data, "closed without an answer"
-        frames.feed(data)
-    answer: dict[str, object] = msgspec.msgpack.decode(frame)
-    return answer
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another uid")
 async def test_a_uid_at_its_cap_does_not_lock_out_root(
     start_server: StartServer, make_config: MakeConfig, open_tmp: Path
@@ -90,9 +87,9 @@ async def test_a_uid_at_its_cap_does_not_lock_out_root(
     held = [connect_as(NOBODY.pw_uid, config.socket) for _ in range(3)]
     for stream in held:
         await stream.send_all(HELLO)
-        assert (await _answer(stream))["ok"] is True
+        assert (await read_answer(stream))["ok"] is True
     extra = connect_as(NOBODY.pw_uid, config.socket)
-    refusal = await _answer(extra)
+    refusal = await read_answer(extra)
     assert refusal["ok"] is False
     assert refusal["error"] == {
         "code": "unavailable",
@@ -100,7 +97,7 @@ async def test_a_uid_at_its_cap_does_not_lock_out_root(
     }
     async with await trio.open_unix_socket(config.socket) as root:
         await root.send_all(HELLO)
-        assert (await _answer(root))["ok"] is True
+        assert (await read_answer(root))["ok"] is True
     assert server.slots.by_uid[NOBODY.pw_uid] == 3
     for stream in [*held, extra]:
         await stream.aclose()
@@ -117,6 +114,6 @@ async def test_frame_too_large_answer_reaches_a_client_that_keeps_writing(
         for _ in range(8):  # well past what the socket buffers hold unread
             await stream.send_all(b"x" * 65536)  # raises BrokenResourceError (EPIPE) before
         await stream.send_eof()
-        answer = await _answer(stream)
+        answer = await read_answer(stream)
     assert answer["ok"] is False
-    assert answer["error"]["code"] == "frame_too_large"  # type: ignore[index]
+    assert answer["error"]["code"] == "frame_too_large"

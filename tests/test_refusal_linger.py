@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-import msgspec
 import pytest
 import trio
 
 from walletd.server.serve import Server
-from walletd_wire.framing import FrameDecoder
 
-from .support import HELLO, NOBODY, MakeConfig, StartServer, connect_as, length_prefix
+from .support import HELLO, NOBODY, MakeConfig, StartServer, connect_as, length_prefix, read_answer
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another uid")
 
@@ -27,20 +26,13 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect
 WRITES, CHUNK = 8, 1 << 16
 
 
-async def _keep_writing_then_read(stream: trio.SocketStream) -> dict[str, object]:
+async def _keep_writing_then_read(stream: trio.SocketStream) -> dict[str, Any]:
     """Write a 512 KiB request without reading first, then read the one answer."""
     await stream.send_all(length_prefix(WRITES * CHUNK))
     for _ in range(WRITES):
         await stream.send_all(b"x" * CHUNK)  # BrokenResourceError (EPIPE) without the linger
     await stream.send_eof()
-    frames = FrameDecoder()
-    with trio.fail_after(10):
-        while (frame := frames.next_frame()) is None:
-            data = await stream.receive_some(1 << 16)
-            assert data, "closed without an answer"
-            frames.feed(data)
-    answer: dict[str, object] = msgspec.msgpack.decode(frame)
-    return answer
+    return await read_answer(stream)
 
 
 async def test_forbidden_reaches_a_client_that_keeps_writing(
@@ -81,10 +73,7 @@ async def test_unavailable_reaches_a_client_that_keeps_writing(
     try:
         for stream in held:  # both admitted: the cap is reached
             await stream.send_all(HELLO)
-            frames = FrameDecoder()
-            while (frame := frames.next_frame()) is None:
-                frames.feed(await stream.receive_some(1 << 16))
-            assert msgspec.msgpack.decode(frame)["ok"] is True
+            assert (await read_answer(stream))["ok"] is True
         for _ in range(3):
             extra = connect_as(NOBODY.pw_uid, path)
             async with extra:
