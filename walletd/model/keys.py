@@ -17,9 +17,10 @@ hashes what it is given under a scheme that a transaction hash cannot collide wi
 prefix, EIP-712's 0x1901), and the one digest-signing helper is private to this module.
 
 Secrecy: signers keep their private key inside the crypto library's object; their repr shows
-the address only, and they refuse to be pickled or copied. The library keeps its own copy of
-the key bytes (``cryptography`` in OpenSSL memory, ``coincurve`` as an immutable ``bytes``),
-which we cannot zero; the caller's bytearray can and should be zeroed once the signer exists.
+the address only, and they refuse to be pickled or copied. Ed25519 keys live in a buffer that
+is zeroed when the key is freed (walletd.model.ed25519_key); ``coincurve`` keeps its own copy
+of a secp256k1 scalar as an immutable ``bytes``, which we cannot zero. The caller's bytearray
+can and should be zeroed once the signer exists.
 """
 
 from __future__ import annotations
@@ -28,13 +29,11 @@ import secrets
 from typing import NoReturn, Protocol
 
 import coincurve
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from walletd.model.ed25519_key import Ed25519Key
 from walletd_wire.eip712 import TypedData
 from walletd_wire.ethereum import SECP256K1_HALF_N, SECP256K1_N, eip191_digest, eth_address
 from walletd_wire.schemes import (
-    ED25519_SIGNATURE_BYTES,
     KeyType,
     ed25519_address,
     recover_eth_address,
@@ -155,14 +154,14 @@ class _Signer:
 
 
 class Ed25519Signer(_Signer):
-    """RFC 8032 Ed25519 over the message bytes (64-byte signatures)."""
+    """RFC 8032 Ed25519 over the message bytes (64-byte signatures), signed by libsodium."""
 
     __slots__ = ("_key",)
 
     def __init__(self, private: bytes | bytearray) -> None:
         _check_private(KeyType.ED25519, private)
-        self._key = Ed25519PrivateKey.from_private_bytes(private)
-        self._public_key = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self._key = Ed25519Key(private)
+        self._public_key = self._key.public_key
         self._address = ed25519_address(self._public_key)
 
     @property
@@ -170,9 +169,7 @@ class Ed25519Signer(_Signer):
         return KeyType.ED25519
 
     def sign_message(self, message: bytes) -> bytes:
-        signature = self._key.sign(message)
-        assert len(signature) == ED25519_SIGNATURE_BYTES
-        return signature
+        return self._key.sign(message)
 
     def verify_message(self, message: bytes, signature: bytes) -> bool:
         return verify_ed25519(self._public_key, message, signature)

@@ -55,11 +55,13 @@ class Wallet:
     """One user's wallet. ``key`` is a bytearray so it can be zeroed when it is replaced.
 
     ``signer`` is the one "sign this message" callable of the current key, whatever its type
-    (see walletd.model.key_material); ``version`` counts the wallet's keys, 1 at creation.
+    (see walletd.model.key_material), built at its first use; ``version`` counts the wallet's
+    keys, 1 at creation.
     """
 
     __slots__ = (
         "_public",
+        "_sign",
         "address",
         "created_at",
         "hard_limit",
@@ -72,7 +74,6 @@ class Wallet:
         "quiet_end",
         "reserved",
         "signature_count",
-        "signer",
         "tenure",
         "user_id",
         "version",
@@ -104,7 +105,7 @@ class Wallet:
         # The signer (HMAC pad states, the Ed25519 or secp256k1 key object) is built at the
         # first signature, not at load: startup with many wallets stays fast and small, and
         # idle wallets never hold them.
-        self.signer: Signer = self._first_signature
+        self._sign: Signer | None = None
         self._public: PublicSigner | None = None
         self.created_at = created_at
         self.key_created_at = key_created_at
@@ -145,23 +146,22 @@ class Wallet:
         self.signature_count += 1
         return self.signer(message)
 
-    def discard_key(self) -> None:
-        """Zero the key and drop the signer (OpenSSL clears its copies as they are freed).
+    @property
+    def signer(self) -> Signer:
+        """``sign(message) -> signature`` with the current key (built now if it is not yet)."""
+        sign = self._sign
+        return sign if sign is not None else self._build_signer()
 
-        This also breaks the wallet -> bound method -> wallet cycle of ``_first_signature``,
-        so a deleted wallet is freed at once (objects from before gc.freeze() are never
-        collected by the cycle collector)."""
+    def discard_key(self) -> None:
+        """Zero the key and drop the signer (whose key copies are cleared as they are freed)."""
         zero(self.key)
-        self.signer = _discarded
+        self._sign = _discarded
         self._public = None
 
     def _build_signer(self) -> Signer:
         sign, self._public = message_signer(self.key_type, self.key)
-        self.signer = sign
+        self._sign = sign
         return sign
-
-    def _first_signature(self, message: bytes) -> bytes:
-        return self._build_signer()(message)
 
     def public_signer(self) -> PublicSigner:
         """The current key's public-key signer; ValueError for an hmac-sha256 wallet."""
@@ -187,7 +187,7 @@ class Wallet:
         old = self.key
         self.key = key
         self.version += 1
-        self.signer = self._first_signature
+        self._sign = None
         self._public = None
         self.address = address
         self.key_created_at = now

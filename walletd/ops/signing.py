@@ -6,7 +6,8 @@ key's ``quiet_end``, the signature. Only when rotation-policy work falls due (a 
 durable reservation of counts, a warning) does it go through the guarded, possibly waiting
 path in :mod:`walletd.ops.rotation`, which raises :class:`RequestError` like every other op.
 A batch turns such a failure into per-item errors for the items it did not sign, because
-that is what the wire wants for a batch.
+that is what the wire wants for a batch. A large batch on a public-key wallet is signed on
+worker threads, off the loop (walletd.ops.batch_threads).
 
 The signing policy costs a wallet without rules one set lookup (``user_id in
 policy.watched``); wallets that have rules (or every wallet, while something is paused or
@@ -26,7 +27,9 @@ from walletd.errors import RequestError, invalid
 from walletd.model.approval_summary import summarize_message
 from walletd.model.peer import Peer
 from walletd.model.policy_request import SigningRequest
+from walletd.model.signer import Signer
 from walletd.model.wallets import Wallet
+from walletd.ops.batch_threads import BatchThreads
 from walletd.ops.context import Context
 from walletd.ops.ownership import Claim
 from walletd.ops.policy_gate import PolicyGate, ReviewNeeded
@@ -47,6 +50,7 @@ class Signing:
         self.gate = PolicyGate(ctx)
         self.review: Review | None = None  # human approval (walletd.ops.review), set by the daemon
         self.summary_max_bytes = ctx.config.approvals.summary_max_bytes
+        self.threads = BatchThreads()
 
     def sign_message(
         self, peer: Peer, req: wire.SignMessage
@@ -109,11 +113,25 @@ class Signing:
     ) -> wire.SignBatchResult | Awaitable[wire.SignBatchResult]:
         if wallet.signature_count + len(messages) > wallet.quiet_end:
             return self._sign_batch_guarded(Claim.of(peer, wallet), messages)
-        sign, address, version = wallet.signer, wallet.address, wallet.version
-        items = [wire.SignedItem(sign(m), address, None, version) for m in messages]
-        wallet.signature_count += len(messages)
+        sign, count = wallet.signer, len(messages)
+        if self.threads.worth_it(wallet.key_type, count):
+            wallet.signature_count += count
+            self.book.unflushed.add(wallet)
+            return self._sign_off_loop(Claim.of(peer, wallet), sign, messages)
+        signatures = [sign(m) for m in messages]
+        wallet.signature_count += count
         self.book.unflushed.add(wallet)
-        return wire.SignBatchResult(items)
+        return signed_items(wallet.address, wallet.version, signatures)
+
+    async def _sign_off_loop(
+        self, claim: Claim, sign: Signer, messages: list[bytes]
+    ) -> wire.SignBatchResult:
+        """A counted batch signed on the worker threads, then re-checked like every wait."""
+        wallet = claim.wallet
+        address, version = wallet.address, wallet.version  # of the key that signs
+        signatures = await self.threads.sign(sign, messages)
+        claim.recheck(self.book)  # deleted or recovered meanwhile: the signatures are not given
+        return signed_items(address, version, signatures)
 
     async def _sign_batch_guarded(
         self, claim: Claim, messages: list[bytes]
@@ -236,6 +254,10 @@ class Signing:
     ) -> wire.SignBatchResult:
         result = await signed
         return merge_items(verdicts, result.items)
+
+
+def signed_items(address: str, version: int, signatures: list[bytes]) -> wire.SignBatchResult:
+    return wire.SignBatchResult([wire.SignedItem(s, address, None, version) for s in signatures])
 
 
 def merge_items(
