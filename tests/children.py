@@ -11,6 +11,7 @@ privileges, and must not need anything the other uid cannot read.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -110,3 +111,72 @@ def own_wallets_and_count(socket_path: str) -> list[Any]:
     """The wallets list_wallets shows, and the count status reports."""
     with WalletClient(socket_path) as c:
         return [sorted(c.list_wallets()), c.status().wallets]
+
+
+# --------------------------------------------------------------------------- own wallets
+
+
+def create_wallets(socket_path: str, *user_ids: str) -> dict[str, str]:
+    """Create each wallet as this uid; user_id -> address."""
+    with WalletClient(socket_path) as c:
+        return {u: c.create_wallet(u) for u in user_ids}
+
+
+def create_and_sign(socket_path: str, user_id: str, message: str) -> str:
+    """Create ``user_id`` as this uid and sign ``message`` with it: the signature's hex."""
+    with WalletClient(socket_path) as c:
+        c.create_wallet(user_id)
+        return c.sign_message(user_id, message.encode()).hex()
+
+
+def sign_and_list(socket_path: str, user_id: str, message: str) -> list[Any]:
+    """[signature hex of ``message``, the sorted user ids list_wallets shows this uid]."""
+    with WalletClient(socket_path) as c:
+        return [c.sign_message(user_id, message.encode()).hex(), sorted(c.list_wallets())]
+
+
+def address_and_signature(socket_path: str, user_id: str, message: str) -> list[str | None]:
+    """[``user_id``'s address, the hex of its signature of ``message``]."""
+    with WalletClient(socket_path) as c:
+        return [c.get_wallet_address(user_id), c.sign_message(user_id, message.encode()).hex()]
+
+
+def sign_or_permission_code(socket_path: str, user_id: str) -> str:
+    """ "signed", or the code of the PermissionDeniedError signing with ``user_id`` raised
+    (any other error fails the child)."""
+    with WalletClient(socket_path) as c:
+        try:
+            c.sign_message(user_id, b"x")
+        except errors.PermissionDeniedError as exc:
+            return exc.code
+        return "signed"
+
+
+def own_and_others(
+    socket_path: str, mine_json: str, theirs_json: str, create: str
+) -> dict[str, Any]:
+    """Create (when ``create`` is "1") and sign with the wallets of ``mine_json`` (a JSON list
+    of user ids), try to sign with those of ``theirs_json``; report addresses, signatures
+    (hex), what each of theirs answered ("signed" or the error code) and list_wallets."""
+    mine: list[str] = json.loads(mine_json)
+    theirs: list[str] = json.loads(theirs_json)
+    addresses: dict[str, str | None] = {}
+    signatures: dict[str, str] = {}
+    answered: dict[str, str] = {}
+    with WalletClient(socket_path) as c:
+        for user in mine:
+            addresses[user] = c.create_wallet(user) if create == "1" else c.get_wallet_address(user)
+            signatures[user] = c.sign_message(user, b"probe " + user.encode()).hex()
+        for user in theirs:
+            try:
+                c.sign_message(user, b"x")
+                answered[user] = "signed"
+            except errors.WalletError as exc:
+                answered[user] = exc.code
+        listed = c.list_wallets()
+    return {
+        "addresses": addresses,
+        "signatures": signatures,
+        "theirs": answered,
+        "listed": listed,
+    }

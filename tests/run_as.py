@@ -1,10 +1,13 @@
-"""Child process for tests: import the client, drop to UID/GID, run a function or CODE.
+"""Child process for tests: import a function, drop to UID/GID for good, call it.
 
-Usage: run_as.py UID GID TARGET [ARGS...]. A TARGET of the form ``module:function`` (say
-``tests.children:authz_matrix``) is imported first and called as ``function(*ARGS)``; its
-return value is printed as JSON. Any other TARGET is CODE, run with ``WalletClient``,
-``errors`` and ``ARGS`` in scope, which sets ``result`` (printed as JSON). Privileges are
-dropped with setgroups/setgid/setuid, which is irreversible, before either runs.
+Usage: run_as.py UID GID MODULE:FUNCTION [ARGS...]. ``MODULE`` (say ``tests.children``) is
+imported first, as root: the interpreter may live where the other uid cannot read it, so
+everything the function needs must be imported by then, at its module's top. Privileges are
+then dropped with setgroups/setgid/setuid, which is irreversible, and ``FUNCTION(*ARGS)`` is
+called; its return value is printed as JSON. :func:`tests.support.call_as` is the way in.
+
+Anything other than ``module:function`` is refused (exit 2) before any import: children are
+functions that mypy and ruff check, never code strings.
 """
 
 from __future__ import annotations
@@ -15,45 +18,38 @@ import os
 import re
 import sys
 
-import wallet_client
-import wallet_client.walletctl  # imported before dropping privileges, see above
-from wallet_client import AsyncWalletClient, RitualStep, WalletClient, hash_response
-from wallet_client import errors as errors
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The repository root, so that ``tests.children`` imports as the package module it is.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-_FUNCTION = re.compile(r"[\w.]+:\w+")
+USAGE = "usage: run_as.py UID GID MODULE:FUNCTION [ARGS...]"
+_TARGET = re.compile(r"[\w.]+:\w+")
+EXIT_USAGE = 2
 
 
-def main() -> None:
-    uid, gid, code, *args = sys.argv[1:]
-    function = None
-    if _FUNCTION.fullmatch(code):
-        module, name = code.split(":")
-        function = getattr(importlib.import_module(module), name)  # as root, see above
+def main(argv: list[str]) -> int:
+    if len(argv) < 3 or not argv[0].isdigit() or not argv[1].isdigit():
+        print(USAGE, file=sys.stderr)
+        return EXIT_USAGE
+    uid, gid, target, *args = argv
+    if not _TARGET.fullmatch(target):
+        shown = target if len(target) <= 60 else target[:57] + "..."
+        print(
+            f"run_as.py: the target must be module:function (say tests.children:authz_matrix),"
+            f" not {shown!r}; code strings are not run",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    module, name = target.split(":")
+    function = getattr(importlib.import_module(module), name)  # as root, see above
     os.setgroups([])
     os.setgid(int(gid))
     os.setuid(int(uid))
     assert os.getuid() == int(uid)
     assert os.geteuid() == int(uid)
-    if function is not None:
-        print(json.dumps(function(*args)))
-        return
-    scope = {
-        "WalletClient": WalletClient,
-        "AsyncWalletClient": AsyncWalletClient,
-        "RitualStep": RitualStep,
-        "hash_response": hash_response,
-        "errors": errors,
-        "wallet_client": wallet_client,
-        "ARGS": args,
-        "result": None,
-    }
-    exec(code, scope)  # test code written by the test itself
-    print(json.dumps(scope["result"]))
+    print(json.dumps(function(*args)))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

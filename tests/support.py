@@ -14,7 +14,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,17 +220,23 @@ def wallet_in(server: Server, user_id: str) -> Wallet:
     return wallet
 
 
-def run_as(
-    uid: int, gid: int, code: str, *, timeout: float = 60.0, args: Sequence[str] = ()
+def call_as(
+    uid: int, gid: int, function: Callable[..., Any], *args: str, timeout: float = 60.0
 ) -> Any:
-    """Run ``code`` in a Python child under ``uid``/``gid``; return what it printed as JSON.
+    """``function(*args)`` in a Python child under ``uid``/``gid``; what it returned, through
+    JSON. ``function`` is a module-level function of an importable module (the children
+    live in tests/*children*.py) taking strings and returning JSON values.
 
     The machine's interpreter may live where ``nobody`` cannot read it (root's home), so the
-    child starts as root, imports everything it needs, drops to ``uid``/``gid`` for good and
-    only then runs ``code``: the peer credentials the daemon sees are the dropped ones.
+    child (tests/run_as.py) starts as root, imports ``function``'s module, drops to
+    ``uid``/``gid`` for good and only then calls it: the peer credentials the daemon sees
+    are the dropped ones.
     """
+    module, name = function.__module__, function.__qualname__
+    if module == "__main__" or "." in name:
+        raise ValueError(f"{module}:{name} is not a module-level function run_as.py can import")
     proc = subprocess.run(
-        [sys.executable, str(RUN_AS), str(uid), str(gid), code, *args],
+        [sys.executable, str(RUN_AS), str(uid), str(gid), f"{module}:{name}", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -241,20 +247,8 @@ def run_as(
     return json.loads(proc.stdout)
 
 
-def run_as_nobody(code: str, **kwargs: Any) -> Any:
-    return run_as(NOBODY.pw_uid, NOBODY.pw_gid, code, **kwargs)
-
-
-def call_as(
-    uid: int, gid: int, function: Callable[..., Any], *args: str, timeout: float = 60.0
-) -> Any:
-    """``function(*args)`` (a function of tests/children.py) in a child under ``uid``/``gid``;
-    what it returned, through JSON. Preferred to :func:`run_as` with a code string."""
-    target = f"{function.__module__}:{function.__qualname__}"
-    return run_as(uid, gid, target, timeout=timeout, args=args)
-
-
 def call_as_nobody(function: Callable[..., Any], *args: str, timeout: float = 60.0) -> Any:
+    """:func:`call_as` as ``nobody``."""
     return call_as(NOBODY.pw_uid, NOBODY.pw_gid, function, *args, timeout=timeout)
 
 

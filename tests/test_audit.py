@@ -26,7 +26,8 @@ from walletd.server.serve import Server
 from walletd.storage.loader import open_store
 from walletd.storage.store import DB_NAME
 
-from .support import NOBODY, Clock, MakeConfig, StartServer, run_as, running, wallet_in
+from . import visibility_children
+from .support import NOBODY, Clock, MakeConfig, StartServer, call_as, running, wallet_in
 
 DAY = 86400.0
 
@@ -155,32 +156,20 @@ async def test_others_see_only_records_of_their_own_wallets(
     async with AsyncWalletClient(sock) as admin:
         await admin.create_wallet("roots")
 
-    def as_uid(uid: int, gid: int, code: str) -> Any:
-        return run_as(uid, gid, "c = WalletClient(ARGS[0])\n" + code, args=[sock])
-
     nobody = (NOBODY.pw_uid, NOBODY.pw_gid)
     await trio.to_thread.run_sync(
-        as_uid,
-        *nobody,
-        "c.create_wallet('mine'); c.rotate_keys('mine')\n"
-        "c.create_wallet('shared'); c.delete_wallet('shared')\n",
-    )
-    listing = (
-        "result = {'all': [[r.user_id, r.event, r.actor_uid] for r in c.audit_log()]}\n"
-        "for op in ('audit_verify()', \"audit_log('roots')\"):\n"
-        "    try:\n"
-        "        eval('c.' + op); result[op] = 'allowed'\n"
-        "    except errors.WalletError as e:\n"
-        "        result[op] = e.code\n"
+        lambda: call_as(*nobody, visibility_children.keep_one_delete_one, sock, "mine", "shared")
     )
     # uid 1 takes the deleted user id over: the earlier wallet's records are not its own.
     daemon_uid = await trio.to_thread.run_sync(
-        as_uid, 1, 1, "c.create_wallet('shared'); c.rotate_keys('shared')\n" + listing
+        lambda: call_as(1, 1, visibility_children.take_over_then_audit, sock, "shared", "roots")
     )
     assert daemon_uid["all"] == [["shared", "wallet_created", 1], ["shared", "key_rotated", 1]]
-    assert daemon_uid["audit_verify()"] == "forbidden"
-    assert daemon_uid["audit_log('roots')"] == "forbidden"
-    seen_by_nobody = await trio.to_thread.run_sync(as_uid, *nobody, listing)
+    assert daemon_uid["audit_verify"] == "forbidden"
+    assert daemon_uid["audit_log_other"] == "forbidden"
+    seen_by_nobody = await trio.to_thread.run_sync(
+        lambda: call_as(*nobody, visibility_children.audit_seen, sock, "roots")
+    )
     assert seen_by_nobody["all"] == [
         ["mine", "wallet_created", NOBODY.pw_uid],
         ["mine", "key_rotated", NOBODY.pw_uid],

@@ -26,7 +26,8 @@ from wallet_client import (
 from wallet_client.calls import Call
 from walletd.server.serve import Server
 
-from .support import Clock, DaemonFactory, MakeConfig, StartServer, run_as_nobody, wallet_in
+from . import visibility_children
+from .support import Clock, DaemonFactory, MakeConfig, StartServer, call_as_nobody, wallet_in
 
 DAY = 86400.0
 RECORD_FIELDS = {"backup_id", "user_id", "wallet_id", "key_hash", "timestamp", "metadata"}
@@ -305,27 +306,24 @@ async def test_others_see_only_problems_that_may_be_theirs(
     async with AsyncWalletClient(sock) as admin:
         await admin.create_wallet("roots")
         roots = await admin.create_backup("roots")
-    code = (
-        "c = WalletClient(ARGS[0])\n"
-        "if ARGS[1] == 'create':\n"
-        "    c.create_wallet('mine'); result = c.create_backup('mine')['backup_id']\n"
-        "else:\n"
-        "    listed = c.list_backups('mine')\n"
-        "    result = [[b['backup_id'] for b in listed],\n"
-        "              sorted(p['backup_id'] for p in listed.problems)]\n"
+    mine = await trio.to_thread.run_sync(
+        lambda: call_as_nobody(visibility_children.create_with_backup, sock, "mine")
     )
-    mine = await trio.to_thread.run_sync(lambda: run_as_nobody(code, args=[sock, "create"]))
     directory = backup_dir(server)
     # An unreadable entry may be anyone's, so everyone is told of it.
     (directory / f"{'2' * 32}.json").mkdir()
-    listed = await trio.to_thread.run_sync(lambda: run_as_nobody(code, args=[sock, "list"]))
+    listed = await trio.to_thread.run_sync(
+        lambda: call_as_nobody(visibility_children.backups_and_problems, sock, "mine")
+    )
     assert listed == [[mine], ["2" * 32]]
     # A damaged record that claims another user is that user's (and admins') business.
     rewrite(
         directory / f"{roots['backup_id']}.json", lambda d: d["record"].update(key_hash="0" * 64)
     )
     rewrite(directory / f"{mine}.json", lambda d: d["record"].update(timestamp=1.0))
-    listed = await trio.to_thread.run_sync(lambda: run_as_nobody(code, args=[sock, "list"]))
+    listed = await trio.to_thread.run_sync(
+        lambda: call_as_nobody(visibility_children.backups_and_problems, sock, "mine")
+    )
     assert listed == [[], sorted(["2" * 32, mine])]
 
 
@@ -340,33 +338,11 @@ def test_other_uids_are_refused_on_every_family(daemon: DaemonFactory) -> None:
         c.create_wallet("alice")
         backup = c.create_backup("alice")
         audit_before = c.audit_log()
-    result = run_as_nobody(
-        "c = WalletClient(ARGS[0])\n"
-        "ops = {\n"
-        "  'sign_message': lambda: c.sign_message('alice', b'x'),\n"
-        "  'delete_wallet': lambda: c.delete_wallet('alice'),\n"
-        "  'rotate_keys': lambda: c.rotate_keys('alice'),\n"
-        "  'rotation_status': lambda: c.rotation_status('alice'),\n"
-        "  'needs_rotation': lambda: c.needs_rotation('alice'),\n"
-        "  'rotation_history': lambda: c.rotation_history('alice'),\n"
-        "  'get_policy': lambda: c.get_policy('alice'),\n"
-        "  'set_policy': lambda: c.set_policy('alice', max_signatures=1),\n"
-        "  'backup_wallet': lambda: c.backup_wallet('alice'),\n"
-        "  'create_backup': lambda: c.create_backup('alice'),\n"
-        "  'list_backups': lambda: c.list_backups('alice'),\n"
-        "  'verify_backup': lambda: c.verify_backup('alice', ARGS[1]),\n"
-        "  'delete_backup': lambda: c.delete_backup('alice', ARGS[1]),\n"
-        "  'audit_log_alice': lambda: c.audit_log('alice'),\n"
-        "  'audit_verify': lambda: c.audit_verify(),\n"
-        "}\n"
-        "result = {}\n"
-        "for name, op in ops.items():\n"
-        "    try:\n"
-        "        op(); result[name] = 'allowed'\n"
-        "    except errors.WalletError as e:\n"
-        "        result[name] = e.code\n"
-        "result['audit_log_all'] = len(c.audit_log())\n",
-        args=[str(proc.socket_path), backup["backup_id"]],
+    result = call_as_nobody(
+        visibility_children.every_family_on,
+        str(proc.socket_path),
+        "alice",
+        backup["backup_id"],
     )
     assert result.pop("audit_log_all") == 0
     assert result == dict.fromkeys(result, "forbidden")
@@ -383,13 +359,5 @@ def test_other_uids_are_refused_on_every_family(daemon: DaemonFactory) -> None:
 @pytest.mark.slow
 def test_backup_ops_on_a_user_without_a_wallet_are_not_found(daemon: DaemonFactory) -> None:
     proc = daemon().start()
-    code = (
-        "c = WalletClient(ARGS[0])\n"
-        "def code(fn):\n"
-        "    try:\n        fn(); return 'ok'\n"
-        "    except errors.WalletError as e:\n        return e.code\n"
-        "result = [code(lambda: c.list_backups('ghost')),\n"
-        "          code(lambda: c.verify_backup('ghost', 'f' * 32)),\n"
-        "          code(lambda: c.delete_backup('ghost', 'f' * 32))]\n"
-    )
-    assert run_as_nobody(code, args=[str(proc.socket_path)]) == ["not_found"] * 3
+    codes = call_as_nobody(visibility_children.backup_ops_codes, str(proc.socket_path), "ghost")
+    assert codes == ["not_found"] * 3

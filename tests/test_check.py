@@ -19,7 +19,8 @@ from wallet_client import WalletClient
 from walletd.storage.sealing import GENERATED_KEY_NAME, read_key_file
 from walletd.storage.store import DB_NAME
 
-from .support import NOBODY, DaemonFactory, DaemonProcess, run_as_nobody
+from . import children
+from .support import NOBODY, DaemonFactory, DaemonProcess, call_as_nobody
 from .test_sealing import _forms
 from .test_store import flip, load_keys, snapshot, walletd_cli
 
@@ -46,10 +47,7 @@ def state(daemon: DaemonFactory) -> State:
         for user in ("alice", "bob", "carol"):
             c.create_wallet(user)
         c.create_backup("alice")
-    run_as_nobody(
-        "c = WalletClient(ARGS[0]); c.create_wallet('nina'); c.create_wallet('nora')",
-        args=[str(proc.socket_path)],
-    )
+    call_as_nobody(children.create_wallets, str(proc.socket_path), "nina", "nora")
     assert proc.stop() == 0
     secrets = list(load_keys(proc.state_dir).values())
     secrets.append(read_key_file(proc.state_dir / GENERATED_KEY_NAME))

@@ -19,7 +19,8 @@ import pytest
 from wallet_client import RitualStep, WalletClient, hash_response
 from walletd.storage.store import DB_NAME, Store
 
-from .support import NOBODY, DaemonFactory, DaemonProcess, run_as
+from . import children, recovery_children
+from .support import NOBODY, DaemonFactory, DaemonProcess, call_as
 
 pytestmark = pytest.mark.slow
 
@@ -31,34 +32,18 @@ UIDS = {
     "daemon": (DAEMON_USER.pw_uid, DAEMON_USER.pw_gid),
 }
 
-# Runs as an unprivileged uid: create (when asked) and sign its own wallets, try the other
-# uid's, and report addresses, signatures and what the other uid's wallets answered.
-AS_USER = """
-import json
-sock, mine, theirs, create = ARGS[0], json.loads(ARGS[1]), json.loads(ARGS[2]), ARGS[3] == "1"
-c = WalletClient(sock)
-out = {"addresses": {}, "signatures": {}, "theirs": {}}
-for user in mine:
-    out["addresses"][user] = c.create_wallet(user) if create else c.get_wallet_address(user)
-    out["signatures"][user] = c.sign_message(user, b"probe " + user.encode()).hex()
-for user in theirs:
-    try:
-        c.sign_message(user, b"x")
-        out["theirs"][user] = "signed"
-    except errors.WalletError as e:
-        out["theirs"][user] = e.code
-out["listed"] = c.list_wallets()
-result = out
-"""
-
 MINE = {"nobody": ["nina", "nora"], "daemon": ["dana"]}
 
 
 def _as(who: str, proc: DaemonProcess, *, create: bool) -> dict[str, Any]:
+    """As ``who`` (an unprivileged uid): create (when asked) and sign its own wallets, try the
+    other uid's and root's; addresses, signatures and what the others' wallets answered."""
     other = "daemon" if who == "nobody" else "nobody"
     uid, gid = UIDS[who]
     args = [str(proc.socket_path), json.dumps(MINE[who]), json.dumps(MINE[other] + ["alice"])]
-    result: dict[str, Any] = run_as(uid, gid, AS_USER, args=[*args, "1" if create else "0"])
+    result: dict[str, Any] = call_as(
+        uid, gid, children.own_and_others, *args, "1" if create else "0"
+    )
     return result
 
 
@@ -145,11 +130,13 @@ def test_every_acknowledged_change_survives_kill9(daemon: DaemonFactory) -> None
         assert not c.initiate_recovery("ask", WRONG)
         assert not c.initiate_recovery("ask", WRONG)
     # The last change: nobody recovers root's wallet "lost" (it becomes nobody's, new key).
-    recovered = run_as(
+    recovered = call_as(
         *UIDS["nobody"],
-        "c = WalletClient(ARGS[0]); a = c.recover('lost', ARGS[1:3])\n"
-        "result = [a, c.sign_message('lost', b'hello').hex()]",
-        args=[str(proc.socket_path), *RIGHT],
+        recovery_children.recover_and_sign,
+        str(proc.socket_path),
+        "lost",
+        "hello",
+        *RIGHT,
     )
     proc.kill()  # SIGKILL right after the last acknowledgement
     proc.start()
@@ -163,11 +150,8 @@ def test_every_acknowledged_change_survives_kill9(daemon: DaemonFactory) -> None
         assert (policy.max_signatures, policy.auto_rotate) == (7, True)
         assert c.get_remaining_attempts("ask") == 5 - 2
         assert c.audit_verify().ok
-    again = run_as(
-        *UIDS["nobody"],
-        "c = WalletClient(ARGS[0])\n"
-        "result = [c.get_wallet_address('lost'), c.sign_message('lost', b'hello').hex()]",
-        args=[str(proc.socket_path)],
+    again = call_as(
+        *UIDS["nobody"], children.address_and_signature, str(proc.socket_path), "lost", "hello"
     )
     assert again == recovered  # owned by nobody now, with the key the recovery made
     assert proc.stop() == 0

@@ -16,25 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from .support import NOBODY, run_as_nobody, wait_for_socket
+from . import process_children
+from .support import NOBODY, call_as_nobody, wait_for_socket
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 LAUNCHER = Path(__file__).resolve().parent / "run_daemon_as.py"
-
-PTRACE_CODE = """
-import ctypes, ctypes.util, os
-libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
-PTRACE_ATTACH, PTRACE_DETACH = 16, 17
-pid = int(ARGS[0])
-rc = libc.ptrace(PTRACE_ATTACH, pid, None, None)
-err = ctypes.get_errno()
-if rc == 0:
-    os.waitpid(pid, 0)
-    libc.ptrace(PTRACE_DETACH, pid, None, None)
-result = {"attached": rc == 0, "errno": err}
-"""
 
 
 def _owner(path: str) -> int:
@@ -96,7 +83,7 @@ def test_daemon_is_not_dumpable(daemon_as_nobody: subprocess.Popen[bytes]) -> No
 
 
 def test_same_uid_cannot_ptrace_the_daemon(daemon_as_nobody: subprocess.Popen[bytes]) -> None:
-    result = run_as_nobody(PTRACE_CODE, args=[str(daemon_as_nobody.pid)])
+    result = call_as_nobody(process_children.ptrace_attach, str(daemon_as_nobody.pid))
     assert result == {"attached": False, "errno": 1}  # EPERM
 
 
@@ -104,5 +91,5 @@ def test_control_same_uid_can_ptrace_a_dumpable_process(
     dumpable_nobody: subprocess.Popen[str],
 ) -> None:
     assert _owner(f"/proc/{dumpable_nobody.pid}/status") == NOBODY.pw_uid
-    result = run_as_nobody(PTRACE_CODE, args=[str(dumpable_nobody.pid)])
+    result = call_as_nobody(process_children.ptrace_attach, str(dumpable_nobody.pid))
     assert result["attached"] is True

@@ -8,6 +8,7 @@ other uids for the ownership rules.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
@@ -34,14 +35,15 @@ from walletd.config import Config, ConfigError, load_config
 from walletd.server.serve import Server
 from walletd_wire.framing import FrameDecoder, encode_frame
 
+from . import recovery_children
 from .support import (
     NOBODY,
     Clock,
     DaemonFactory,
     MakeConfig,
     StartServer,
-    run_as,
-    run_as_nobody,
+    call_as,
+    call_as_nobody,
     wallet_in,
 )
 from .test_ritual_store import ScryptSpy
@@ -408,29 +410,13 @@ def test_ownership_rules_and_transfer(daemon: DaemonFactory, open_tmp: Path) -> 
         root.register_ritual("alice", ritual())
 
     # nobody: may read alice's ritual, not manage it; recovers it; creates bob with a ritual.
-    nobody = run_as_nobody(
-        "c = WalletClient(ARGS[0])\n"
-        "def code(f):\n"
-        "    try:\n        f(); return 'ok'\n"
-        "    except errors.WalletError as e:\n        return e.code\n"
-        "steps = [RitualStep(q, hash_response(a)) for q, a in zip(ARGS[1:4], ARGS[4:7])]\n"
-        "right = list(ARGS[4:7])\n"
-        "result = {\n"
-        "  'prompts': c.get_prompts('alice'),\n"
-        "  'has': c.has_ritual('alice'),\n"
-        "  'remaining': c.get_remaining_attempts('alice'),\n"
-        "  'locked': c.is_locked('alice'),\n"
-        "  'sign_before': code(lambda: c.sign_message('alice', b'x')),\n"
-        "  'register': code(lambda: c.register_ritual('alice', steps)),\n"
-        "  'unregister': code(lambda: c.unregister_ritual('alice')),\n"
-        "  'reset': code(lambda: c.reset_attempts('alice')),\n"
-        "}\n"
-        "result['address'] = c.recover('alice', right)\n"
-        "result['signed_with'] = c.sign_batch('alice', [b'y'])[0].address\n"
-        "c.create_wallet('bob')\n"
-        "result['bob_steps'] = c.register_ritual('bob', steps)\n"
-        "result['reset_own'] = code(lambda: c.reset_attempts('bob'))\n",
-        args=[sock, *PROMPTS, *ANSWERS],
+    nobody = call_as_nobody(
+        recovery_children.read_then_recover,
+        sock,
+        "alice",
+        "bob",
+        json.dumps(PROMPTS),
+        json.dumps(ANSWERS),
     )
     assert nobody["prompts"] == PROMPTS
     assert nobody["has"] is True
@@ -441,26 +427,10 @@ def test_ownership_rules_and_transfer(daemon: DaemonFactory, open_tmp: Path) -> 
     assert nobody["reset"] == nobody["reset_own"] == "forbidden"  # admin only, even the owner
     assert nobody["address"] != alice
     assert nobody["signed_with"] == nobody["address"]
-    assert nobody["bob_steps"] == 3
+    assert nobody["own_steps"] == 3
 
     # Another non-root uid recovers nobody's wallet; nobody is then locked out of it.
-    other = run_as(
-        OTHER_UID,
-        NOBODY.pw_gid,
-        "c = WalletClient(ARGS[0])\n"
-        "def code(f):\n"
-        "    try:\n        f(); return 'ok'\n"
-        "    except errors.WalletError as e:\n        return e.code\n"
-        "result = {'sign_before': code(lambda: c.sign_message('bob', b'x'))}\n"
-        "result['failed'] = c.initiate_recovery('bob', ['no'] * 3)\n"
-        "result['address'] = c.recover('bob', list(ARGS[1:]))\n"
-        "sig = c.sign_message('bob', b'mine now')\n"
-        "result['valid'] = c.verify_signature('bob', b'mine now', sig)\n"
-        "result['signed_with'] = c.sign_batch('bob', [b'y'])[0].address\n"
-        "result['remaining'] = c.get_remaining_attempts('bob')\n"
-        "result['wallets'] = c.list_wallets()\n",
-        args=[sock, *ANSWERS],
-    )
+    other = call_as(OTHER_UID, NOBODY.pw_gid, recovery_children.take_over, sock, "bob", *ANSWERS)
     assert other["sign_before"] == "forbidden"
     assert other["failed"] is False
     assert other["valid"] is True
@@ -468,13 +438,7 @@ def test_ownership_rules_and_transfer(daemon: DaemonFactory, open_tmp: Path) -> 
     assert other["signed_with"] == other["address"]
     assert other["wallets"] == {"bob": other["address"]}
 
-    after = run_as_nobody(
-        "c = WalletClient(ARGS[0])\n"
-        "try:\n    c.sign_message('bob', b'x'); result = {'bob': 'signed'}\n"
-        "except errors.PermissionDeniedError as e:\n    result = {'bob': e.code}\n"
-        "result['wallets'] = c.list_wallets()\n",
-        args=[sock],
-    )
+    after = call_as_nobody(recovery_children.locked_out, sock, "bob")
     assert after == {"bob": "forbidden", "wallets": {"alice": nobody["address"]}}
 
     with WalletClient(sock) as root:

@@ -17,7 +17,8 @@ from walletd.config import Config
 from walletd.logs import REDACTED, configure_logging, redact_secrets
 from walletd.storage.loader import open_store
 
-from .support import DaemonFactory, run_as_nobody
+from . import recovery_children
+from .support import DaemonFactory, call_as_nobody
 
 pytestmark = pytest.mark.slow
 
@@ -87,10 +88,7 @@ def test_no_secret_in_a_real_daemon_log(daemon: DaemonFactory) -> None:
         c.set_policy("bob", max_signatures=3, auto_rotate=True)
         for m in messages:
             signatures.append(c.sign_message("bob", m))
-    run_as_nobody(
-        "c = WalletClient(ARGS[0])\nresult = c.recover('alice', list(ARGS[1:]))",
-        args=[str(proc.socket_path), *answers],
-    )
+    call_as_nobody(recovery_children.recover_wallet, str(proc.socket_path), "alice", *answers)
     assert proc.stop() == 0
 
     config = Config(state_dir=str(proc.state_dir))

@@ -17,7 +17,8 @@ from wallet_client import RitualStep, WalletClient, hash_response
 from walletd.storage.sealing import GENERATED_KEY_NAME
 from walletd.storage.store import DB_NAME
 
-from .support import DaemonFactory, run_as_nobody
+from . import children
+from .support import DaemonFactory, call_as_nobody
 from .test_store import snapshot, walletd_cli
 
 pytestmark = pytest.mark.slow
@@ -54,11 +55,7 @@ def test_rekey_reseals_everything(daemon: DaemonFactory, tmp_path: Path) -> None
         signatures = {
             u: [c.sign_message(u, m) for m in MESSAGES] for u in ("alice", "bob", "carol")
         }
-    nina = run_as_nobody(
-        "c = WalletClient(ARGS[0]); c.create_wallet('nina')\n"
-        "result = c.sign_message('nina', b'one').hex()",
-        args=[str(proc.socket_path)],
-    )
+    nina = call_as_nobody(children.create_and_sign, str(proc.socket_path), "nina", "one")
     with WalletClient(proc.socket_path) as c:
         records_before = c.audit_verify().records
     assert proc.stop() == 0
@@ -90,11 +87,7 @@ def test_rekey_reseals_everything(daemon: DaemonFactory, tmp_path: Path) -> None
         assert c.verify_backup("alice", backup["backup_id"])
         assert c.list_backups("alice").problems == []
         assert c.has_ritual("carol")
-    again = run_as_nobody(
-        "c = WalletClient(ARGS[0])\n"
-        "result = [c.sign_message('nina', b'one').hex(), sorted(c.list_wallets())]",
-        args=[str(proc.socket_path)],
-    )
+    again = call_as_nobody(children.sign_and_list, str(proc.socket_path), "nina", "one")
     assert again == [nina, ["nina"]]  # same key, same owner
     assert proc.stop() == 0
 

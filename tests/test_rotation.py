@@ -27,13 +27,14 @@ from wallet_client.calls import Call
 from walletd.server.serve import Server
 from walletd.storage.store import DB_NAME
 
+from . import visibility_children
 from .support import (
-    NOBODY,
     Clock,
     DaemonFactory,
     MakeConfig,
     StartServer,
-    run_as,
+    call_as,
+    call_as_nobody,
     running,
     wallet_in,
 )
@@ -384,21 +385,14 @@ async def test_new_owner_of_a_reused_user_id_sees_only_its_own_rotations(
 ) -> None:
     config = make_config(socket=str(open_tmp / "walletd.sock"), socket_mode=0o666, ephemeral=True)
     server = await start_server(config)
-    code = (
-        "c = WalletClient(ARGS[0])\n"
-        "if ARGS[1] == 'first':\n"
-        "    c.create_wallet('shared'); c.rotate_keys('shared'); c.rotate_keys('shared')\n"
-        "    c.delete_wallet('shared')\n"
-        "else:\n"
-        "    c.create_wallet('shared'); c.rotate_keys('shared')\n"
-        "result = [[r.old_wallet_id, r.new_wallet_id] for r in c.rotation_history('shared')]\n"
-    )
     sock = str(server.config.socket)
     first = await trio.to_thread.run_sync(
-        lambda: run_as(NOBODY.pw_uid, NOBODY.pw_gid, code, args=[sock, "first"])
+        lambda: call_as_nobody(visibility_children.rotate_twice_then_delete, sock, "shared")
     )
     assert len(first) == 2  # deleted, but the uid that rotated it may still read it
-    second = await trio.to_thread.run_sync(lambda: run_as(1, 1, code, args=[sock, "second"]))
+    second = await trio.to_thread.run_sync(
+        lambda: call_as(1, 1, visibility_children.create_rotate_history, sock, "shared")
+    )
     async with AsyncWalletClient(sock) as admin:
         everything = await admin.rotation_history("shared")
         current = await admin.get_wallet_address("shared")

@@ -29,7 +29,8 @@ from walletd.storage.sealing import (
 )
 from walletd.storage.store import DB_NAME
 
-from .support import DaemonFactory, run_as_nobody
+from . import children
+from .support import DaemonFactory, call_as_nobody
 from .test_store import load_keys, snapshot
 
 pytestmark = pytest.mark.slow
@@ -75,7 +76,7 @@ def test_no_raw_key_anywhere_on_disk(daemon: DaemonFactory) -> None:
         c.delete_wallet("dave")
         c.create_backup("alice")
         c.create_backup("bob")
-    run_as_nobody("WalletClient(ARGS[0]).create_wallet('nina')", args=[str(proc.socket_path)])
+    call_as_nobody(children.create_wallets, str(proc.socket_path), "nina")
     proc.kill()  # the write-ahead log still holds the latest pages
     state = proc.state_dir
     assert (state / (DB_NAME + "-wal")).stat().st_size > 0

@@ -25,18 +25,8 @@ from wallet_client._unix import server_uid
 from wallet_client.calls import DEFAULT_SOCKET
 from wallet_client.cli_peer import expected_server_uid
 
-from .support import NOBODY, MakeConfig, StartServer, run_as_nobody, wait_for_socket
-
-# As nobody: listen, let the readiness probe in, then report how many bytes the next
-# connection sent before it closed (the first recv: 0 means nothing was sent).
-FAKE_SERVER = (
-    "import socket\n"
-    "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
-    "s.bind(ARGS[0]); s.listen(4)\n"
-    "probe, _ = s.accept(); probe.close()\n"
-    "conn, _ = s.accept(); conn.settimeout(20)\n"
-    "result = len(conn.recv(65536))\n"
-)
+from . import process_children
+from .support import NOBODY, MakeConfig, StartServer, call_as_nobody, wait_for_socket
 
 
 def nobodys_socket(open_tmp: Path) -> Path:
@@ -54,7 +44,9 @@ class FakeServer:
         self.path = path
         self.received: list[Any] = []
         self._thread = threading.Thread(
-            target=lambda: self.received.append(run_as_nobody(FAKE_SERVER, args=[str(path)]))
+            target=lambda: self.received.append(
+                call_as_nobody(process_children.bytes_sent_to_a_stand_in, str(path))
+            )
         )
 
     def __enter__(self) -> FakeServer:

@@ -4,7 +4,8 @@ import pytest
 
 from wallet_client import AsyncWalletClient, PermissionDeniedError, WalletClient
 
-from .support import DaemonFactory, run_as_nobody
+from . import children
+from .support import DaemonFactory, call_as_nobody
 
 pytestmark = pytest.mark.slow
 
@@ -21,12 +22,7 @@ def test_other_uid_is_refused(daemon: DaemonFactory) -> None:
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
         c.create_wallet("alice")
-    result = run_as_nobody(
-        "c = WalletClient(ARGS[0])\n"
-        "try:\n    c.sign_message('alice', b'x'); result = 'signed'\n"
-        "except errors.PermissionDeniedError as e:\n    result = e.code\n",
-        args=[str(proc.socket_path)],
-    )
+    result = call_as_nobody(children.sign_or_permission_code, str(proc.socket_path), "alice")
     assert result == "forbidden"
     assert proc.stop() == 0
     assert PermissionDeniedError.code == "forbidden"

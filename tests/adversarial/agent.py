@@ -1,6 +1,6 @@
 """A long-lived client process under another uid, driven by JSON lines on stdin.
 
-``tests/support.run_as`` starts one Python child per call (~0.2 s); a model-based test makes
+``tests.support.call_as`` starts one Python child per call (~0.2 s); a model-based test makes
 thousands of calls, so each uid gets one of these instead. Like tests/run_as.py it starts as
 root, imports everything it will ever need (the interpreter may live where the target uid
 cannot read), drops to UID/GID for good, and only then serves:

@@ -25,8 +25,8 @@ import trio
 
 from wallet_client import AsyncWalletClient
 
-from ..support import DaemonProcess, run_as_nobody
-from . import figures
+from ..support import DaemonProcess, call_as_nobody
+from . import figures, flood_children
 from .harness import rss_kib
 
 pytestmark = [pytest.mark.soak, pytest.mark.slow, pytest.mark.root]
@@ -36,27 +36,6 @@ FLOODERS = 4  # connections (threads in the attacker's process), one wallet each
 QUIET_SAMPLES = 200
 #: Generous: a victim listing that read the attacker's files would take tens of ms at once.
 LIST_P99_BOUND_MS = 50.0
-
-ATTACKER = (
-    "import threading, time\n"
-    "from wallet_client import WalletError\n"
-    "deadline = time.monotonic() + float(ARGS[1])\n"
-    "counts = {'created': 0, 'quota_exceeded': 0, 'other': 0}\n"
-    "lock = threading.Lock()\n"
-    "def flood(n):\n"
-    "    with WalletClient(ARGS[0], timeout=30) as c:\n"
-    "        c.create_wallet(f'flood{n}')\n"
-    "        while time.monotonic() < deadline:\n"
-    "            try:\n"
-    "                c.create_backup(f'flood{n}', {'pad': 'x' * 512}); key = 'created'\n"
-    "            except WalletError as e:\n"
-    "                key = 'quota_exceeded' if e.code == 'quota_exceeded' else 'other'\n"
-    "            with lock:\n"
-    "                counts[key] += 1\n"
-    f"threads = [threading.Thread(target=flood, args=(n,)) for n in range({FLOODERS})]\n"
-    "[t.start() for t in threads]; [t.join() for t in threads]\n"
-    "result = counts\n"
-)
 
 
 def ms(values: list[float], q: float) -> float:
@@ -94,7 +73,13 @@ async def test_backup_flood_does_not_slow_another_uids_listing(make_daemon: Any)
         async def attacker() -> None:
             outcome.update(
                 await trio.to_thread.run_sync(
-                    lambda: run_as_nobody(ATTACKER, args=[path, str(FLOOD_SECONDS)], timeout=120)
+                    lambda: call_as_nobody(
+                        flood_children.backup_flood,
+                        path,
+                        str(FLOOD_SECONDS),
+                        str(FLOODERS),
+                        timeout=120,
+                    )
                 )
             )
 
