@@ -10,7 +10,10 @@ Semantics:
 - The layers combine as deny > review > allow: the more restrictive wins, so an owner can
   only tighten what an admin set. The combined decision names the layer that gave it (on a
   tie the one where a rule decided, the admin layer if both) and its rule and reason.
-- ``evaluate`` consumes nothing (``explain_signing`` is exactly an ``evaluate``).
+- ``evaluate`` consumes nothing (``explain_signing`` is exactly an ``evaluate``). The sign
+  path calls ``admit`` instead: the same two layer verdicts, and the charge when both allow,
+  in one pass and without the explanation (the limits looked at, the combined Decision),
+  which only a refusal needs.
 
 What a signature charges (``charge``): one use of the limit of the deciding rule in EACH
 layer, when that rule has a limit; nothing else. Rules examined before it (including limited
@@ -172,7 +175,8 @@ def _decide(
     now: float,
     default: Verdict,
     seen: list[LimitState] | None,
-) -> tuple[Verdict, list[LimitState] | None]:
+) -> Verdict:
+    """The verdict of one layer's rules; each limit looked at goes into ``seen`` (if given)."""
     # The hot loop: prefix and max_bytes are checked inline (no call), the rest by closures.
     message = request.message
     for rule in rules:
@@ -191,15 +195,59 @@ def _decide(
         else:
             limit = rule.limit
             if limit is None:
-                return rule.verdict, seen
+                return rule.verdict
             w = table.get(rule.id)
             remaining = limit.count if w is None else w.remaining(now)
-            if seen is None:
-                seen = []
-            seen.append(LimitState(layer, rule.id, limit, remaining))
+            if seen is not None:
+                seen.append(LimitState(layer, rule.id, limit, remaining))
             if remaining > 0:
-                return rule.verdict, seen
-    return default, seen
+                return rule.verdict
+    return default
+
+
+def _layer_rules(layer: Layer, op: str, key_type: str) -> tuple[Rule, ...]:
+    try:
+        return layer.index[op][key_type]
+    except KeyError:  # an op or key type no rule names: only unconstrained rules apply
+        return layer.candidates(op, key_type)
+
+
+def admit(
+    admin: Layer,
+    owner: Layer,
+    default: Action,
+    request: SigningRequest,
+    now: float,
+    windows: Windows,
+) -> tuple[Verdict, Verdict] | None:
+    """The sign path's evaluate-and-charge, in one pass.
+
+    None: both layers allow, and the use is charged (exactly as ``charge`` would charge it).
+    Otherwise each layer's verdict, with nothing charged; ``Decision(*verdicts)`` has
+    ``evaluate``'s action and rule (not its list of limits, which only an explanation needs).
+    Raises ``ReservationNeeded``, with nothing charged, when an allowed use is not covered by
+    a durable reservation yet.
+    """
+    op, key_type = request.op, request.key_type
+    try:  # inline, not _layer_rules: this is the sign path
+        admin_rules = admin.index[op][key_type]
+        owner_rules = owner.index[op][key_type]
+    except KeyError:
+        admin_rules = admin.candidates(op, key_type)
+        owner_rules = owner.candidates(op, key_type)
+    a = o = DEFAULT_VERDICTS[default]
+    if admin_rules or owner_rules:
+        message = request.message
+        size = -1 if message is None else len(message)
+        if admin_rules:
+            a = _decide(admin_rules, windows.admin, ADMIN, request, size, now, a, None)
+        if owner_rules:
+            o = _decide(owner_rules, windows.owner, OWNER, request, size, now, o, None)
+    if not (a.allows and o.allows):
+        return a, o
+    if a.limit is not None or o.limit is not None:
+        charge_verdicts(a, o, windows, now)
+    return None
 
 
 def evaluate(
@@ -210,36 +258,33 @@ def evaluate(
     now: float,
     windows: Windows,
 ) -> Decision:
-    """Decide ``request`` at ``now`` (Unix seconds, wall clock); consumes nothing."""
+    """Decide ``request`` at ``now`` (Unix seconds, wall clock), listing every limit looked
+    at; consumes nothing. What ``explain_signing`` answers."""
     op, key_type = request.op, request.key_type
-    try:
-        admin_rules = admin.index[op][key_type]
-        owner_rules = owner.index[op][key_type]
-    except KeyError:  # an op or key type no rule names: only unconstrained rules apply
-        admin_rules = admin.candidates(op, key_type)
-        owner_rules = owner.candidates(op, key_type)
+    admin_rules = _layer_rules(admin, op, key_type)
+    owner_rules = _layer_rules(owner, op, key_type)
     if not admin_rules and not owner_rules:
         return _PLAIN[default]
     fallback = DEFAULT_VERDICTS[default]
     message = request.message
     size = -1 if message is None else len(message)
-    seen = None
+    seen: list[LimitState] = []
     a = o = fallback
     if admin_rules:
-        a, seen = _decide(admin_rules, windows.admin, ADMIN, request, size, now, fallback, seen)
+        a = _decide(admin_rules, windows.admin, ADMIN, request, size, now, fallback, seen)
     if owner_rules:
-        o, seen = _decide(owner_rules, windows.owner, OWNER, request, size, now, fallback, seen)
-    return Decision(a, o, _NO_LIMITS if seen is None else tuple(seen))
+        o = _decide(owner_rules, windows.owner, OWNER, request, size, now, fallback, seen)
+    return Decision(a, o, tuple(seen) if seen else _NO_LIMITS)
 
 
 # No rule can match: the same immutable decision every time, nothing allocated.
 _PLAIN = {a: Decision(DEFAULT_VERDICTS[a], DEFAULT_VERDICTS[a]) for a in Action}
 
 
-def _charged(decision: Decision, windows: Windows) -> list[tuple[str, str, RateWindow]]:
+def _charged(admin: Verdict, owner: Verdict, windows: Windows) -> list[tuple[str, str, RateWindow]]:
     """``(layer, rule_id, window)`` of each layer's deciding rule that has a limit."""
     out = []
-    for layer, verdict in ((ADMIN, decision.admin), (OWNER, decision.owner)):
+    for layer, verdict in ((ADMIN, admin), (OWNER, owner)):
         limit, rule_id = verdict.limit, verdict.rule_id
         if limit is not None and rule_id is not None:
             out.append((layer, rule_id, windows.window(layer, rule_id, limit)))
@@ -253,7 +298,8 @@ def reservations(
     ``(layer, rule_id, window)``; the daemon commits ``window.reserve(now, uses)`` for each."""
     if decision.admin.limit is None and decision.owner.limit is None:
         return []
-    return [c for c in _charged(decision, windows) if c[2].needs_reservation(now, uses)]
+    charged = _charged(decision.admin, decision.owner, windows)
+    return [c for c in charged if c[2].needs_reservation(now, uses)]
 
 
 def charge(decision: Decision, windows: Windows, now: float) -> list[tuple[str, str]]:
@@ -264,20 +310,28 @@ def charge(decision: Decision, windows: Windows, now: float) -> list[tuple[str, 
     All or nothing: every window is checked before any is charged, so a ``ReservationNeeded``
     leaves all of them as they were.
     """
-    admin, owner = decision.admin, decision.owner
+    return charge_verdicts(decision.admin, decision.owner, windows, now)
+
+
+def charge_verdicts(
+    admin: Verdict, owner: Verdict, windows: Windows, now: float
+) -> list[tuple[str, str]]:
+    """``charge`` for the two verdicts of ``verdicts(...)``."""
     if admin.limit is None or owner.limit is None:
         # At most one window (the common case): ``use`` checks before it changes anything.
-        verdict, layer = (owner, OWNER) if admin.limit is None else (admin, ADMIN)
+        if admin.limit is None:
+            verdict, layer, table = owner, OWNER, windows.owner
+        else:
+            verdict, layer, table = admin, ADMIN, windows.admin
         limit, rule_id = verdict.limit, verdict.rule_id
         if limit is None or rule_id is None:
             return []
-        table = windows.admin if layer == ADMIN else windows.owner
         w = table.get(rule_id)
         if w is None:
             w = windows.window(layer, rule_id, limit)
         w.use(now)
         return [(layer, rule_id)]
-    charged = _charged(decision, windows)
+    charged = _charged(admin, owner, windows)
     for _, _, w in charged:
         if not w.can_use(now):
             w.use(now)  # raises ReservationNeeded with the reason

@@ -122,7 +122,11 @@ def compile_match(where: str, match: Any) -> Match:
         normal["pattern"] = pattern
 
         def pattern_test(r: SigningRequest) -> bool:
-            return r.message is not None and r.utf8() and bool(full(r.message))
+            # A message that is not UTF-8 matches no pattern. RE2 runs first: it is cheaper
+            # than the UTF-8 check on a message that is not UTF-8 (Python's check raises),
+            # and when it finds no match the check is not needed at all.
+            message = r.message
+            return message is not None and bool(full(message)) and r.utf8()
 
         tests.append(pattern_test)
     out.tests = tuple(tests)

@@ -108,12 +108,15 @@ class Verdict:
     """What one layer said: the action, the deciding rule (``None``: the default) and its
     reason and limit. Built once per rule at compile time, so a decision allocates none."""
 
-    __slots__ = ("action", "limit", "reason", "rule_id", "severity")
+    __slots__ = ("action", "allows", "limit", "reason", "rule_id", "severity")
 
     def __init__(
         self, action: Action, rule_id: str | None, reason: str | None, limit: Limit | None
     ) -> None:
         self.action = action
+        # The sign path's one question, as a plain bool: reading an Enum member to compare
+        # with costs ~90 ns on Python 3.11.
+        self.allows = action is Action.ALLOW
         self.severity = action.severity
         self.rule_id = rule_id
         self.reason = reason

@@ -123,7 +123,8 @@ class RateWindow:
 
     def remaining(self, now: float) -> int:
         """Uses still admissible at ``now`` (0 when the window is full). Consumes nothing."""
-        self._bucket(now)
+        if int(now * self._inv_width) > self._head:  # the sign path: call only to advance
+            self._bucket(now)
         left = self.count - self._total
         return left if left > 0 else 0  # below 0 after a lowered limit
 
@@ -141,7 +142,8 @@ class RateWindow:
 
     def use(self, now: float, uses: int = 1) -> None:
         """Record ``uses`` uses at ``now``; raises ``ReservationNeeded`` if not allowed."""
-        b = self._bucket(now)
+        b = int(now * self._inv_width)  # the sign path: call _bucket only to advance
+        b = b if b == self._head else self._bucket(now)
         if self._total + uses > self.count:
             raise ReservationNeeded("rate window is full")
         if self.durable:

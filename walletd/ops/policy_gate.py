@@ -34,7 +34,13 @@ import walletd_wire as wire
 from walletd.errors import PolicyDenied, RequestError, SigningPaused, not_found
 from walletd.model.audit_chain import AuditEntry
 from walletd.model.peer import DAEMON, Actor, Peer
-from walletd.model.policy_eval import Decision, charge, evaluate, reservations
+from walletd.model.policy_eval import (
+    Decision,
+    admit,
+    charge,
+    evaluate,
+    reservations,
+)
 from walletd.model.policy_request import SigningRequest
 from walletd.model.policy_rules import Action
 from walletd.model.rate_window import ReservationNeeded
@@ -100,15 +106,16 @@ class PolicyGate:
         policy = state.wallets.get(wallet.user_id) or state.policy_of(wallet.user_id)
         now = self.ctx.clock()
         windows = policy.windows
-        decision = evaluate(policy.admin, policy.owner, state.default, request, now, windows)
-        if decision.action is Action.ALLOW:
-            try:
-                # All or nothing, and it refuses a use no durable reservation covers: the
-                # common case needs no separate reservations() check (measured ~1 us).
-                charge(decision, windows, now)
-            except ReservationNeeded:
-                return self._admit_slow(peer, wallet, request)
+        try:
+            # All or nothing, and it refuses a use no durable reservation covers: the common
+            # case needs no separate reservations() check.
+            refused = admit(policy.admin, policy.owner, state.default, request, now, windows)
+        except ReservationNeeded:
+            return self._admit_slow(peer, wallet, request)
+        if refused is None:
             return None
+        # Refused or held: only now is the combined decision (which rule, which layer) built.
+        decision = Decision(*refused)
         if decision.action is Action.REVIEW and self.holds_reviews and request.op != "sign_batch":
             raise ReviewNeeded(decision)
         if self._count_denial(peer, wallet, decision, now):

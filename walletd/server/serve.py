@@ -32,7 +32,7 @@ from walletd.logs import configure_logging
 from walletd.ops.context import default_policy
 from walletd.ops.daemon import Daemon
 from walletd.server.admission import RefusalLog, Slots
-from walletd.server.connection import Connection, State, error_frame
+from walletd.server.connection import Connection, error_frame
 from walletd.server.credentials import Gatekeeper, peer_credentials
 from walletd.server.linger import Linger
 from walletd.server.listener import BoundSocket, bind_unix_socket, inherited_sockets
@@ -136,7 +136,7 @@ class Server:
         self.shutting_down = True
         self.daemon.approvals.close()  # waiting connections answer at once
         for conn in list(self.connections.values()):
-            if conn.state in (State.IDLE, State.READING):
+            if conn.state in ("idle", "reading"):
                 conn.scope.cancel()
             else:
                 conn.closing = True  # finish the request at hand, send its answer, then close
