@@ -102,7 +102,7 @@ def comparison_columns(results: dict[str, ScenarioResult]) -> list[str]:
 
 
 def _ratio_cell(result: ScenarioResult, server: str) -> str:
-    if server not in result.legs:
+    if server not in result.legs or server == result.subject:  # walletd is not "vs walletd"
         return ""
     if server in result.unavailable:
         return "n/a"

@@ -191,3 +191,42 @@ def test_the_lease_server_signs_under_its_leases_and_pairs_round_trips(
     whole = samples[approval_rows.REQUEST_TO_SIGNATURE]
     assert len(approve) == len(whole) == 5
     assert all(0 < a < w for a, w in zip(approve, whole, strict=True))
+
+
+def test_a_row_has_no_ratio_against_its_own_subject() -> None:
+    from bench.results import ScenarioResult
+
+    from .test_bench_report import m
+
+    lease, conn256 = SCENARIOS["lease"], SCENARIOS["conn256"]
+    results = {
+        "lease": ScenarioResult(lease, legs=(WALLETD_LEASE, WALLETD)),
+        "conn256": ScenarioResult(conn256, legs=(WALLETD, TRIO_SOCKET)),
+    }
+    for server, rate in ((WALLETD_LEASE, 45.0), (WALLETD, 50.0)):
+        results["lease"].add(server, m(server, rate), None)
+    for server, rate in ((WALLETD, 40.0), (TRIO_SOCKET, 40.0)):
+        results["conn256"].add(server, m(server, rate), None)
+    table = render_table(results, [], None, "skipped", 0)
+    header, _, lease_row, conn_row = table.splitlines()[:4]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+
+    def cells(row: str) -> dict[str, str]:
+        return dict(zip(columns, (c.strip() for c in row.strip("|").split("|")), strict=True))
+
+    assert cells(lease_row)["vs walletd"] == "**0.90**"
+    assert cells(conn_row)["vs walletd"] == ""  # walletd is conn256's subject
+    assert cells(conn_row)["vs trio-socket"] == "**1.00**"
+
+
+def test_a_row_that_cannot_run_here_starts_nothing(tmp_path: Path) -> None:
+    from bench.latency_rows import run_latency_rows
+
+    def never(ctx: LatencyContext) -> dict[str, list[int]]:
+        raise AssertionError("measured a row that said it cannot run")
+
+    row = LatencyRow("x", "x", (WALLETD,), ("a",), never, unavailable=lambda: "no extra")
+    said: list[str] = []
+    results = run_latency_rows([row], StartContext(tmp_path, tmp_path), 1, 0.1, said.append)
+    assert results["x"].unavailable == "no extra"
+    assert said == ["x: not measured: no extra"]  # and no "starting walletd"
