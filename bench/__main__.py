@@ -33,6 +33,8 @@ from typing import Any
 
 from bench import gate
 from bench.chart import chart_rows, render_svg
+from bench.latency import notes as latency_notes
+from bench.latency_rows import LATENCY_ROWS, run_latency_rows
 from bench.references import references_dir
 from bench.report import STARTUP_WALLETS, build_checks, render_table
 from bench.results import PICK, ScenarioResult
@@ -61,7 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="seconds per measurement (2; gate 1)")
     parser.add_argument(
         "--scenarios",
-        help=f"comma-separated subset of: {', '.join(SCENARIOS)} (default all; gate: baseline's)",
+        help=f"comma-separated subset of: {', '.join([*SCENARIOS, *LATENCY_ROWS])} "
+        "(default all; gate: baseline's)",
     )
     parser.add_argument(
         "--startup-wallets",
@@ -96,11 +99,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.startup_wallets = 1000 if quick else STARTUP_WALLETS
     if args.reps < 1 or args.duration <= 0:
         parser.error("--reps must be >= 1 and --duration > 0")
+    args.latency_keys = [] if args.gated else list(LATENCY_ROWS)  # latency rows never gate
     if args.scenarios is not None:
-        args.scenario_keys = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-        unknown = [s for s in args.scenario_keys if s not in SCENARIOS]
+        keys = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+        unknown = [s for s in keys if s not in SCENARIOS and s not in LATENCY_ROWS]
         if unknown:
             parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+        args.scenario_keys = [k for k in keys if k in SCENARIOS]
+        args.latency_keys = [k for k in keys if k in LATENCY_ROWS]
     elif args.write_baseline:
         args.scenario_keys = [k for k, s in SCENARIOS.items() if s.headline is not None]
     else:
@@ -160,12 +166,14 @@ def main(argv: list[str] | None = None) -> int:
         results = run_all(
             scenarios, ctx, args.reps, args.duration, progress, args.headline_only, excluded
         )
+        rows = [LATENCY_ROWS[k] for k in args.latency_keys]
+        latency = run_latency_rows(rows, ctx, args.reps, args.duration, progress, excluded)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     startup, startup_note = run_startup(args)
     checks = build_checks(results, startup, args.startup_wallets)
-    print(render_table(results, checks, startup, startup_note, args.startup_wallets))
-    notes = _notes(results, startup_note, args)
+    print(render_table(results, checks, startup, startup_note, args.startup_wallets, latency))
+    notes = _notes(results, startup_note, args) + latency_notes(latency)
     for note in notes:
         print(f"\n{note}")
     missed = [c.describe() for c in checks if c.met is False or (c.met is None and c.enforced)]
@@ -181,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "reps": args.reps,
         "duration_s": args.duration,
         "scenarios": args.scenario_keys,
+        "latency_rows": args.latency_keys,
         "headline_only": args.headline_only,
         "startup_wallets": None if args.skip_startup else args.startup_wallets,
     }
@@ -212,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             "servers": {name: spec.title for name, spec in SERVERS.items()},
             "references_dir": str(ctx.references),
             "scenarios": {key: result.to_json() for key, result in results.items()},
+            "latency": {key: result.to_json() for key, result in latency.items()},
             "startup": startup,
             "startup_note": startup_note,
             "targets": [

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.harness import Measurement
+from bench.latency import LatencyResult
+from bench.latency import table_row as latency_table_row
 from bench.results import PICK, ScenarioResult
 from bench.scenarios import SERVERS, Goal
 
@@ -100,7 +102,7 @@ def comparison_columns(results: dict[str, ScenarioResult]) -> list[str]:
 
 
 def _ratio_cell(result: ScenarioResult, server: str) -> str:
-    if server not in result.legs:
+    if server not in result.legs or server == result.subject:  # walletd is not "vs walletd"
         return ""
     if server in result.unavailable:
         return "n/a"
@@ -142,6 +144,7 @@ def render_table(
     startup: dict[str, Any] | None,
     startup_note: str,
     startup_n: int,
+    latency: dict[str, LatencyResult] | None = None,
 ) -> str:
     columns = comparison_columns(results)
     header = (
@@ -177,6 +180,7 @@ def render_table(
                 _met(row_checks),
             )
         )
+    rows += [latency_table_row(r, len(header)) for r in (latency or {}).values()]
     start_checks = [c for c in checks if c.scenario == "startup"]
     if startup is not None:
         measured = f"{startup.get('ready_s', 0):.2f} s, {startup.get('rss_mb', 0):.0f} MiB"

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bench import policy_rows, servers
+from bench import approval_rows, policy_rows, servers
 from bench.references import ASYNCIO, SHARED, TRIO_SOCKET, TRIO_STREAM, start_shared
 from bench.servers import BENCH_USER, Server
 from bench.wire import BenchError, Workload, batch_workload, sign_workload, ssh_sign_workload
@@ -39,6 +39,7 @@ REFERENCE = "reference"  # bench/reference_server.py: our own ceiling, same I/O 
 WALLETD = "walletd"
 SSH_AGENT = "ssh-agent"
 WALLETD_POLICY = "walletd-policy"  # bench.policy_rows: bench wallets with signing policies
+WALLETD_LEASE = "walletd-lease"  # bench.approval_rows: review rules, an approved lease
 
 Metric = Literal["rate", "p50_us", "p99_us"]
 WorkloadFactory = Callable[[Server], Workload]
@@ -200,6 +201,12 @@ SERVERS: dict[str, ServerSpec] = {
             "walletd --ephemeral, bench wallets with signing policies (bench/policy_rows.py)",
             lambda ctx: policy_rows.start_walletd_with_policy(ctx.workdir),
         ),
+        ServerSpec(
+            WALLETD_LEASE,
+            "walletd --ephemeral, bench wallets under review, `bench` with approved leases "
+            "of scope uid (bench/approval_rows.py)",
+            lambda ctx: approval_rows.start_walletd_with_lease(ctx.workdir),
+        ),
     )
 }
 
@@ -225,6 +232,17 @@ ED25519_BATCH_MIN_SIGS = 40_000
 # Issue 15: with a 10-rule owner layer (prefixes, a pattern, two limits) the 16-connection
 # HMAC sign rate is >= 0.8x the no-policy rate in the same run; a rolling window alike.
 POLICY_VS_NONE_MIN = 0.8
+# Issue 18: a request signed under an approved lease >= 0.9x a plain one, 16 connections.
+LEASE_VS_NONE_MIN = 0.9
+# Issue 18 asks for signing p99 at 256 connections and sets no target. The ceiling is loose on
+# purpose: a closed loop of 256 connections at depth 1 keeps ~256 requests queued on one
+# event loop, so p50 is about 256 x the per-request cost (4.6-7.4 ms) and p99 a few
+# scheduler slices more: 9-26 ms in short runs on the 2-core bench machine, walletd and
+# trio-socket alike. Once, with other jobs holding both cores, walletd's p99 was 58 ms and its
+# p50 15 us (trio-socket: 15 ms, 9 ms): its read-first loop then kept answering the few
+# connections whose client was running and left the rest waiting. 100 ms is above that and
+# catches a loop that starves some connections for a tenth of a second.
+CONN256_P99_MAX_US = 100_000.0
 
 _SIGN = Leg(WALLETD, sign)
 _REF = Leg(REFERENCE, sign)
@@ -332,6 +350,22 @@ SCENARIOS: dict[str, Scenario] = {
             Leg(WALLETD_POLICY, sign_rolling),
             anchor=_SIGN,
             goals=(Goal("rate", POLICY_VS_NONE_MIN, True, versus=WALLETD, headline=True),),
+        ),
+        Scenario(
+            "lease",
+            "(l) HMAC sign under an approved lease vs plain, 16 conns / 4 procs",
+            Shape(4, 4, 1),
+            Leg(WALLETD_LEASE, sign),
+            anchor=_SIGN,
+            goals=(Goal("rate", LEASE_VS_NONE_MIN, True, versus=WALLETD, headline=True),),
+        ),
+        Scenario(
+            "conn256",
+            "(m) sign, 256 conns / 8 client procs",
+            Shape(8, 32, 1),
+            _SIGN,
+            anchor=_RAW,
+            goals=(Goal("p99_us", CONN256_P99_MAX_US, False),),
         ),
     )
 }
