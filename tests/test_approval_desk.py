@@ -67,7 +67,9 @@ def desk(server: Server) -> ApprovalDesk:
         pending=ApprovalLimits(pending_ttl_s=300, max_per_uid=2, max_total=3),
         leases=LeaseLimits(max_ttl_s=3600),
     )
-    return ApprovalDesk(server.daemon.ctx, settings, alive=alive, identify=identify)
+    return ApprovalDesk(
+        server.daemon.ctx, settings, alive=alive, identify=identify, start_time=PROCESSES.get
+    )
 
 
 @contextmanager
@@ -346,3 +348,28 @@ async def test_revoke_and_pause_end_leases_with_their_use_counts(
     await desk.sweep()
     ends = [(d["lease_id"], d["why"]) for e, _, d in await events(client) if e == "lease_ended"]
     assert ends == [(a.lease_id, "revoked"), (b.lease_id, "paused")]
+
+
+async def test_a_lease_lookup_reads_no_proc_record_unless_a_process_lease_asks(
+    desk: ApprovalDesk, wallet: Wallet
+) -> None:
+    reads: list[int] = []
+
+    def start_time(pid: int) -> int | None:
+        reads.append(pid)
+        return PROCESSES.get(pid)
+
+    desk._start_time = start_time
+    rule: dict[str, Any] = {"layer": "admin", "rule_id": "big", "version": 1}
+    for scope, reads_by_lookup in ((LeaseScope.UID, []), (LeaseScope.PROCESS, [4242])):
+        approval_id = await hold(desk, wallet)
+        terms = LeaseTerms(scope, 600, 20)
+        _, lease = await desk.decide(APPROVER, approval_id, approve=True, terms=terms)
+        assert lease is not None
+        identity = desk.identity(AGENT)
+        assert desk.lease_for(identity, wallet, **rule) is lease
+        assert reads == reads_by_lookup  # a uid lease needs no start time at all
+        assert identity.process == (4242, 99)
+        assert reads == [4242]  # read at most once per lookup
+        reads.clear()
+        desk.leases.revoke(lease.lease_id)

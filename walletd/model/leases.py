@@ -28,10 +28,23 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from walletd.errors import InvalidArgument, NotFound, Unavailable
 
 from .approvals import Requester
+
+
+class Identity(Protocol):
+    """Who asks, as far as a lease needs to know: the uid, and for a process lease the
+    process ``(pid, start_time)`` (``None`` when unknown). A :class:`Requester` is one; so
+    is a peer whose start time is read only when a process lease asks for it."""
+
+    @property
+    def uid(self) -> int: ...
+    @property
+    def process(self) -> tuple[int, int] | None: ...
+
 
 __all__ = ["Ended", "Lease", "LeaseLimits", "LeaseScope", "LeaseTable", "LeaseTerms"]
 
@@ -102,7 +115,7 @@ class Lease:
     def uses_left(self) -> int:
         return self.max_uses - self.uses
 
-    def covers(self, requester: Requester) -> bool:
+    def covers(self, requester: Identity) -> bool:
         if self.scope is LeaseScope.WALLET:
             return True
         if requester.uid != self.uid:
@@ -223,7 +236,7 @@ class LeaseTable:
         layer: str,
         rule_id: str,
         version: int,
-        requester: Requester,
+        requester: Identity,
     ) -> tuple[Lease | None, list[Ended]]:
         """Spend one use of a live lease covering this request, if there is one.
 

@@ -42,12 +42,20 @@ from walletd.model.approvals import (
     check_approver,
 )
 from walletd.model.audit_chain import AuditEntry
-from walletd.model.leases import Ended, Lease, LeaseLimits, LeaseScope, LeaseTable, LeaseTerms
+from walletd.model.leases import (
+    Ended,
+    Identity,
+    Lease,
+    LeaseLimits,
+    LeaseScope,
+    LeaseTable,
+    LeaseTerms,
+)
 from walletd.model.peer import DAEMON, Actor, Peer
 from walletd.model.wallets import Wallet
 from walletd.ops.approval_audit import entry_record, lease_record
 from walletd.ops.context import Context
-from walletd.ops.requester import process_alive, read_requester
+from walletd.ops.requester import PeerIdentity, process_alive, read_requester, start_time_of
 
 log = structlog.get_logger("walletd")
 
@@ -89,6 +97,7 @@ class ApprovalDesk:
         wall: Callable[[], float] = time.time,
         alive: Callable[[int, int], bool] = process_alive,
         identify: Callable[[int, int], Requester] = read_requester,
+        start_time: Callable[[int], int | None] = start_time_of,
     ) -> None:
         self.ctx = ctx
         self.settings = settings
@@ -97,6 +106,7 @@ class ApprovalDesk:
         self._clock = clock
         self._alive = alive
         self._identify = identify
+        self._start_time = start_time
         self._decided: dict[str, trio.Event] = {}
         self._ended: list[Ended] = []
         self._refusals_logged: dict[int, float] = {}
@@ -107,7 +117,12 @@ class ApprovalDesk:
     # ------------------------------------------------------------------ who
 
     def requester(self, peer: Peer) -> Requester:
+        """The full ``/proc`` record of the peer's process, for a held request (~100 µs)."""
         return self._identify(peer.uid, peer.pid)
+
+    def identity(self, peer: Peer) -> PeerIdentity:
+        """The peer as a lease lookup sees it: no ``/proc`` read unless a process lease asks."""
+        return PeerIdentity(peer.uid, peer.pid, self._start_time)
 
     def in_approver_group(self, peer: Peer) -> bool:
         if self._approver_gid is None:
@@ -139,7 +154,7 @@ class ApprovalDesk:
     # ------------------------------------------------------------------ the sign path
 
     def lease_for(
-        self, requester: Requester, wallet: Wallet, *, layer: str, rule_id: str, version: int
+        self, requester: Identity, wallet: Wallet, *, layer: str, rule_id: str, version: int
     ) -> Lease | None:
         """Spend one use of a lease covering this request, if one is live (no await)."""
         lease, ended = self.leases.use(

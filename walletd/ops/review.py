@@ -66,12 +66,12 @@ class Review:
         assert rule_id is not None, "a layer's default is allow or deny, never review"
         meta = self.ctx.policy.policy_of(wallet.user_id).meta.get(layer)
         version = 0 if meta is None else meta.version
-        requester = self.desk.requester(peer)
         lease = self.desk.lease_for(
-            requester, wallet, layer=layer, rule_id=rule_id, version=version
+            self.desk.identity(peer), wallet, layer=layer, rule_id=rule_id, version=version
         )
         if lease is not None:
             return self.sign_approved(peer, wallet.user_id, request, layer, rule_id, sign)
+        requester = self.desk.requester(peer)  # what a person is shown: read only to hold
         return self._hold(
             peer,
             wallet,
