@@ -13,7 +13,7 @@ the whole EIP-712 document, validates it (walletd_wire.eip712) and hashes it its
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import msgspec
 
@@ -140,23 +140,27 @@ class KeyOps:
         request: SigningRequest,
         typed: TypedData,
         wait_s: float | None,
-    ) -> Awaitable[wire.SignatureResult]:
-        """A pending approval, as in Signing._review, with the decoded document's summary."""
+    ) -> wire.SignatureResult | Awaitable[wire.SignatureResult]:
+        """A lease's signature or a pending approval, as in Signing._review, with the
+        decoded document's summary."""
         review = self.signing.review
         assert review is not None
-        summary = summarize_typed(
-            primary_type=typed.primary_type,
-            domain=typed.domain,
-            message=typed.message,
-            digest=typed.digest(),
-            max_bytes=self.signing.summary_max_bytes,
-        )
+
+        def summarize() -> Mapping[str, object]:
+            return summarize_typed(
+                primary_type=typed.primary_type,
+                domain=typed.domain,
+                message=typed.message,
+                digest=typed.digest(),
+                max_bytes=self.signing.summary_max_bytes,
+            )
+
         held_result = review.handle(
             peer,
             wallet,
             held,
             request=request,
-            summary=summary,
+            summarize=summarize,
             sign=lambda p, w: self._sign_typed_now(p, w, typed),
             wait_s=wait_s,
         )
@@ -175,7 +179,10 @@ class KeyOps:
         except ReviewNeeded as held:
             assert request is not None
             wallet = claim.recheck(self.book)
-            return await self._review_typed(claim.peer, wallet, held, request, typed, wait_s)
+            held_result = self._review_typed(claim.peer, wallet, held, request, typed, wait_s)
+            if isinstance(held_result, wire.SignatureResult):
+                return held_result
+            return await held_result
         peer, wallet = claim.peer, claim.recheck(self.book)
         result = self._sign_typed_now(peer, wallet, typed)
         return result if isinstance(result, wire.SignatureResult) else await result

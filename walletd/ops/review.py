@@ -3,12 +3,15 @@
 When the signing policy sends a signature to review (the gate raises
 :class:`~walletd.ops.policy_gate.ReviewNeeded`), :meth:`Review.handle`:
 
-1. identifies the requester from the kernel (``SO_PEERCRED`` and ``/proc``);
-2. spends a lease if one covers this wallet, rule (layer, id and layer version) and requester:
-   the signature is then made at once, through :meth:`Review.sign_approved`;
-3. otherwise holds the request on the :class:`~walletd.ops.approvals.ApprovalDesk` and
-   answers the ``pending`` result, or, when the request asked to wait (``wait_s``), holds
-   the connection until it is decided or the wait runs out (then ``pending`` again).
+1. spends a lease if one covers this wallet, rule (layer, id and layer version) and requester
+   (known by ``SO_PEERCRED``; a process lease also reads the pid's start time): nothing has
+   waited since the gate decided, so that decision's limits are charged and the signature
+   is made at once, as on the plain path (through :meth:`Review.sign_approved` only when a
+   durable reservation must be committed first);
+2. otherwise identifies the requester from ``/proc`` for the person who will decide, holds
+   the request on the :class:`~walletd.ops.approvals.ApprovalDesk` and answers the
+   ``pending`` result, or, when the request asked to wait (``wait_s``), holds the connection
+   until it is decided or the wait runs out (then ``pending`` again).
 
 :meth:`sign_approved` is what an approval (or a lease) runs. It re-checks everything a
 signature needs as if the request had just arrived: the wallet and its owner (``wallet_for``
@@ -26,9 +29,10 @@ import walletd_wire as wire
 from walletd.errors import PolicyDenied
 from walletd.model.approvals import Requester
 from walletd.model.peer import Peer
-from walletd.model.policy_eval import charge, evaluate, reservations
+from walletd.model.policy_eval import Decision, charge, evaluate, reservations
 from walletd.model.policy_request import SigningRequest
 from walletd.model.policy_rules import Action
+from walletd.model.rate_window import ReservationNeeded
 from walletd.model.wallets import Wallet
 from walletd.ops.approval_ops import answer, pending_result
 from walletd.ops.approvals import ApprovalDesk
@@ -57,10 +61,12 @@ class Review:
         held: ReviewNeeded,
         *,
         request: SigningRequest,
-        summary: Mapping[str, object],
+        summarize: Callable[[], Mapping[str, object]],
         sign: SignNow,
         wait_s: float | None,
-    ) -> Awaitable[wire.SignatureResult | PendingResult]:
+    ) -> wire.SignatureResult | Awaitable[wire.SignatureResult | PendingResult]:
+        """Sign under a lease, or hold for a person. ``summarize()`` builds what the person
+        is shown; it is called only for a request that is held."""
         decision = held.decision
         layer, rule_id = decision.layer, decision.rule_id
         assert rule_id is not None, "a layer's default is allow or deny, never review"
@@ -70,13 +76,13 @@ class Review:
             self.desk.identity(peer), wallet, layer=layer, rule_id=rule_id, version=version
         )
         if lease is not None:
-            return self.sign_approved(peer, wallet.user_id, request, layer, rule_id, sign)
+            return self._sign_leased(peer, wallet, decision, request, sign)
         requester = self.desk.requester(peer)  # what a person is shown: read only to hold
         return self._hold(
             peer,
             wallet,
             request=request,
-            summary=summary,
+            summary=summarize(),
             sign=sign,
             wait_s=wait_s,
             layer=layer,
@@ -124,6 +130,25 @@ class Review:
         result = answer(await self.desk.wait(peer, entry.approval_id, wait_s))
         assert isinstance(result, wire.SignatureResult | PendingResult)
         return result
+
+    def _sign_leased(
+        self,
+        peer: Peer,
+        wallet: Wallet,
+        decision: Decision,
+        request: SigningRequest,
+        sign: SignNow,
+    ) -> Signed:
+        """A lease covers it, and nothing has waited since the gate's decision: charge that
+        decision and sign now (a reservation still due goes through ``sign_approved``)."""
+        policy = self.ctx.policy.policy_of(wallet.user_id)
+        try:
+            charge(decision, policy.windows, self.ctx.clock())
+        except ReservationNeeded:
+            layer, rule_id = decision.layer, decision.rule_id
+            assert rule_id is not None
+            return self.sign_approved(peer, wallet.user_id, request, layer, rule_id, sign)
+        return sign(peer, wallet)
 
     async def sign_approved(
         self,

@@ -171,18 +171,19 @@ class Signing:
         held: ReviewNeeded,
         request: SigningRequest,
         wait_s: float | None,
-    ) -> Awaitable[wire.SignatureResult]:
-        """A pending approval (issue 16). Its ``pending`` result travels where a signature
-        result would: the wire's result is typed by what the client expects."""
+    ) -> wire.SignatureResult | Awaitable[wire.SignatureResult]:
+        """A lease's signature, or a pending approval (issue 16). Its ``pending`` result
+        travels where a signature result would: the wire's result is typed by what the
+        client expects."""
         assert self.review is not None
-        assert request.message is not None
-        summary = summarize_message(request.message, max_bytes=self.summary_max_bytes)
+        message = request.message
+        assert message is not None
         held_result = self.review.handle(
             peer,
             wallet,
             held,
             request=request,
-            summary=summary,
+            summarize=lambda: summarize_message(message, max_bytes=self.summary_max_bytes),
             sign=lambda p, w: self._sign_now(p, w, request.message or b""),
             wait_s=wait_s,
         )
@@ -209,7 +210,10 @@ class Signing:
         except ReviewNeeded as held:
             wallet = claim.recheck(self.book)
             request = SigningRequest("sign_message", wallet.key_type, message)
-            return await self._review(claim.peer, wallet, held, request, wait_s)
+            held_result = self._review(claim.peer, wallet, held, request, wait_s)
+            if isinstance(held_result, wire.SignatureResult):
+                return held_result
+            return await held_result
         peer, wallet = claim.peer, claim.recheck(self.book)
         result = self._sign_now(peer, wallet, message)
         return result if isinstance(result, wire.SignatureResult) else await result
