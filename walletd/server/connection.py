@@ -21,6 +21,11 @@ sequential / 16-connection / pipelined rows against the independent reference se
   interleaved run here (3 x 2 s): sequential 0.95 -> 1.05x the trio SocketStream server,
   p50 51 -> 42 µs (the server's own: 42 µs); 16 connections 1.29 -> 1.32x the bare
   trio.socket server; pipelined within noise (1.14-1.42x asyncio either way).
+* ... and never for longer than ``UNYIELDED_S`` (0.2 ms of trio's clock, read once per read
+  anyway). Sixteen Ed25519 requests in a row are ~0.7 ms, so at 16 connections a waiting
+  connection could wait ~10 ms: Ed25519 at 16 connections had p50 38 µs and p99 13 ms. With
+  the time bound: p99 1.7 ms, HMAC 16 connections 1.05x trio.socket with p99 0.86 ms, and
+  sequential 1.09x the SocketStream server (3 x 2 s, same run).
 
 Its readable twin is ``reference_loop`` in tests/test_fast_path.py (fifteen lines: read,
 decode, respond, send); a hypothesis property feeds both the same byte streams, split at
@@ -63,6 +68,9 @@ SEND_HIGH_WATER = 256 * 1024  # answers buffered before we send mid-batch
 # A read that finds data without waiting skips the scheduler this many times in a row before
 # it yields anyway, so a client that always has a request ready cannot starve the others.
 UNYIELDED_READS = 16
+# ... nor for longer than this (seconds of trio's clock): with slower requests (Ed25519,
+# a long policy) 16 reads in a row would keep the others waiting for milliseconds.
+UNYIELDED_S = 0.0002
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -139,21 +147,22 @@ class Connection:
         frames = FrameDecoder(self.max_frame_bytes)
         out = bytearray()
         unyielded = 0  # reads in a row that found data without waiting (see the banner)
+        yielded_at = trio.current_time()  # when this task last let the others run
         while not self.closing:
             try:
                 received = recv_into(frames.recv_buffer())
             except BlockingIOError:
                 await wait_readable(sock)  # parks the task: a checkpoint
-                unyielded = 0
+                unyielded, yielded_at = 0, trio.current_time()
                 continue
-            if unyielded < UNYIELDED_READS:
+            now = trio.current_time()
+            if unyielded < UNYIELDED_READS and now - yielded_at < UNYIELDED_S:
                 unyielded += 1
             else:
                 await trio.lowlevel.checkpoint()  # let the other connections run
-                unyielded = 0
+                unyielded, yielded_at = 0, now
             if not received:
                 return  # EOF; a truncated frame is simply dropped with the connection
-            now = trio.current_time()
             # A started frame must complete within frame_timeout however slowly it trickles
             # in, so the clock of a partial frame starts when the frame does.
             frame_since = self.since if self.state == "reading" else now
