@@ -13,8 +13,8 @@
 #                             check, the signature; rotation-policy work when it falls due
 #   4. ops/context.py         what every op shares: wallet_for, audit entries, commit
 #   5. model/wallets.py       the wallet: key, counts, effective rotation policy
-#   6. model/signer.py        HMAC-SHA256 from precomputed pad states (keys.py: Ed25519,
-#                             secp256k1)
+#   6. model/signer.py        HMAC-SHA256 from precomputed pad states (keys.py: Ed25519 via
+#                             ed25519_key.py, secp256k1)
 #
 # The layers, each importing only those before it (tests/test_layers.py):
 #
@@ -27,7 +27,8 @@
 #   ops/      one module per operation family (wallets, signing, rotation, backups, audit,
 #             recovery, policy), the context they share, the dispatcher with its op table,
 #             and daemon.py, which assembles them. The signing policy on the sign paths:
-#             policy_state.py (what is held), policy_gate.py (admit, charge, refuse)
+#             policy_state.py (what is held), policy_gate.py (admit, charge, refuse);
+#             batch_threads.py signs large public-key batches on worker threads
 #   server/   the listener, connections, peer credentials and the gatekeeper, sd_notify,
 #             process hardening, and serve.py: accept loop, reaper, flusher, signals
 #   main.py   the command line (serve, check, rekey); config.py, logs.py and errors.py (the

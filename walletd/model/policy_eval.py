@@ -205,11 +205,32 @@ def _decide(
     return default
 
 
-def _layer_rules(layer: Layer, op: str, key_type: str) -> tuple[Rule, ...]:
+def _verdicts(
+    admin: Layer,
+    owner: Layer,
+    default: Action,
+    request: SigningRequest,
+    now: float,
+    windows: Windows,
+    seen: list[LimitState] | None,
+) -> tuple[Verdict, Verdict]:
+    """Each layer's verdict on ``request`` at ``now``; the limits looked at go into ``seen``."""
+    op, key_type = request.op, request.key_type
     try:
-        return layer.index[op][key_type]
+        admin_rules = admin.index[op][key_type]
+        owner_rules = owner.index[op][key_type]
     except KeyError:  # an op or key type no rule names: only unconstrained rules apply
-        return layer.candidates(op, key_type)
+        admin_rules = admin.candidates(op, key_type)
+        owner_rules = owner.candidates(op, key_type)
+    a = o = DEFAULT_VERDICTS[default]
+    if admin_rules or owner_rules:
+        message = request.message
+        size = -1 if message is None else len(message)
+        if admin_rules:
+            a = _decide(admin_rules, windows.admin, ADMIN, request, size, now, a, seen)
+        if owner_rules:
+            o = _decide(owner_rules, windows.owner, OWNER, request, size, now, o, seen)
+    return a, o
 
 
 def admit(
@@ -228,21 +249,7 @@ def admit(
     Raises ``ReservationNeeded``, with nothing charged, when an allowed use is not covered by
     a durable reservation yet.
     """
-    op, key_type = request.op, request.key_type
-    try:  # inline, not _layer_rules: this is the sign path
-        admin_rules = admin.index[op][key_type]
-        owner_rules = owner.index[op][key_type]
-    except KeyError:
-        admin_rules = admin.candidates(op, key_type)
-        owner_rules = owner.candidates(op, key_type)
-    a = o = DEFAULT_VERDICTS[default]
-    if admin_rules or owner_rules:
-        message = request.message
-        size = -1 if message is None else len(message)
-        if admin_rules:
-            a = _decide(admin_rules, windows.admin, ADMIN, request, size, now, a, None)
-        if owner_rules:
-            o = _decide(owner_rules, windows.owner, OWNER, request, size, now, o, None)
+    a, o = _verdicts(admin, owner, default, request, now, windows, None)
     if not (a.allows and o.allows):
         return a, o
     if a.limit is not None or o.limit is not None:
@@ -260,25 +267,9 @@ def evaluate(
 ) -> Decision:
     """Decide ``request`` at ``now`` (Unix seconds, wall clock), listing every limit looked
     at; consumes nothing. What ``explain_signing`` answers."""
-    op, key_type = request.op, request.key_type
-    admin_rules = _layer_rules(admin, op, key_type)
-    owner_rules = _layer_rules(owner, op, key_type)
-    if not admin_rules and not owner_rules:
-        return _PLAIN[default]
-    fallback = DEFAULT_VERDICTS[default]
-    message = request.message
-    size = -1 if message is None else len(message)
     seen: list[LimitState] = []
-    a = o = fallback
-    if admin_rules:
-        a = _decide(admin_rules, windows.admin, ADMIN, request, size, now, fallback, seen)
-    if owner_rules:
-        o = _decide(owner_rules, windows.owner, OWNER, request, size, now, fallback, seen)
+    a, o = _verdicts(admin, owner, default, request, now, windows, seen)
     return Decision(a, o, tuple(seen) if seen else _NO_LIMITS)
-
-
-# No rule can match: the same immutable decision every time, nothing allocated.
-_PLAIN = {a: Decision(DEFAULT_VERDICTS[a], DEFAULT_VERDICTS[a]) for a in Action}
 
 
 def _charged(admin: Verdict, owner: Verdict, windows: Windows) -> list[tuple[str, str, RateWindow]]:
