@@ -24,6 +24,7 @@ Time is injected as in :mod:`walletd.model.approvals` (monotonic ``clock`` decid
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -168,6 +169,9 @@ class LeaseTable:
         self._new_id = new_id
         self._leases: dict[str, Lease] = {}
         self._expired: list[Ended] = []  # ended by time since the last sweep, to be reported
+        # No live lease expires before this (a lower bound: it may be stale after an end),
+        # so the tidy every use starts with costs one comparison until something is due.
+        self._soonest = math.inf
 
     def __len__(self) -> int:
         return len(self._leases)
@@ -226,6 +230,7 @@ class LeaseTable:
             approval_id=approval_id,
         )
         self._leases[lease_id] = lease
+        self._soonest = min(self._soonest, lease.expires)
         return lease
 
     def use(
@@ -305,9 +310,12 @@ class LeaseTable:
 
     def _tidy(self) -> None:
         now = self._clock()
+        if now < self._soonest:
+            return
         for lease in list(self._leases.values()):
             if now >= lease.expires:
                 self._expired.append(self._end(lease, "expired"))
+        self._soonest = min((ls.expires for ls in self._leases.values()), default=math.inf)
 
     def clear(self) -> list[Ended]:
         """A stop: every lease ends (they never outlive the daemon)."""

@@ -99,6 +99,7 @@ def _assemble(
     desk = ApprovalDesk(ctx, settings_of(config), wall=clock)
     signing.review = Review(ctx, desk)
     signing.gate.holds_reviews = True
+    signing.gate.desk = desk
     ctx.policy.pause_hooks.append(desk.on_pause)
     dispatcher = Dispatcher(
         OpFamilies(

@@ -45,6 +45,7 @@ from walletd.model.policy_request import SigningRequest
 from walletd.model.policy_rules import Action
 from walletd.model.rate_window import ReservationNeeded
 from walletd.model.wallets import Wallet
+from walletd.ops.approvals import ApprovalDesk
 from walletd.ops.context import Context
 from walletd.ops.policy_state import DENIAL_MINUTE, DenialBucket, PolicyState
 from walletd.storage import sql
@@ -90,6 +91,7 @@ class PolicyGate:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.holds_reviews = False  # set by the daemon once its approval desk exists
+        self.desk: ApprovalDesk | None = None  # the same desk, for leases (set with it)
 
     @property
     def state(self) -> PolicyState:
@@ -117,10 +119,37 @@ class PolicyGate:
         # Refused or held: only now is the combined decision (which rule, which layer) built.
         decision = Decision(*refused)
         if decision.action is Action.REVIEW and self.holds_reviews and request.op != "sign_batch":
+            if self._leased(peer, wallet, decision, now):
+                return None
             raise ReviewNeeded(decision)
         if self._count_denial(peer, wallet, decision, now):
             raise PolicyDenied(denial_message(decision))
         return self._first_denial(peer, wallet, decision)
+
+    def _leased(self, peer: Peer, wallet: Wallet, decision: Decision, now: float) -> bool:
+        """Whether a live lease lets this review through now: then one of its uses is spent
+        and the decision's limits are charged, exactly as for an ``allow`` (nothing has
+        waited since the decision), and the signature is made on the plain path. False
+        leaves it to :class:`~walletd.ops.review.Review`: held for a person, or a lease
+        whose limits need a durable reservation first."""
+        desk = self.desk
+        policy = self.ctx.policy.policy_of(wallet.user_id)
+        if desk is None or reservations(decision, policy.windows, now):
+            return False
+        rule_id = decision.rule_id
+        assert rule_id is not None, "a layer's default is allow or deny, never review"
+        meta = policy.meta.get(decision.layer)
+        lease = desk.lease_for(
+            desk.identity(peer),
+            wallet,
+            layer=decision.layer,
+            rule_id=rule_id,
+            version=0 if meta is None else meta.version,
+        )
+        if lease is None:
+            return False
+        charge(decision, policy.windows, now)
+        return True
 
     async def _first_denial(self, peer: Peer, wallet: Wallet, decision: Decision) -> None:
         """Write the minute's first denial record of this wallet and rule, then refuse."""
