@@ -16,10 +16,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wallet_client import AsyncWalletClient, RitualStep, hash_response
 from walletd.config import Config
 from walletd.errors import StartupError
+from walletd.model.row_tags import TABLES, row_tag, tampered
 from walletd.storage.loader import open_store
 from walletd.storage.maintenance import inspect_state, rekey_state
 from walletd.storage.schema import SCHEMA_VERSION
@@ -331,3 +334,21 @@ async def test_signing_policy_rows_are_tagged(
     assert repr(named) in message, message
     found = [p for p in problems(config) if "row tag" in p]
     assert len(found) == 1 and repr(named) in found[0], found
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    key=st.binary(min_size=32, max_size=32),
+    values=st.lists(
+        st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.text(), st.binary()),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_the_startup_check_computes_exactly_row_tag(key: bytes, values: list[object]) -> None:
+    """``tampered`` signs with precomputed pad states; a row tagged by ``row_tag`` passes and
+    any other tag fails."""
+    table = TABLES["wallets"]
+    good = row_tag(key, table.name, values)
+    assert tampered(key, table, [(*values, good)]) == []
+    assert tampered(key, table, [(*values, bytes(32))]) == [str(values[0])]
