@@ -28,6 +28,16 @@ sequential / 16-connection / pipelined rows against the independent reference se
   sequential 1.09x the SocketStream server (3 x 2 s, same run). 0.2 -> 0.1 ms, A/B 5 x 2 s:
   HMAC 16 connections p99 1,081 -> 1,012 µs, rate within noise (29.3k vs 31.8k/s).
 
+* a connection that is the daemon's only one polls its socket for up to ``ALONE_POLL_S``
+  (50 µs) after answering, before it parks. This is where issue 18's "12 µs" went: parking
+  means trio's scheduler, epoll_wait and a context switch on the way back, and on this
+  machine that round costs more server CPU than the request itself. One agent signing one
+  request at a time is the case, and its client sends the next request within the window.
+  A/B, 5 x 2 s interleaved, 1 connection: 17.6k -> 30.0k req/s, p50 56 -> 30 µs, server
+  CPU 52 -> 33 µs per request; pipelined within noise (it never polls: data is there). With
+  two or more connections nothing changes (polling would hold up the others), and on one
+  CPU it is off (it would take the time the client needs to send).
+
 Its readable twin is ``reference_loop`` in tests/test_fast_path.py (fifteen lines: read,
 decode, respond, send); a hypothesis property feeds both the same byte streams, split at
 random points and pipelined, over socket pairs, and requires the same bytes back.
@@ -47,8 +57,10 @@ path creates no cancel scope per read.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
+from collections.abc import Callable
 from types import CoroutineType
 from typing import Any, Literal, Protocol
 
@@ -72,13 +84,20 @@ UNYIELDED_READS = 16
 # ... nor for longer than this (seconds of trio's clock): with slower requests (Ed25519,
 # a long policy) 16 reads in a row would keep the others waiting for milliseconds.
 UNYIELDED_S = 0.0001
+# A connection that is the daemon's only one polls its socket this long after it has
+# answered, before it parks: its client is most likely about to send the next request, and
+# parking costs the wake-up (epoll, a context switch, trio's scheduler) on every request.
+# Never on a single CPU, where polling would take the time the client needs to send.
+ALONE_POLL_S = 0.00005 if len(os.sched_getaffinity(0)) > 1 else 0.0
 _encoder = msgspec.msgpack.Encoder()
 
 
 class RequestCounter(Protocol):
-    """Where the loop counts requests (the shared Context, for ``status``)."""
+    """Where the loop counts requests (the shared Context, for ``status``), and how many
+    connections are open (the server keeps it)."""
 
     requests: int
+    connections: int
 
 
 # A connection's state, for the reaper's timeouts. Plain strings under a Literal type, not an
@@ -90,6 +109,17 @@ State = Literal[
     "busy",  # handling requests
     "writing",  # sending responses
 ]
+
+
+def _poll_alone(recv_into: Callable[[memoryview], int], frames: FrameDecoder) -> int:
+    """``recv_into`` retried for up to ALONE_POLL_S; -1 if nothing came (then park)."""
+    deadline = time.perf_counter() + ALONE_POLL_S
+    while time.perf_counter() < deadline:
+        try:
+            return recv_into(frames.recv_buffer())
+        except BlockingIOError:
+            pass
+    return -1
 
 
 def error_frame(code: ErrorCode, message: str, request_id: int | None = None) -> bytes:
@@ -153,9 +183,11 @@ class Connection:
             try:
                 received = recv_into(frames.recv_buffer())
             except BlockingIOError:
-                await wait_readable(sock)  # parks the task: a checkpoint
-                unyielded, yielded_at = 0, trio.current_time()
-                continue
+                received = _poll_alone(recv_into, frames) if counter.connections == 1 else -1
+                if received < 0:
+                    await wait_readable(sock)  # parks the task: a checkpoint
+                    unyielded, yielded_at = 0, trio.current_time()
+                    continue
             now = trio.current_time()
             if unyielded < UNYIELDED_READS and now - yielded_at < UNYIELDED_S:
                 unyielded += 1
