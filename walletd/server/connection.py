@@ -5,38 +5,32 @@
 What it does, and what each choice is worth, measured by ``make bench`` (bench/, the
 sequential / 16-connection / pipelined rows against the independent reference servers):
 
-* wait, then ``recv_into`` the decoder's own buffer (no EAGAIN read, no copy per read);
+* ``recv_into`` the decoder's own buffer (no copy per read);
 * every frame of one read decoded in place (memoryviews) and answered into one buffer
   (``encode_frame_into``), sent with one ``send``: pipelined requests cost one system call
   per batch, which is most of the pipelined row's lead over a read-answer-write loop;
 * ``Dispatcher.respond`` returns a plain response when the handler did not wait, so the
   common path makes no coroutine (about 0.3 µs a request);
 * debug logging is checked once per read, not per request;
-* read first, wait only when nothing is there (``UNYIELDED_READS``): a task that parks the
-  moment it has answered pays the wake-up on the next request. Trying ``recv_into`` first
-  costs one failed read when the client is slower, and saves the park when it is not; a read
-  that found data yields to the scheduler only every 16th time in a row, so a client that
-  always has a request ready cannot starve the others, and the 16-connection case does not
-  pay a checkpoint per request (a per-request checkpoint cost it 24%). Measured in one
-  interleaved run here (3 x 2 s): sequential 0.95 -> 1.05x the trio SocketStream server,
-  p50 51 -> 42 µs (the server's own: 42 µs); 16 connections 1.29 -> 1.32x the bare
-  trio.socket server; pipelined within noise (1.14-1.42x asyncio either way).
-* ... and never for longer than ``UNYIELDED_S`` (0.1 ms of trio's clock, read once per read
-  anyway). Sixteen Ed25519 requests in a row are ~0.7 ms, so at 16 connections a waiting
-  connection could wait ~10 ms: Ed25519 at 16 connections had p50 38 µs and p99 13 ms. With
-  a 0.2 ms bound: p99 1.7 ms, HMAC 16 connections 1.05x trio.socket with p99 0.86 ms, and
-  sequential 1.09x the SocketStream server (3 x 2 s, same run). 0.2 -> 0.1 ms, A/B 5 x 2 s:
-  HMAC 16 connections p99 1,081 -> 1,012 µs, rate within noise (29.3k vs 31.8k/s).
-
-* a connection that is the daemon's only one polls its socket for up to ``ALONE_POLL_S``
-  (50 µs) after answering, before it parks. This is where issue 18's "12 µs" went: parking
-  means trio's scheduler, epoll_wait and a context switch on the way back, and on this
-  machine that round costs more server CPU than the request itself. One agent signing one
-  request at a time is the case, and its client sends the next request within the window.
-  A/B, 5 x 2 s interleaved, 1 connection: 17.6k -> 30.0k req/s, p50 56 -> 30 µs, server
-  CPU 52 -> 33 µs per request; pipelined within noise (it never polls: data is there). With
-  two or more connections nothing changes (polling would hold up the others), and on one
-  CPU it is off (it would take the time the client needs to send).
+* **when other connections are open, wait, then read**: our client is rarely ready the
+  moment we answered (the loop serves the others meanwhile), and a read that finds nothing
+  costs a system call and an exception. A/B 5 x 2 s against reading first: 16 connections
+  33.2k -> 39.7k req/s (server CPU 29.6 -> 24.9 µs a request, p99 987 -> 790 µs); 256
+  connections 28.2k -> 31.8k req/s (3 x 2 s, p99 18.8 -> 15.3 ms);
+* **when the connection is the daemon's only one, read first, then poll, then wait**: it
+  tries ``recv_into`` at once, and polls the socket for up to ``ALONE_POLL_S`` (50 µs)
+  before it parks. Parking means trio's scheduler, ``epoll_wait`` and a context switch on
+  the way back, and on this machine that round costs more server CPU than the request
+  itself; one agent signing one request at a time sends its next one within the window.
+  This is where issue 18's "12 µs" went. A/B 5 x 2 s, 1 connection: 17.6k -> 30.0k req/s,
+  p50 56 -> 30 µs, server CPU 52 -> 33 µs a request; pipelined within noise (data is there,
+  nothing polls). Off on a single CPU, where polling would take the time the client needs
+  to send;
+* a read that found data without waiting yields to the scheduler every 16th time in a row
+  (``UNYIELDED_READS``) or after 0.1 ms of them (``UNYIELDED_S``), so a client that always
+  has a request ready cannot starve anything else (the reaper, the accept loop, a new
+  connection), and a run of requests does not pay a checkpoint each (one per request cost
+  24% at 16 connections when the loop read first there).
 
 Its readable twin is ``reference_loop`` in tests/test_fast_path.py (fifteen lines: read,
 decode, respond, send); a hypothesis property feeds both the same byte streams, split at
@@ -44,11 +38,12 @@ random points and pipelined, over socket pairs, and requires the same bytes back
 ============================================================================================
 
 I/O is a non-blocking stdlib socket parked with ``trio.lowlevel.wait_readable`` /
-``wait_writable``: we wait first and then ``recv_into`` the frame decoder's buffer, which saves
-the failed (EAGAIN) read a ``trio.socket`` recv makes on every request/response round trip and
-a copy per read. Frames are decoded in place, and the responses to every frame that arrived in
-one read go out in one send, so a pipelining client costs one system call per batch. Every wait
-is a trio checkpoint, so connections cannot starve each other.
+``wait_writable``: with other connections open we wait first and then ``recv_into`` the frame
+decoder's buffer, which saves the failed (EAGAIN) read a ``trio.socket`` recv makes on every
+request/response round trip and a copy per read. Frames are decoded in place, and the
+responses to every frame that arrived in one read go out in one send, so a pipelining client
+costs one system call per batch. Every wait is a trio checkpoint, so connections cannot starve
+each other.
 
 Timeouts are enforced by the server's reaper (see :mod:`walletd.server.serve`), which reads
 the timestamps kept here (trio's clock, so tests drive them with ``MockClock``), so the hot
@@ -79,7 +74,7 @@ log = structlog.get_logger("walletd")
 
 SEND_HIGH_WATER = 256 * 1024  # answers buffered before we send mid-batch
 # A read that finds data without waiting skips the scheduler this many times in a row before
-# it yields anyway, so a client that always has a request ready cannot starve the others.
+# it yields anyway, so a client that always has a request ready cannot starve anything else.
 UNYIELDED_READS = 16
 # ... nor for longer than this (seconds of trio's clock): with slower requests (Ed25519,
 # a long policy) 16 reads in a row would keep the others waiting for milliseconds.
@@ -180,6 +175,9 @@ class Connection:
         unyielded = 0  # reads in a row that found data without waiting (see the banner)
         yielded_at = trio.current_time()  # when this task last let the others run
         while not self.closing:
+            if counter.connections > 1:  # wait, then read (see the banner)
+                await wait_readable(sock)  # parks the task: a checkpoint
+                unyielded, yielded_at = 0, trio.current_time()
             try:
                 received = recv_into(frames.recv_buffer())
             except BlockingIOError:
