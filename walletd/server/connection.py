@@ -174,20 +174,23 @@ class Connection:
         out = bytearray()
         unyielded = 0  # reads in a row that found data without waiting (see the banner)
         yielded_at = trio.current_time()  # when this task last let the others run
+        parked = False  # the read at hand follows a park (itself a checkpoint)
         while not self.closing:
             if counter.connections > 1:  # wait, then read (see the banner)
                 await wait_readable(sock)  # parks the task: a checkpoint
-                unyielded, yielded_at = 0, trio.current_time()
+                parked = True
             try:
                 received = recv_into(frames.recv_buffer())
             except BlockingIOError:
                 received = _poll_alone(recv_into, frames) if counter.connections == 1 else -1
                 if received < 0:
                     await wait_readable(sock)  # parks the task: a checkpoint
-                    unyielded, yielded_at = 0, trio.current_time()
+                    parked = True
                     continue
-            now = trio.current_time()
-            if unyielded < UNYIELDED_READS and now - yielded_at < UNYIELDED_S:
+            now = trio.current_time()  # once per read: it costs ~0.3 µs
+            if parked:
+                unyielded, yielded_at, parked = 0, now, False
+            elif unyielded < UNYIELDED_READS and now - yielded_at < UNYIELDED_S:
                 unyielded += 1
             else:
                 await trio.lowlevel.checkpoint()  # let the other connections run
