@@ -172,8 +172,11 @@ class Connection:
         encode_into = _encoder.encode_into
         frames = FrameDecoder(self.max_frame_bytes)
         out = bytearray()
+        # trio's clock (MockClock in tests) without trio.current_time()'s two extra calls:
+        # 0.16 against 0.35 µs, once per read.
+        clock = trio.lowlevel.current_clock().current_time
         unyielded = 0  # reads in a row that found data without waiting (see the banner)
-        yielded_at = trio.current_time()  # when this task last let the others run
+        yielded_at = clock()  # when this task last let the others run
         parked = False  # the read at hand follows a park (itself a checkpoint)
         while not self.closing:
             if counter.connections > 1:  # wait, then read (see the banner)
@@ -187,7 +190,7 @@ class Connection:
                     await wait_readable(sock)  # parks the task: a checkpoint
                     parked = True
                     continue
-            now = trio.current_time()  # once per read: it costs ~0.3 µs
+            now = clock()  # once per read
             if parked:
                 unyielded, yielded_at, parked = 0, now, False
             elif unyielded < UNYIELDED_READS and now - yielded_at < UNYIELDED_S:
