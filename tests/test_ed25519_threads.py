@@ -59,6 +59,12 @@ def test_the_key_cannot_be_shown_or_copied() -> None:
         Ed25519Key(b"short")
 
 
+def test_any_bytes_like_message_signs_as_its_bytes() -> None:
+    key = Ed25519Key(os.urandom(32))
+    message = os.urandom(40)
+    assert key.sign(bytearray(message)) == key.sign(memoryview(message)) == key.sign(message)
+
+
 async def test_threads_keep_the_batch_order() -> None:
     key = Ed25519Key(os.urandom(32))
     messages = [i.to_bytes(2, "big") * i for i in range(101)]

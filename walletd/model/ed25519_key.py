@@ -56,7 +56,9 @@ class Ed25519Key:
             raise RuntimeError("libsodium could not derive an Ed25519 key pair")
         self.public_key = bytes(ffi.buffer(public))
 
-    def sign(self, message: bytes) -> bytes:
+    def sign(self, message: bytes | bytearray | memoryview) -> bytes:
+        if type(message) is not bytes:  # cffi takes bytes for a const char *, not a view
+            message = bytes(message)
         signed = _new_uncleared("unsigned char[]", SIGNATURE_BYTES + len(message))
         if lib.crypto_sign(signed, ffi.NULL, message, len(message), self._secret) != 0:
             raise RuntimeError("libsodium could not sign")

@@ -47,7 +47,7 @@ from walletd.model.rate_window import ReservationNeeded
 from walletd.model.wallets import Wallet
 from walletd.ops.approvals import ApprovalDesk
 from walletd.ops.context import Context
-from walletd.ops.policy_state import DENIAL_MINUTE, DenialBucket, PolicyState
+from walletd.ops.policy_state import DENIAL_MINUTE, DenialBucket, PolicyState, WalletPolicy
 from walletd.storage import sql
 from walletd.storage.store import Statement
 
@@ -119,21 +119,22 @@ class PolicyGate:
         # Refused or held: only now is the combined decision (which rule, which layer) built.
         decision = Decision(*refused)
         if decision.action is Action.REVIEW and self.holds_reviews and request.op != "sign_batch":
-            if self._leased(peer, wallet, decision, now):
+            if self._leased(peer, wallet, policy, decision, now):
                 return None
             raise ReviewNeeded(decision)
         if self._count_denial(peer, wallet, decision, now):
             raise PolicyDenied(denial_message(decision))
         return self._first_denial(peer, wallet, decision)
 
-    def _leased(self, peer: Peer, wallet: Wallet, decision: Decision, now: float) -> bool:
+    def _leased(
+        self, peer: Peer, wallet: Wallet, policy: WalletPolicy, decision: Decision, now: float
+    ) -> bool:
         """Whether a live lease lets this review through now: then one of its uses is spent
         and the decision's limits are charged, exactly as for an ``allow`` (nothing has
         waited since the decision), and the signature is made on the plain path. False
         leaves it to :class:`~walletd.ops.review.Review`: held for a person, or a lease
         whose limits need a durable reservation first."""
         desk = self.desk
-        policy = self.ctx.policy.policy_of(wallet.user_id)
         if desk is None or reservations(decision, policy.windows, now):
             return False
         rule_id = decision.rule_id
