@@ -44,8 +44,9 @@ def state(daemon: DaemonFactory) -> State:
     """A stopped daemon's state with root's and nobody's wallets and a backup."""
     proc = daemon().start()
     with WalletClient(proc.socket_path) as c:
-        for user in ("alice", "bob", "carol"):
+        for user in ("alice", "bob"):
             c.create_wallet(user)
+        c.create_wallet("carol", "ed25519")
         c.create_backup("alice")
     call_as_nobody(children.create_wallets, str(proc.socket_path), "nina", "nora")
     assert proc.stop() == 0
@@ -79,10 +80,12 @@ def test_healthy_state(state: State) -> None:
     assert summary["problems"] == []
     assert summary["wallets"] == summary["keys_unsealed"] == 5
     assert summary["owners"] == {"0": 3, str(NOBODY.pw_uid): 2}
+    assert summary["key_types"] == {"ed25519": 1, "hmac-sha256": 4}
     assert summary["audit_records"] == 6
     assert summary["master_key"].startswith("generated file")
     assert "wallets: 5" in text and "problems: none" in text
     assert f"owners: uid 0 (root): 3, uid {NOBODY.pw_uid} (nobody): 2" in text
+    assert "key_types: ed25519: 1, hmac-sha256: 4" in text
 
 
 def test_beside_a_running_daemon_and_after_a_crash(state: State) -> None:

@@ -150,6 +150,7 @@ async def test_an_older_database_gets_its_tags_at_first_start(
     await legacy_state(config, clock)
     summary = inspect_state(config)
     assert summary["problems"] == [] and "next start" in summary["row_tags"]
+    assert summary["key_types"] == {"hmac-sha256": 2}  # a database from before key types
     store, _, _ = open_store(config)  # migrates: tags computed now
     try:
         assert store.pragmas()["user_version"] == SCHEMA_VERSION

@@ -87,6 +87,8 @@ def check_state(config: Config, *, as_json: bool = False, expect: Checkpoint | N
         for name, value in summary.items():
             if name == "owners":
                 value = ", ".join(f"{_user(uid)}: {n}" for uid, n in value.items()) or "none"
+            elif name == "key_types":
+                value = ", ".join(f"{kind}: {n}" for kind, n in value.items()) or "none"
             if name != "problems":
                 print(f"{name}: {value}")
         problems = summary["problems"]
@@ -170,6 +172,11 @@ def _inspect_content(
     owners = store.query(sql.COUNT_WALLETS_BY_OWNER)
     summary["wallets"] = sum(count for _, count in owners)
     summary["owners"] = {str(uid): count for uid, count in sorted(owners)}
+    try:
+        key_types = store.query(sql.COUNT_WALLETS_BY_KEY_TYPE)
+    except sqlite3.OperationalError:  # a database from before key types: all hmac-sha256
+        key_types = [("hmac-sha256", summary["wallets"])] if summary["wallets"] else []
+    summary["key_types"] = dict(sorted(key_types))
     try:
         rituals = load_rituals(store)
     except msgspec.MsgspecError:

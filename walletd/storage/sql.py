@@ -30,6 +30,7 @@ WALLET_COLUMNS = (
 )
 SELECT_WALLETS = f"SELECT {WALLET_COLUMNS} FROM wallets"  # noqa: S608 - constant
 COUNT_WALLETS_BY_OWNER = "SELECT owner_uid, count(*) FROM wallets GROUP BY owner_uid"
+COUNT_WALLETS_BY_KEY_TYPE = "SELECT key_type, count(*) FROM wallets GROUP BY key_type"
 
 
 #: The associated-data format every key sealed today uses (see walletd.storage.sealing).
