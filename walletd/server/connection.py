@@ -34,7 +34,8 @@ sequential / 16-connection / pipelined rows against the independent reference se
 
 Its readable twin is ``reference_loop`` in tests/test_fast_path.py (fifteen lines: read,
 decode, respond, send); a hypothesis property feeds both the same byte streams, split at
-random points and pipelined, over socket pairs, and requires the same bytes back.
+random points and pipelined, over socket pairs, with the connection alone and with others
+open, and requires the same bytes back.
 ============================================================================================
 
 I/O is a non-blocking stdlib socket parked with ``trio.lowlevel.wait_readable`` /
