@@ -140,8 +140,8 @@ class KeyOps:
         request: SigningRequest,
         typed: TypedData,
         wait_s: float | None,
-    ) -> wire.SignatureResult | Awaitable[wire.SignatureResult]:
-        """A lease's signature or a pending approval, as in Signing._review, with the
+    ) -> Awaitable[wire.SignatureResult]:
+        """A pending approval or a lease's signature, as in Signing._review, with the
         decoded document's summary."""
         review = self.signing.review
         assert review is not None
@@ -179,10 +179,7 @@ class KeyOps:
         except ReviewNeeded as held:
             assert request is not None
             wallet = claim.recheck(self.book)
-            held_result = self._review_typed(claim.peer, wallet, held, request, typed, wait_s)
-            if isinstance(held_result, wire.SignatureResult):
-                return held_result
-            return await held_result
+            return await self._review_typed(claim.peer, wallet, held, request, typed, wait_s)
         peer, wallet = claim.peer, claim.recheck(self.book)
         result = self._sign_typed_now(peer, wallet, typed)
         return result if isinstance(result, wire.SignatureResult) else await result

@@ -139,13 +139,10 @@ class PolicyGate:
             return False
         rule_id = decision.rule_id
         assert rule_id is not None, "a layer's default is allow or deny, never review"
-        meta = policy.meta.get(decision.layer)
+        layer = decision.layer
+        version = policy.version_of(layer)
         lease = desk.lease_for(
-            desk.identity(peer),
-            wallet,
-            layer=decision.layer,
-            rule_id=rule_id,
-            version=0 if meta is None else meta.version,
+            desk.identity(peer), wallet, layer=layer, rule_id=rule_id, version=version
         )
         if lease is None:
             return False

@@ -80,6 +80,11 @@ class WalletPolicy:
     def layer(self, name: str) -> Layer:
         return self.admin if name == ADMIN else self.owner
 
+    def version_of(self, name: str) -> int:
+        """The layer's compare-and-set version (0 while it was never set); leases name it."""
+        meta = self.meta.get(name)
+        return 0 if meta is None else meta.version
+
     def has_rules(self) -> bool:
         return bool(len(self.admin) or len(self.owner))
 

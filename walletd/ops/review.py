@@ -4,10 +4,11 @@ When the signing policy sends a signature to review (the gate raises
 :class:`~walletd.ops.policy_gate.ReviewNeeded`), :meth:`Review.handle`:
 
 1. spends a lease if one covers this wallet, rule (layer, id and layer version) and requester
-   (known by ``SO_PEERCRED``; a process lease also reads the pid's start time): nothing has
-   waited since the gate decided, so that decision's limits are charged and the signature
-   is made at once, as on the plain path (through :meth:`Review.sign_approved` only when a
-   durable reservation must be committed first);
+   (known by ``SO_PEERCRED``; a process lease also reads the pid's start time), and signs
+   through :meth:`Review.sign_approved`. The common case never gets here: the gate admits a
+   leased review itself when no durable reservation is due
+   (:meth:`~walletd.ops.policy_gate.PolicyGate._leased`); this path is for a reservation
+   that must be committed first, and for a review decided after a wait;
 2. otherwise identifies the requester from ``/proc`` for the person who will decide, holds
    the request on the :class:`~walletd.ops.approvals.ApprovalDesk` and answers the
    ``pending`` result, or, when the request asked to wait (``wait_s``), holds the connection
@@ -29,10 +30,9 @@ import walletd_wire as wire
 from walletd.errors import PolicyDenied
 from walletd.model.approvals import Requester
 from walletd.model.peer import Peer
-from walletd.model.policy_eval import Decision, charge, evaluate, reservations
+from walletd.model.policy_eval import charge, evaluate, reservations
 from walletd.model.policy_request import SigningRequest
 from walletd.model.policy_rules import Action
-from walletd.model.rate_window import ReservationNeeded
 from walletd.model.wallets import Wallet
 from walletd.ops.approval_ops import answer, pending_result
 from walletd.ops.approvals import ApprovalDesk
@@ -64,19 +64,18 @@ class Review:
         summarize: Callable[[], Mapping[str, object]],
         sign: SignNow,
         wait_s: float | None,
-    ) -> wire.SignatureResult | Awaitable[wire.SignatureResult | PendingResult]:
+    ) -> Awaitable[wire.SignatureResult | PendingResult]:
         """Sign under a lease, or hold for a person. ``summarize()`` builds what the person
         is shown; it is called only for a request that is held."""
         decision = held.decision
         layer, rule_id = decision.layer, decision.rule_id
         assert rule_id is not None, "a layer's default is allow or deny, never review"
-        meta = self.ctx.policy.policy_of(wallet.user_id).meta.get(layer)
-        version = 0 if meta is None else meta.version
+        version = self.ctx.policy.policy_of(wallet.user_id).version_of(layer)
         lease = self.desk.lease_for(
             self.desk.identity(peer), wallet, layer=layer, rule_id=rule_id, version=version
         )
         if lease is not None:
-            return self._sign_leased(peer, wallet, decision, request, sign)
+            return self.sign_approved(peer, wallet.user_id, request, layer, rule_id, sign)
         requester = self.desk.requester(peer)  # what a person is shown: read only to hold
         return self._hold(
             peer,
@@ -130,25 +129,6 @@ class Review:
         result = answer(await self.desk.wait(peer, entry.approval_id, wait_s))
         assert isinstance(result, wire.SignatureResult | PendingResult)
         return result
-
-    def _sign_leased(
-        self,
-        peer: Peer,
-        wallet: Wallet,
-        decision: Decision,
-        request: SigningRequest,
-        sign: SignNow,
-    ) -> Signed:
-        """A lease covers it, and nothing has waited since the gate's decision: charge that
-        decision and sign now (a reservation still due goes through ``sign_approved``)."""
-        policy = self.ctx.policy.policy_of(wallet.user_id)
-        try:
-            charge(decision, policy.windows, self.ctx.clock())
-        except ReservationNeeded:
-            layer, rule_id = decision.layer, decision.rule_id
-            assert rule_id is not None
-            return self.sign_approved(peer, wallet.user_id, request, layer, rule_id, sign)
-        return sign(peer, wallet)
 
     async def sign_approved(
         self,

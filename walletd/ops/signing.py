@@ -171,8 +171,8 @@ class Signing:
         held: ReviewNeeded,
         request: SigningRequest,
         wait_s: float | None,
-    ) -> wire.SignatureResult | Awaitable[wire.SignatureResult]:
-        """A lease's signature, or a pending approval (issue 16). Its ``pending`` result
+    ) -> Awaitable[wire.SignatureResult]:
+        """A pending approval, or a lease's signature (issue 16). Its ``pending`` result
         travels where a signature result would: the wire's result is typed by what the
         client expects."""
         assert self.review is not None
@@ -210,10 +210,7 @@ class Signing:
         except ReviewNeeded as held:
             wallet = claim.recheck(self.book)
             request = SigningRequest("sign_message", wallet.key_type, message)
-            held_result = self._review(claim.peer, wallet, held, request, wait_s)
-            if isinstance(held_result, wire.SignatureResult):
-                return held_result
-            return await held_result
+            return await self._review(claim.peer, wallet, held, request, wait_s)
         peer, wallet = claim.peer, claim.recheck(self.book)
         result = self._sign_now(peer, wallet, message)
         return result if isinstance(result, wire.SignatureResult) else await result
