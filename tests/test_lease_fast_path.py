@@ -52,7 +52,9 @@ async def sign(dispatcher: Dispatcher, message: bytes) -> Any:
     return await run(dispatcher, AGENT, wire.SignMessage(id=9, user_id="agent", message=message))
 
 
-async def test_a_lease_signs_at_once_and_charges_the_limit(server: Server) -> None:
+async def leased_wallet(server: Server) -> str:
+    """The agent's wallet under RULES, its first request approved with a uid lease of 100
+    uses (which signs that request): the lease's id."""
     dispatcher = server.daemon.dispatcher
     assert (await run(dispatcher, ADMIN, wire.CreateWallet(id=1, user_id="agent"))).ok
     server.daemon.ctx.book.wallets["agent"].owner_uid = AGENT.uid  # the agent's wallet
@@ -60,13 +62,19 @@ async def test_a_lease_signs_at_once_and_charges_the_limit(server: Server) -> No
         id=2, user_id="agent", layer="admin", rules=RULES, expected_version=0
     )
     assert (await run(dispatcher, ADMIN, policy)).ok
-
     held = await sign(dispatcher, b"order:0")
     assert held.ok and held.result.kind == "pending"
     lease = wire.LeaseSpec(scope="uid", ttl_s=600, max_uses=100)
     approve = wire.Approve(id=3, approval_id=held.result.approval_id, lease=lease)
     approved = await run(dispatcher, APPROVER, approve)
-    assert approved.ok and approved.result.lease is not None  # the approval used 1 of 8
+    assert approved.ok and approved.result.lease is not None
+    lease_id: str = approved.result.lease.lease_id
+    return lease_id
+
+
+async def test_a_lease_signs_at_once_and_charges_the_limit(server: Server) -> None:
+    dispatcher = server.daemon.dispatcher
+    await leased_wallet(server)  # the approval used 1 of the limit's 8
 
     desk = server.daemon.approvals
     looked_up: list[int] = []
@@ -95,16 +103,7 @@ async def test_a_lease_signs_at_once_and_charges_the_limit(server: Server) -> No
 
 async def test_a_revoked_lease_holds_the_next_request_again(server: Server) -> None:
     dispatcher = server.daemon.dispatcher
-    assert (await run(dispatcher, ADMIN, wire.CreateWallet(id=1, user_id="agent"))).ok
-    server.daemon.ctx.book.wallets["agent"].owner_uid = AGENT.uid
-    policy = wire.SetSigningPolicy(
-        id=2, user_id="agent", layer="admin", rules=RULES, expected_version=0
-    )
-    assert (await run(dispatcher, ADMIN, policy)).ok
-    held = await sign(dispatcher, b"order:0")
-    lease = wire.LeaseSpec(scope="uid", ttl_s=600, max_uses=100)
-    approve = wire.Approve(id=3, approval_id=held.result.approval_id, lease=lease)
-    lease_id = (await run(dispatcher, APPROVER, approve)).result.lease.lease_id
+    lease_id = await leased_wallet(server)
     assert isinstance((await sign(dispatcher, b"order:1")).result, wire.SignatureResult)
     revoked = await run(dispatcher, ADMIN, wire.RevokeLease(id=5, lease_id=lease_id))
     assert revoked.ok

@@ -233,7 +233,7 @@ async def non_reader(path: str, stop: trio.Event, tally: Tally) -> None:
                     tally.hostile["non-reader bursts sent"] += 1
                     continue
                 tally.hostile["non-reader blocked (daemon stopped reading)"] += 1
-                await trio.sleep(0.5)
+                await trio.sleep(0.5)  # back off before writing again, not a readiness wait
         except (trio.BrokenResourceError, OSError):
             tally.hostile["non-reader dropped"] += 1
         finally:
@@ -270,7 +270,7 @@ with WalletClient(path, timeout=30) as client:
         except Exception:
             errors += 1
         latencies.append(time.perf_counter() - started)
-        time.sleep(0.01)
+        time.sleep(0.01)  # pacing: a probe every 10 ms, not a readiness wait
 latencies.sort()
 print(json.dumps({"p50": latencies[len(latencies) // 2] * 1000,
                   "p99": latencies[int(0.99 * (len(latencies) - 1))] * 1000,
@@ -310,7 +310,7 @@ async def probe(
 async def sample_rss(pid: int, stop: trio.Event, tally: Tally) -> None:
     while not stop.is_set():
         tally.rss_peak_kib = max(tally.rss_peak_kib, rss_kib(pid))
-        await trio.sleep(0.25)
+        await trio.sleep(0.25)  # the sampling interval
 
 
 # --------------------------------------------------------------------------- the soak

@@ -104,7 +104,11 @@ def row_tag(key: bytes, table: str, values: Sequence[Any]) -> bytes:
     int, float, str, bytes): each value carries its type and length, so no two rows of any
     two tables share an encoding.
     """
-    return hmac.digest(key, _DOMAIN + _encode([table, *values]), "sha256")
+    return hmac.digest(key, _tagged_bytes(table, values), "sha256")
+
+
+def _tagged_bytes(table: str, values: Sequence[Any]) -> bytes:
+    return _DOMAIN + _encode([table, *values])
 
 
 def tampered(key: bytes, table: TaggedTable, rows: Iterable[Sequence[Any]]) -> list[str]:
@@ -119,7 +123,7 @@ def tampered(key: bytes, table: TaggedTable, rows: Iterable[Sequence[Any]]) -> l
     name, bad = table.name, []
     for row in rows:
         *values, tag = row
-        want = sign(_DOMAIN + _encode([name, *values]))
+        want = sign(_tagged_bytes(name, values))
         if not isinstance(tag, bytes) or not hmac.compare_digest(want, tag):
             bad.append(str(values[0]))
     return bad
