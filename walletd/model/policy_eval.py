@@ -11,9 +11,10 @@ Semantics:
   only tighten what an admin set. The combined decision names the layer that gave it (on a
   tie the one where a rule decided, the admin layer if both) and its rule and reason.
 - ``evaluate`` consumes nothing (``explain_signing`` is exactly an ``evaluate``). The sign
-  path calls ``admit`` instead: the same two layer verdicts, and the charge when both allow,
-  in one pass and without the explanation (the limits looked at, the combined Decision),
-  which only a refusal needs.
+  path runs the same decision compiled into one function per wallet, op and key type
+  (``policy_compiled``): the two layer verdicts, and the charge when both allow, in one pass
+  and without the explanation (the limits looked at, the combined Decision), which only a
+  refusal needs. This module is the reference the compiled form is tested against.
 
 What a signature charges (``charge``): one use of the limit of the deciding rule in EACH
 layer, when that rule has a limit; nothing else. Rules examined before it (including limited
@@ -231,30 +232,6 @@ def _verdicts(
         if owner_rules:
             o = _decide(owner_rules, windows.owner, OWNER, request, size, now, o, seen)
     return a, o
-
-
-def admit(
-    admin: Layer,
-    owner: Layer,
-    default: Action,
-    request: SigningRequest,
-    now: float,
-    windows: Windows,
-) -> tuple[Verdict, Verdict] | None:
-    """The sign path's evaluate-and-charge, in one pass.
-
-    None: both layers allow, and the use is charged (exactly as ``charge`` would charge it).
-    Otherwise each layer's verdict, with nothing charged; ``Decision(*verdicts)`` has
-    ``evaluate``'s action and rule (not its list of limits, which only an explanation needs).
-    Raises ``ReservationNeeded``, with nothing charged, when an allowed use is not covered by
-    a durable reservation yet.
-    """
-    a, o = _verdicts(admin, owner, default, request, now, windows, None)
-    if not (a.allows and o.allows):
-        return a, o
-    if a.limit is not None or o.limit is not None:
-        charge_verdicts(a, o, windows, now)
-    return None
 
 
 def evaluate(

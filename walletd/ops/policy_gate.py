@@ -36,7 +36,6 @@ from walletd.model.audit_chain import AuditEntry
 from walletd.model.peer import DAEMON, Actor, Peer
 from walletd.model.policy_eval import (
     Decision,
-    admit,
     charge,
     evaluate,
     reservations,
@@ -105,13 +104,15 @@ class PolicyGate:
         state = self.ctx.policy
         if state.pauses and state.paused_for(wallet.user_id, wallet.owner_uid):
             raise paused_error(wallet.user_id)
-        policy = state.wallets.get(wallet.user_id) or state.policy_of(wallet.user_id)
+        policy = state.wallets.get(wallet.user_id) or state.unset
         now = self.ctx.clock()
-        windows = policy.windows
+        admission = policy.admissions.get(
+            policy.admin, policy.owner, state.default, request.op, request.key_type
+        )
         try:
             # All or nothing, and it refuses a use no durable reservation covers: the common
             # case needs no separate reservations() check.
-            refused = admit(policy.admin, policy.owner, state.default, request, now, windows)
+            refused = admission(request, now, policy.windows)
         except ReservationNeeded:
             return self._admit_slow(peer, wallet, request)
         if refused is None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from walletd.config import SigningConfig
 from walletd.errors import StartupError
+from walletd.model.policy_compiled import Admissions
 from walletd.model.policy_eval import ADMIN, OWNER, Windows
 from walletd.model.policy_rules import Action, Layer, PolicyError, compile_layer
 from walletd.model.rate_window import RateWindow, RecordError
@@ -70,12 +71,14 @@ class LayerMeta:
 
 @dataclass(slots=True)
 class WalletPolicy:
-    """One wallet's two layers, their compare-and-set versions and its rate windows."""
+    """One wallet's two layers, their compare-and-set versions, its rate windows, and the
+    sign path's admissions compiled from the layers (``walletd.model.policy_compiled``)."""
 
     admin: Layer
     owner: Layer
     meta: dict[str, LayerMeta]
     windows: Windows
+    admissions: Admissions = field(default_factory=Admissions)
 
     def layer(self, name: str) -> Layer:
         return self.admin if name == ADMIN else self.owner
@@ -112,6 +115,11 @@ class PolicyState:
         self.policy_group = signing.policy_group
         self.empty = compile_layer([], timezone=self.timezone)
         self.wallets: dict[str, WalletPolicy] = {}
+        # The policy the sign path reads for a wallet with none stored (watched only while
+        # something is paused or the default is deny). Shared and never stored or changed:
+        # its layers are empty, so nothing charges a window of it, and its compiled
+        # admissions are kept across requests instead of compiled per request.
+        self.unset = self._fresh()
         self.pauses: dict[str, tuple[float, int]] = {}  # pause key -> (since, actor uid)
         # (user_id, layer, rule_id) -> the aggregate of this minute's later denials.
         self.denials: dict[tuple[str, str, str], DenialBucket] = {}
@@ -125,8 +133,9 @@ class PolicyState:
     def policy_of(self, user_id: str) -> WalletPolicy:
         """The wallet's policy; a fresh empty one (not stored) when it has none yet."""
         found = self.wallets.get(user_id)
-        if found is not None:
-            return found
+        return self._fresh() if found is None else found
+
+    def _fresh(self) -> WalletPolicy:
         return WalletPolicy(
             self.empty,
             self.empty,
@@ -180,6 +189,7 @@ class PolicyState:
                     document = policy.layer(name).to_document()
                     recompiled[user_id, name] = compile_layer(document, timezone=signing.timezone)
             self.empty = compile_layer([], timezone=signing.timezone)
+            self.unset = self._fresh()
         for (user_id, name), layer in recompiled.items():
             policy = self.wallets[user_id]
             if name == ADMIN:
