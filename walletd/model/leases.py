@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from bisect import insort
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -57,6 +58,13 @@ class LeaseScope(StrEnum):
     PROCESS = "process"
     UID = "uid"
     WALLET = "wallet"
+
+
+# Module-level aliases for the sign path: on Python 3.11 reading a member off its Enum class
+# (``LeaseScope.UID``) costs ~160 ns, an ``is`` against a module global ~20 ns.
+_PROCESS = LeaseScope.PROCESS
+_UID = LeaseScope.UID
+_WALLET = LeaseScope.WALLET
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,13 +125,15 @@ class Lease:
         return self.max_uses - self.uses
 
     def covers(self, requester: Identity) -> bool:
-        if self.scope is LeaseScope.WALLET:
+        scope = self.scope
+        if scope is _WALLET:
             return True
         if requester.uid != self.uid:
             return False
-        return self.scope is LeaseScope.UID or (
-            requester.process is not None and requester.process == self.process
-        )
+        if scope is _UID:
+            return True
+        process = requester.process  # for a PeerIdentity, the one /proc read, done here only
+        return process is not None and process == self.process
 
     def view(self) -> dict[str, object]:
         """A ``list_leases`` entry."""
@@ -167,7 +177,14 @@ class LeaseTable:
         self._clock = clock
         self._wall = wall
         self._new_id = new_id
-        self._leases: dict[str, Lease] = {}
+        self._leases: dict[str, Lease] = {}  # every live lease, in grant order
+        # The sign path's index: (user_id, layer, rule_id) -> that key's live leases in the
+        # order ``use`` tries them (narrowest scope, then soonest expiry, then grant order:
+        # what a stable sort of all leases gave). ``use`` sorted every live lease of the
+        # daemon on each leased request, O(n log n) with n up to max_leases, and with one
+        # lease live the table cost 129 bytecodes a leased request; one dict lookup brings
+        # that to 95. Kept by ``grant`` and ``_end`` only (a key's fields never change).
+        self._index: dict[tuple[str, str, str], list[Lease]] = {}
         self._expired: list[Ended] = []  # ended by time since the last sweep, to be reported
         # No live lease expires before this (a lower bound: it may be stale after an end),
         # so the tidy every use starts with costs one comparison until something is due.
@@ -230,6 +247,8 @@ class LeaseTable:
             approval_id=approval_id,
         )
         self._leases[lease_id] = lease
+        # Right of its equals: among leases of one rank and expiry, grant order.
+        insort(self._index.setdefault(_key(lease), []), lease, key=_narrowest_first)
         self._soonest = min(self._soonest, lease.expires)
         return lease
 
@@ -247,24 +266,32 @@ class LeaseTable:
 
         Returns the lease used (or ``None``) and the leases that ended on the way (expired,
         owner changed, or spent by this use), for the audit log. The narrowest lease is
-        used first (process, then uid, then wallet), so a broad lease is not drained by a
-        process that has its own.
+        used first (process, then uid, then wallet; then the soonest to expire), so a broad
+        lease is not drained by a process that has its own.
         """
-        ended = self.sweep()
+        # ``sweep`` inlined: one clock read and one comparison until a lease is due.
+        if self._clock() >= self._soonest:
+            self._tidy()
+        ended, self._expired = self._expired, []
+        candidates = self._index.get((user_id, layer, rule_id))
+        if candidates is None:
+            return None, ended
         found: Lease | None = None
-        for lease in sorted(self._leases.values(), key=_narrowest_first):
-            if (lease.user_id, lease.layer, lease.rule_id) != (user_id, layer, rule_id):
-                continue
+        stale: list[Lease] | None = None  # another owner's: ended after the walk, in order
+        for lease in candidates:
             if lease.owner_uid != owner_uid:
+                if stale is None:
+                    stale = []
+                stale.append(lease)
+            elif lease.version == version and lease.covers(requester):
+                found = lease
+                break
+        if stale is not None:
+            for lease in stale:
                 ended.append(self._end(lease, "owner_changed"))
-                continue
-            if lease.version != version or not lease.covers(requester):
-                continue
-            found = lease
-            break
         if found is not None:
             found.uses += 1
-            if found.uses_left <= 0:
+            if found.uses >= found.max_uses:
                 ended.append(self._end(found, "spent"))
         return found, ended
 
@@ -326,11 +353,25 @@ class LeaseTable:
         return min((ls.expires for ls in self._leases.values()), default=None)
 
     def _end(self, lease: Lease, why: str) -> Ended:
-        self._leases.pop(lease.lease_id, None)
+        """The one place a lease leaves: the table and its index entry."""
+        if self._leases.pop(lease.lease_id, None) is lease:
+            key = _key(lease)
+            candidates = self._index[key]
+            for i, other in enumerate(candidates):
+                if other is lease:  # identity: a dataclass ``==`` compares every field
+                    del candidates[i]
+                    break
+            if not candidates:
+                del self._index[key]
         return Ended(lease, why)
 
 
-_ORDER = {LeaseScope.PROCESS: 0, LeaseScope.UID: 1, LeaseScope.WALLET: 2}
+_ORDER = {_PROCESS: 0, _UID: 1, _WALLET: 2}
+
+
+def _key(lease: Lease) -> tuple[str, str, str]:
+    """The index key: what a request must share with a lease before its scope is asked."""
+    return (lease.user_id, lease.layer, lease.rule_id)
 
 
 def _narrowest_first(lease: Lease) -> tuple[int, float]:
