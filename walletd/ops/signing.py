@@ -59,7 +59,10 @@ class Signing:
             return self._sign_with_purpose(peer, req, req.purpose)
         wallet = self.ctx.wallet_for(peer, req.user_id)
         if req.user_id in self.policy.watched:
-            return self._sign_with_policy(peer, wallet, req.message, req.wait_s)
+            held = self._held_by_policy(peer, wallet, req.message, req.wait_s)
+            if held is not None:
+                return held
+            # Admitted and charged: signed below, exactly as a wallet with no policy.
         count = wallet.signature_count
         if count >= wallet.quiet_end:
             return self._sign_guarded(Claim.of(peer, wallet), req.message)
@@ -152,16 +155,19 @@ class Signing:
 
     # ------------------------------------------------------------------ under a policy
 
-    def _sign_with_policy(
+    def _held_by_policy(
         self, peer: Peer, wallet: Wallet, message: bytes, wait_s: float | None = None
-    ) -> wire.SignatureResult | Awaitable[wire.SignatureResult]:
+    ) -> Awaitable[wire.SignatureResult] | None:
+        """None when the policy admits the signature now (charged; the caller signs it).
+        Otherwise what the caller answers instead: a wait for a reservation or a denial
+        record, or a review. Raises PolicyDenied / SigningPaused."""
         request = SigningRequest("sign_message", wallet.key_type, message)
         try:
             pending = self.gate.admit(peer, wallet, request)
         except ReviewNeeded as held:
             return self._review(peer, wallet, held, request, wait_s)
         if pending is None:
-            return self._sign_now(peer, wallet, message)
+            return None
         return self._sign_after(pending, Claim.of(peer, wallet), message, wait_s)
 
     def _review(
