@@ -111,76 +111,132 @@ def _compile(
     deciding window as it finds it. ``other`` None: it returns this layer's verdict and
     charges nothing.
     """
-    typed = op == _TYPED_OP
-    names: dict[str, object] = {"_fallback": fallback, "_layer": layer}
-    body: list[str] = []
-    uses_size = uses_table = False
+    code = _Source(layer, op, fallback, other)
     for i, rule in enumerate(rules):
-        conditions: list[str] = []
-        if rule.prefix is not None:
-            names[f"_p{i}"] = rule.prefix
-            check = f"message.startswith(_p{i})"
-            conditions.append(f"(message is not None and {check})" if typed else check)
-        if rule.max_bytes is not None:
-            names[f"_m{i}"] = rule.max_bytes
-            conditions.append(f"0 <= size <= _m{i}" if typed else f"size <= _m{i}")
-            uses_size = True
-        if rule.active is not None:
-            names[f"_a{i}"] = rule.active
-            conditions.append(f"_a{i}(now)")
-        for j, test in enumerate(rule.tests):
+        code.bind_rule(i, rule)
+    # Typed conditions never hold for a message op: such rules are left out of its code.
+    every = [(i, r) for i, r in enumerate(rules) if code.typed or not r.typed_tests]
+    prefixed = [r.prefix for _, r in every if r.prefix is not None]
+    if code.typed or len(prefixed) < 2:
+        code.emit_rules(every, "    ")
+    else:
+        # A message that starts with none of the rules' prefixes (most of them: prefixes
+        # name what to refuse or single out) skips every prefixed rule after one C call.
+        code.names["_prefixes"] = tuple(prefixed)
+        code.uses_message = True
+        code.lines.append("    if message.startswith(_prefixes):")
+        code.emit_rules(every, "        ")
+        code.emit_rules([(i, r) for i, r in every if r.prefix is None], "    ")
+    return code.function()
+
+
+class _Source:
+    """The text of one compiled layer and the values its names stand for."""
+
+    def __init__(self, layer: str, op: str, fallback: Verdict, other: Verdict | None) -> None:
+        self.layer, self.op, self.other = layer, op, other
+        # Message ops always carry the message and never typed facts.
+        self.typed = op == _TYPED_OP
+        self.names: dict[str, object] = {"_fallback": fallback, "_layer": layer}
+        if other is None:
+            self.end = "_fallback"
+        elif fallback.allows and other.allows:
+            self.end = "None"
+        else:
+            self.names["_end"] = _pair(layer, fallback, other)
+            self.end = "_end"
+        self.lines: list[str] = []
+        self.uses_message = self.uses_size = self.uses_table = False
+
+    def bind_rule(self, i: int, rule: Rule) -> None:
+        names = self.names
+        names[f"_v{i}"] = verdict = rule.verdict
+        if self.other is not None:
+            names[f"_r{i}"] = _pair(self.layer, verdict, self.other)
+        for name, value in (
+            (f"_p{i}", rule.prefix),
+            (f"_m{i}", rule.max_bytes),
+            (f"_a{i}", rule.active),
+            (f"_re{i}", rule.pattern),
+        ):
+            if value is not None:
+                names[name] = value
+        for j, test in enumerate(rule.typed_tests):
             names[f"_t{i}_{j}"] = test
-            conditions.append(f"_t{i}_{j}(request)")
-        verdict = rule.verdict
-        names[f"_v{i}"] = verdict
+        if rule.limit is not None:
+            names[f"_k{i}"], names[f"_l{i}"] = rule.id, rule.limit
+
+    def emit_rules(self, rules: list[tuple[int, Rule]], indent: str) -> None:
+        """The rules in order, then the layer's end (every path returns)."""
+        for i, rule in rules:
+            conditions = self._conditions(i, rule)
+            self._emit_rule(i, rule, conditions, indent)
+            if not conditions and rule.limit is None:
+                return  # it always decides: the rules after it are never reached
+        self.lines.append(f"{indent}return {self.end}")
+
+    def _conditions(self, i: int, rule: Rule) -> list[str]:
+        """The rule's conditions, cheapest first, as the interpreter checks them."""
+        typed, out = self.typed, []
+        if rule.prefix is not None:
+            self.uses_message = True
+            check = f"message.startswith(_p{i})"
+            out.append(f"(message is not None and {check})" if typed else check)
+        if rule.max_bytes is not None:
+            self.uses_message = self.uses_size = True
+            out.append(f"0 <= size <= _m{i}" if typed else f"size <= _m{i}")
+        if rule.active is not None:
+            out.append(f"_a{i}(now)")
+        out.extend(f"_t{i}_{j}(request)" for j in range(len(rule.typed_tests)))
+        if rule.pattern is not None:
+            self.uses_message = True
+            # RE2 first: it is cheaper than the UTF-8 check on a message that is not UTF-8,
+            # and when it finds no match the check is not needed at all (policy_match).
+            match = f"_re{i}(message) and request.utf8()"
+            out.append(f"(message is not None and {match})" if typed else match)
+        return out
+
+    def _emit_rule(self, i: int, rule: Rule, conditions: list[str], indent: str) -> None:
+        lines = self.lines
+        if conditions:
+            lines.append(f"{indent}if {' and '.join(conditions)}:")
+            indent += "    "
+        verdict, other = rule.verdict, self.other
         if other is None:
             outcome = f"_v{i}"
         else:
-            names[f"_r{i}"] = _pair(layer, verdict, other)
             outcome = "None" if verdict.allows and other.allows else f"_r{i}"
-        indent = "    " if not conditions else "        "
-        lines = [] if not conditions else [f"    if {' and '.join(conditions)}:"]
         if rule.limit is None:
             lines.append(f"{indent}return {outcome}")
+            return
+        self.uses_table = True
+        lines.append(f"{indent}w = table.get(_k{i})")
+        if outcome == "None":
+            # Checked and charged at once: full means this rule does not match.
+            lines.append(f"{indent}if w is None:")
+            lines.append(f"{indent}    w = windows.window(_layer, _k{i}, _l{i})")
+            lines.append(f"{indent}if w.take(now):")
         else:
-            uses_table = True
-            names[f"_k{i}"], names[f"_l{i}"] = rule.id, rule.limit
-            lines.append(f"{indent}w = table.get(_k{i})")
-            if outcome == "None":
-                # Checked and charged at once: full means this rule does not match.
-                lines.append(f"{indent}if w is None:")
-                lines.append(f"{indent}    w = windows.window(_layer, _k{i}, _l{i})")
-                lines.append(f"{indent}if w.take(now):")
-            else:
-                lines.append(f"{indent}if w is None or w.remaining(now) > 0:")
-            lines.append(f"{indent}    return {outcome}")
-        body.extend(lines)
-        if not conditions and rule.limit is None:
-            break  # it always decides: the rules after it are never reached
-    else:
-        if other is None:
-            body.append("    return _fallback")
-        elif fallback.allows and other.allows:
-            body.append("    return None")
-        else:
-            names["_end"] = _pair(layer, fallback, other)
-            body.append("    return _end")
-    head = ["def compiled(request, now, windows):"]
-    if any(r.prefix is not None or r.max_bytes is not None for r in rules):
-        head.append("    message = request.message")
-    if uses_size:
-        size = "-1 if message is None else len(message)" if typed else "len(message)"
-        head.append(f"    size = {size}")
-    if uses_table:
-        head.append(f"    table = windows.{layer}")
-    source = "\n".join(head + body) + "\n"
-    namespace: dict[str, object] = dict(names)
-    # The source is built from the rule shapes only; every value is a name in ``namespace``
-    # (see the module docstring), so nothing from a policy document is executed.
-    code = compile(source, f"<signing policy: {layer} layer, {op}>", "exec")
-    exec(code, namespace)  # noqa: S102
-    function: Callable[..., Any] = namespace["compiled"]  # type: ignore[assignment]
-    return function
+            lines.append(f"{indent}if w is None or w.remaining(now) > 0:")
+        lines.append(f"{indent}    return {outcome}")
+
+    def function(self) -> Callable[..., Any]:
+        head = ["def compiled(request, now, windows):"]
+        if self.uses_message:
+            head.append("    message = request.message")
+        if self.uses_size:
+            size = "-1 if message is None else len(message)" if self.typed else "len(message)"
+            head.append(f"    size = {size}")
+        if self.uses_table:
+            head.append(f"    table = windows.{self.layer}")
+        source = "\n".join(head + self.lines) + "\n"
+        namespace: dict[str, object] = dict(self.names)
+        # The source is built from the rule shapes only; every value is a name in
+        # ``namespace`` (see the module docstring), so nothing from a policy is executed.
+        code = compile(source, f"<signing policy: {self.layer} layer, {self.op}>", "exec")
+        exec(code, namespace)  # noqa: S102
+        function: Callable[..., Any] = namespace["compiled"]  # type: ignore[assignment]
+        return function
 
 
 def _pair(layer: str, verdict: Verdict, other: Verdict) -> Refusal:

@@ -77,7 +77,16 @@ class Match:
     call per check, they are the most common conditions) and the other ``tests``; ``ops``
     and ``key_types`` are used by the layer's index. ``normal`` is the normalised form."""
 
-    __slots__ = ("key_types", "max_bytes", "normal", "ops", "prefix", "tests")
+    __slots__ = (
+        "key_types",
+        "max_bytes",
+        "normal",
+        "ops",
+        "pattern",
+        "prefix",
+        "tests",
+        "typed_tests",
+    )
 
     def __init__(self) -> None:
         self.ops: frozenset[str] | None = None
@@ -85,6 +94,11 @@ class Match:
         self.max_bytes: int | None = None
         self.prefix: bytes | None = None
         self.tests: tuple[Predicate, ...] = ()
+        # The same conditions in parts, for the compiled sign path (policy_compiled): the
+        # typed-data tests, and the pattern's RE2 match over the message bytes (its test in
+        # ``tests`` adds the None and UTF-8 checks).
+        self.typed_tests: tuple[Predicate, ...] = ()
+        self.pattern: Callable[[bytes], object] | None = None
         self.normal: dict[str, Any] = {}
 
 
@@ -113,12 +127,13 @@ def compile_match(where: str, match: Any) -> Match:
         out.prefix, normal["prefix"] = field(
             where, "match.prefix", lambda: parse_prefix(match["prefix"])
         )
-    tests.extend(_compile_typed(where, match, normal))
+    out.typed_tests = tuple(_compile_typed(where, match, normal))
+    tests.extend(out.typed_tests)
     if "pattern" in match:
         pattern = match["pattern"]
         if not isinstance(pattern, str):
             raise PolicyError(f"{where}: match.pattern must be text")
-        full = field(where, "match.pattern", lambda: compile_pattern(pattern))
+        full = out.pattern = field(where, "match.pattern", lambda: compile_pattern(pattern))
         normal["pattern"] = pattern
 
         def pattern_test(r: SigningRequest) -> bool:

@@ -140,8 +140,10 @@ class Rule:
         "limit",
         "max_bytes",
         "ops",
+        "pattern",
         "prefix",
         "tests",
+        "typed_tests",
         "verdict",
     )
 
@@ -157,6 +159,8 @@ class Rule:
         self.max_bytes = match.max_bytes
         self.prefix = match.prefix
         self.tests: tuple[Predicate, ...] = match.tests
+        self.typed_tests = match.typed_tests
+        self.pattern = match.pattern
         self.active = active
 
     def __repr__(self) -> str:
