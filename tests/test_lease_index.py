@@ -17,14 +17,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from trio.testing import MockClock
 
 from walletd.errors import InvalidArgument, NotFound, Unavailable
 from walletd.model.approvals import Requester
-from walletd.model.leases import Ended, Lease, LeaseLimits, LeaseScope, LeaseTable, LeaseTerms
+from walletd.model.leases import (
+    UNSURE,
+    Ended,
+    Lease,
+    LeaseLimits,
+    LeaseScope,
+    LeaseTable,
+    LeaseTerms,
+    Unsure,
+)
 
 from .support import Clock
 
@@ -212,6 +221,28 @@ class LeaseIndexMachine(RuleBasedStateMachine):
         found, ended = self.table.use(**request, requester=requester)
         assert (None if found is None else found.lease_id, endings(ended)) == expected
 
+    @rule(
+        requester=st.sampled_from(REQUESTERS),
+        user_id=st.sampled_from(WALLETS),
+        owner_uid=st.sampled_from(OWNERS),
+        layer=st.sampled_from(LAYERS),
+        rule_id=st.sampled_from(RULES),
+        version=st.sampled_from(VERSIONS),
+    )
+    def try_spend(self, requester: Requester, **request: Any) -> None:
+        # The sign path's shortcut: when it answers, it is use's answer with nothing ended;
+        # when it is unsure it changes nothing, and use (here) decides.
+        key = (request["user_id"], request["layer"], request["rule_id"])
+        before = [(ls.lease_id, ls.uses) for ls in self.table._leases.values()]
+        got = self.table.try_spend(key, request["owner_uid"], request["version"], requester.uid)
+        if got is UNSURE:
+            assert [(ls.lease_id, ls.uses) for ls in self.table._leases.values()] == before
+            self.use(requester, **request)
+            return
+        assert not isinstance(got, Unsure)
+        expected = self.ref.use(requester, **request)
+        assert (None if got is None else got.lease_id, []) == expected
+
     @rule(pick=st.integers(0, MAX_LEASES))
     def revoke(self, pick: int) -> None:
         lease_id = f"ls_{max(1, self.ref.granted - pick)}"  # recent ones, live or ended
@@ -360,3 +391,77 @@ def test_equal_scopes_go_soonest_expiry_then_grant_order() -> None:
             assert found is lease
     assert t.use(user_id="agent", **RULE, requester=AGENT) == (None, [])
     assert t._index == {}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    grants=st.lists(
+        st.tuples(
+            st.sampled_from(SCOPES),
+            st.sampled_from(REQUESTERS),
+            st.integers(1, 4),
+            st.sampled_from([1.0, 3.0, 600.0]),
+        ),
+        max_size=4,
+    ),
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(REQUESTERS),
+            st.sampled_from([1001, 1001, 1001, 1002]),  # now and then the wallet changed hands
+            st.sampled_from([3, 3, 3, 4]),  # now and then the layer was replaced
+            st.sampled_from([0.0, 0.0, 0.5, 2.0]),
+        ),
+        max_size=20,
+    ),
+)
+def test_try_spend_answers_as_use_would(
+    grants: list[tuple[LeaseScope, Requester, int, float]],
+    steps: list[tuple[Requester, int, int, float]],
+) -> None:
+    # Two tables given the same leases on one key: one asked try_spend first (and use when
+    # it is unsure), the other asked use only. They spend, end and report alike.
+    clock = MockClock()
+    tables = []
+    for _ in range(2):
+        ids = itertools.count(1)
+        t = LeaseTable(
+            LeaseLimits(max_leases=8),
+            clock=clock.current_time,
+            wall=Clock(),
+            new_id=lambda ids=ids: f"ls_{next(ids)}",  # type: ignore[misc]
+        )
+        for scope, requester, uses, ttl in grants:
+            if scope is LeaseScope.PROCESS and requester.process is None:
+                continue
+            t.grant(
+                LeaseTerms(scope, ttl, uses),
+                user_id="agent",
+                owner_uid=1001,
+                layer="admin",
+                rule_id="big",
+                version=3,
+                requester=requester,
+                granted_by=2000,
+                approval_id="ap_1",
+            )
+        tables.append(t)
+    fast, plain = tables
+    key = ("agent", "admin", "big")
+    for requester, owner_uid, version, advance in steps:
+        clock.jump(advance)
+        request: dict[str, Any] = {"user_id": "agent", "owner_uid": owner_uid}
+        request |= {"layer": "admin", "rule_id": "big", "version": version}
+        got = fast.try_spend(key, owner_uid, version, requester.uid)
+        if got is UNSURE:
+            found, ended = fast.use(**request, requester=requester)
+        else:
+            assert not isinstance(got, Unsure)
+            found, ended = got, []
+        expected, expected_ended = plain.use(**request, requester=requester)
+        assert (None if found is None else found.lease_id) == (
+            None if expected is None else expected.lease_id
+        )
+        assert endings(ended) == endings(expected_ended)
+        assert [(ls.lease_id, ls.uses) for ls in fast.leases()] == [
+            (ls.lease_id, ls.uses) for ls in plain.leases()
+        ]

@@ -150,7 +150,12 @@ def agree(
                 assert got is None, (request, decision)
             else:
                 assert got is not None, (request, decision)
-                assert got[0] is decision.admin and got[1] is decision.owner, (request, decision)
+                assert got.admin is decision.admin and got.owner is decision.owner, request
+                assert (got.action, got.layer, got.rule_id) == (
+                    decision.action,
+                    decision.layer,
+                    decision.rule_id,
+                )
             break
         assert remaining(admin, owner, compiled, now) == remaining(admin, owner, reference, now)
 
@@ -224,7 +229,7 @@ def test_an_admission_is_recompiled_when_a_layer_or_the_default_changes() -> Non
     # The same layers under a default-deny daemon: the empty admin layer now denies.
     under_deny = admissions.get(EMPTY, allow, Action.DENY, "sign_message", "hmac-sha256")
     got = under_deny(request, NOW, windows)
-    assert got is not None and got[0].action is Action.DENY and got[1].rule_id == "all"
+    assert got is not None and got.admin.action is Action.DENY and got.owner.rule_id == "all"
 
 
 def test_no_policy_text_becomes_code() -> None:
@@ -243,7 +248,7 @@ def test_no_policy_text_becomes_code() -> None:
     got = admission(
         SigningRequest("sign_message", "hmac-sha256", prefix.encode() + b"!"), NOW, windows
     )
-    assert got is not None and got[1].rule_id == "x.y:z-1"
+    assert got is not None and got.owner.rule_id == "x.y:z-1"
     assert prefix not in repr(admission.__code__.co_consts)
 
 

@@ -2,7 +2,7 @@
 one Python function.
 
 Why. ``policy_eval`` walks rule objects: per rule it reads their attributes and calls their
-closures, then ``admit`` combines the layers and ``charge_verdicts`` finds and charges the
+closures, then the layers' verdicts are combined and ``charge_verdicts`` finds and charges the
 deciding rule's window, each a call of its own. For the bench's 10-rule owner layer that was
 651 Python bytecodes per ``sign_message`` against 169 with no policy, and ~1.4 times as much server
 time end to end (caches are cold between requests, so every attribute and frame costs more
@@ -19,12 +19,12 @@ the reference: ``evaluate`` (``explain_signing``) and the durable slow path use 
 tests/test_policy_compiled.py checks on random layers, windows and requests that the compiled
 admission returns the same verdicts and charges the same windows.
 
-A compiled admission is ``admission(request, now, windows)`` and returns what
-``policy_eval.admit`` returns: ``None`` when both layers allow (the deciding rules' windows
-charged), otherwise the two layers' verdicts with nothing charged. It raises
-``ReservationNeeded``, with nothing charged, when an allowed use is not yet covered by a durable
-reservation. Message ops (``sign_message``, ``sign_batch``) always carry a message; a request
-that did not would raise rather than be admitted.
+A compiled admission is ``admission(request, now, windows)``: ``None`` when both layers allow
+(the deciding rules' windows charged), otherwise the ``Decision`` (without its list of limits,
+which only ``explain_signing`` shows) with nothing charged; every such Decision is built at
+compile time. It raises ``ReservationNeeded``, with nothing charged, when an allowed use is not
+yet covered by a durable reservation. Message ops (``sign_message``, ``sign_batch``) always carry
+a message and never typed facts; a request without a message would raise, never be admitted.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .policy_eval import Decision, Windows, charge_verdicts
 from .policy_request import SigningRequest
 from .policy_rules import DEFAULT_VERDICTS, Action, Layer, Rule, Verdict
 
-Refusal = tuple[Verdict, Verdict]
-Admission = Callable[[SigningRequest, float, Any], Refusal | None]
+Admission = Callable[[SigningRequest, float, Windows], Decision | None]
 
 _ADMIN, _OWNER = "admin", "owner"
 _TYPED_OP = "sign_typed_data"
@@ -73,7 +73,7 @@ def compile_admission(
     and key type, as ``Layer.candidates`` gives them) decide, under the daemon's default."""
     fallback = DEFAULT_VERDICTS[default]
     if not admin and not owner:
-        refusal = None if fallback.allows else (fallback, fallback)
+        refusal = None if fallback.allows else Decision(fallback, fallback)
         return lambda request, now, windows: refusal
     if admin and owner:
         return _both(
@@ -87,13 +87,11 @@ def compile_admission(
 
 
 def _both(decide_admin: Callable[..., Verdict], decide_owner: Callable[..., Verdict]) -> Admission:
-    from .policy_eval import charge_verdicts  # policy_eval imports this module
-
-    def admission(request: SigningRequest, now: float, windows: Any) -> Refusal | None:
+    def admission(request: SigningRequest, now: float, windows: Windows) -> Decision | None:
         a = decide_admin(request, now, windows)
         o = decide_owner(request, now, windows)
         if not (a.allows and o.allows):
-            return a, o
+            return Decision(a, o)
         if a.limit is not None or o.limit is not None:
             charge_verdicts(a, o, windows, now)
         return None
@@ -239,6 +237,7 @@ class _Source:
         return function
 
 
-def _pair(layer: str, verdict: Verdict, other: Verdict) -> Refusal:
-    """(admin verdict, owner verdict), given this layer's and the other's."""
-    return (verdict, other) if layer == _ADMIN else (other, verdict)
+def _pair(layer: str, verdict: Verdict, other: Verdict) -> Decision:
+    """The decision of this layer's verdict and the other's, built once at compile time:
+    a refusal allocates nothing, and a Decision is never changed once made."""
+    return Decision(verdict, other) if layer == _ADMIN else Decision(other, verdict)

@@ -124,7 +124,17 @@ class Decision:
     ``remaining`` uses at ``now`` before this request.
     """
 
-    __slots__ = ("action", "admin", "layer", "limits", "owner")
+    __slots__ = (
+        "action",
+        "admin",
+        "layer",
+        "limited",
+        "limits",
+        "owner",
+        "reason",
+        "rule_id",
+        "verdict",
+    )
 
     def __init__(
         self, admin: Verdict, owner: Verdict, limits: tuple[LimitState, ...] = _NO_LIMITS
@@ -135,21 +145,16 @@ class Decision:
         a, o = admin.severity, owner.severity
         # On a tie the layer whose rule decided is named (the admin's if both had one).
         if o > a or (o == a and admin.rule_id is None and owner.rule_id is not None):
-            self.action, self.layer = owner.action, OWNER
+            self.verdict, self.layer = owner, OWNER
         else:
-            self.action, self.layer = admin.action, ADMIN
-
-    @property
-    def verdict(self) -> Verdict:
-        return self.owner if self.layer == OWNER else self.admin
-
-    @property
-    def rule_id(self) -> str | None:
-        return self.verdict.rule_id
-
-    @property
-    def reason(self) -> str | None:
-        return self.verdict.reason
+            self.verdict, self.layer = admin, ADMIN
+        # Plain attributes, never changed: the sign path builds its decisions at compile
+        # time (policy_compiled) and reads them on every refused or reviewed request.
+        self.action = self.verdict.action
+        self.rule_id = self.verdict.rule_id
+        self.reason = self.verdict.reason
+        # Whether a signature under it charges a window (then a lease must reserve first).
+        self.limited = admin.limit is not None or owner.limit is not None
 
     def as_dict(self) -> dict[str, object]:
         """A plain form for ``explain_signing`` results and audit records."""

@@ -158,12 +158,7 @@ class ApprovalDesk:
     ) -> Lease | None:
         """Spend one use of a lease covering this request, if one is live (no await)."""
         lease, ended = self.leases.use(
-            user_id=wallet.user_id,
-            owner_uid=wallet.owner_uid,
-            layer=layer,
-            rule_id=rule_id,
-            version=version,
-            requester=requester,
+            wallet.user_id, wallet.owner_uid, layer, rule_id, version, requester
         )
         if ended:
             self._ended.extend(ended)

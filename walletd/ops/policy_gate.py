@@ -33,6 +33,7 @@ import trio
 import walletd_wire as wire
 from walletd.errors import PolicyDenied, RequestError, SigningPaused, not_found
 from walletd.model.audit_chain import AuditEntry
+from walletd.model.leases import UNSURE
 from walletd.model.peer import DAEMON, Actor, Peer
 from walletd.model.policy_eval import (
     Decision,
@@ -121,8 +122,7 @@ class PolicyGate:
             return self._admit_slow(peer, wallet, request)
         if refused is None:
             return None
-        # Refused or held: only now is the combined decision (which rule, which layer) built.
-        decision = Decision(*refused)
+        decision = refused  # refused or held: which rule, which layer
         if decision.action is _REVIEW and self.holds_reviews and request.op != "sign_batch":
             if self._leased(peer, wallet, policy, decision, now):
                 return None
@@ -142,14 +142,21 @@ class PolicyGate:
         desk = self.desk
         if desk is None:
             return False
-        # Most review rules have no limit: then there is nothing to reserve or charge.
-        limited = decision.admin.limit is not None or decision.owner.limit is not None
-        if limited and reservations(decision, policy.windows, now):
-            return False
         rule_id = decision.rule_id
         assert rule_id is not None, "a layer's default is allow or deny, never review"
         layer = decision.layer
         version = policy.version_of(layer)
+        limited = decision.limited
+        if not limited:
+            # Most review rules have no limit: nothing to reserve or charge, and the lease
+            # table's common case answers at once (see LeaseTable.try_spend).
+            spent = desk.leases.try_spend(
+                (wallet.user_id, layer, rule_id), wallet.owner_uid, version, peer.uid
+            )
+            if spent is not UNSURE:
+                return spent is not None
+        elif reservations(decision, policy.windows, now):
+            return False
         lease = desk.lease_for(
             desk.identity(peer), wallet, layer=layer, rule_id=rule_id, version=version
         )
