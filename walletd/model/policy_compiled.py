@@ -4,12 +4,14 @@ one Python function.
 Why. ``policy_eval`` walks rule objects: per rule it reads their attributes and calls their
 closures, then the layers' verdicts are combined and ``charge_verdicts`` finds and charges the
 deciding rule's window, each a call of its own. For the bench's 10-rule owner layer that was
-651 Python bytecodes per ``sign_message`` against 169 with no policy, and ~1.4 times as much server
-time end to end (caches are cold between requests, so every attribute and frame costs more
-than in a loop). Compiled, each rule is one ``if`` over local names, and when only one layer
-has rules for the request (the common case: an owner layer, or an admin layer, on a default
-``allow`` daemon) the window of a limited ``allow`` rule is checked and charged in one call
-(``RateWindow.take``).
+651 Python bytecodes per ``sign_message`` against 169 with no policy, and 1.47 times the server
+time per request end to end (caches are cold between requests, so every attribute and frame
+costs more than in a loop). Compiled, each rule is one ``if`` over local names; a message that
+starts with none of a layer's prefixes skips all the prefixed rules after one ``startswith``;
+and when only one layer has rules for the request (the common case: an owner layer, or an
+admin layer, on a default ``allow`` daemon) the window of a limited ``allow`` rule is checked
+and charged in one call (``RateWindow.take``). The same request: 371 bytecodes, and the bench
+row went from 0.70-0.82 to 0.93 of the plain rate.
 
 Safety. The generated text depends only on the *shape* of the rules: which conditions each has,
 whether it has a limit, whether it admits. Every value (prefix bytes, sizes, rule ids,
@@ -47,7 +49,8 @@ class Admissions:
 
     An entry remembers the two layers and the default it was compiled from and is used only
     while they are the very same objects, so replacing a layer or reloading ``[signing]``
-    needs no invalidation: the next request compiles afresh (about 0.1 ms, once).
+    needs no invalidation: the next request compiles afresh, once (0.3 ms for the bench's
+    10 rules, 1.5 ms for 64).
     """
 
     __slots__ = ("_entries",)
