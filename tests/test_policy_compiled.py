@@ -108,6 +108,15 @@ def remaining(admin: Layer, owner: Layer, windows: Windows, now: float) -> dict[
     return out
 
 
+def subject(request: SigningRequest) -> bytes | SigningRequest:
+    """What a compiled admission takes: the message for a message op (always there), the
+    request for typed data."""
+    if request.op == "sign_typed_data":
+        return request
+    assert request.message is not None
+    return request.message
+
+
 def reserve(windows: Windows, layer_name: str, rule_id: str, limit: Any, now: float) -> None:
     windows.window(layer_name, rule_id, limit).reserve(now)
 
@@ -133,7 +142,7 @@ def agree(
             before = remaining(admin, owner, compiled, now)
             if needed:
                 try:
-                    admission(request, now, compiled)
+                    admission(subject(request), now, compiled)
                 except ReservationNeeded:
                     pass
                 else:
@@ -144,7 +153,7 @@ def agree(
                     reserve(reference, layer_name, rule_id, limit, now)
                     reserve(compiled, layer_name, rule_id, limit, now)
                 continue  # evaluate again, now covered
-            got = admission(request, now, compiled)
+            got = admission(subject(request), now, compiled)
             if decision.action is Action.ALLOW:
                 charge(decision, reference, now)
                 assert got is None, (request, decision)
@@ -219,16 +228,15 @@ def test_an_admission_is_recompiled_when_a_layer_or_the_default_changes() -> Non
     admissions = Admissions()
     allow = layer({"id": "all", "action": "allow"})
     deny = layer({"id": "none", "action": "deny"})
-    request = SigningRequest("sign_message", "hmac-sha256", b"m")
     windows = Windows(durable=False)
     first = admissions.get(EMPTY, allow, Action.ALLOW, "sign_message", "hmac-sha256")
     assert admissions.get(EMPTY, allow, Action.ALLOW, "sign_message", "hmac-sha256") is first
-    assert first(request, NOW, windows) is None
+    assert first(b"m", NOW, windows) is None
     refused = admissions.get(EMPTY, deny, Action.ALLOW, "sign_message", "hmac-sha256")
-    assert refused(request, NOW, windows) is not None
+    assert refused(b"m", NOW, windows) is not None
     # The same layers under a default-deny daemon: the empty admin layer now denies.
     under_deny = admissions.get(EMPTY, allow, Action.DENY, "sign_message", "hmac-sha256")
-    got = under_deny(request, NOW, windows)
+    got = under_deny(b"m", NOW, windows)
     assert got is not None and got.admin.action is Action.DENY and got.owner.rule_id == "all"
 
 
@@ -244,10 +252,8 @@ def test_no_policy_text_becomes_code() -> None:
         "sign_message",
     )
     windows = Windows(durable=False)
-    assert admission(SigningRequest("sign_message", "hmac-sha256", b"ok"), NOW, windows) is None
-    got = admission(
-        SigningRequest("sign_message", "hmac-sha256", prefix.encode() + b"!"), NOW, windows
-    )
+    assert admission(b"ok", NOW, windows) is None
+    got = admission(prefix.encode() + b"!", NOW, windows)
     assert got is not None and got.owner.rule_id == "x.y:z-1"
     assert prefix not in repr(admission.__code__.co_consts)
 

@@ -21,12 +21,13 @@ the reference: ``evaluate`` (``explain_signing``) and the durable slow path use 
 tests/test_policy_compiled.py checks on random layers, windows and requests that the compiled
 admission returns the same verdicts and charges the same windows.
 
-A compiled admission is ``admission(request, now, windows)``: ``None`` when both layers allow
-(the deciding rules' windows charged), otherwise the ``Decision`` (without its list of limits,
-which only ``explain_signing`` shows) with nothing charged; every such Decision is built at
-compile time. It raises ``ReservationNeeded``, with nothing charged, when an allowed use is not
-yet covered by a durable reservation. Message ops (``sign_message``, ``sign_batch``) always carry
-a message and never typed facts; a request without a message would raise, never be admitted.
+A compiled admission is ``admission(subject, now, windows)``, where the subject is the message
+bytes for the message ops (``sign_message``, ``sign_batch``: the sign path builds no request
+object for them) and the ``SigningRequest`` for ``sign_typed_data``. It returns ``None`` when
+both layers allow (the deciding rules' windows charged), otherwise the ``Decision`` (without its
+list of limits, which only ``explain_signing`` shows) with nothing charged; every such Decision
+is built at compile time. It raises ``ReservationNeeded``, with nothing charged, when an allowed
+use is not yet covered by a durable reservation.
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ from collections.abc import Callable
 from typing import Any
 
 from .policy_eval import Decision, Windows, charge_verdicts
+from .policy_pattern import is_utf8
 from .policy_request import SigningRequest
 from .policy_rules import DEFAULT_VERDICTS, Action, Layer, Rule, Verdict
 
-Admission = Callable[[SigningRequest, float, Windows], Decision | None]
+# The subject: the message bytes for a message op, the request for sign_typed_data.
+Admission = Callable[[bytes | SigningRequest, float, Windows], Decision | None]
 
 _ADMIN, _OWNER = "admin", "owner"
 _TYPED_OP = "sign_typed_data"
@@ -77,7 +80,7 @@ def compile_admission(
     fallback = DEFAULT_VERDICTS[default]
     if not admin and not owner:
         refusal = None if fallback.allows else Decision(fallback, fallback)
-        return lambda request, now, windows: refusal
+        return lambda subject, now, windows: refusal
     if admin and owner:
         return _both(
             _compile(admin, _ADMIN, op, fallback, None),
@@ -90,9 +93,9 @@ def compile_admission(
 
 
 def _both(decide_admin: Callable[..., Verdict], decide_owner: Callable[..., Verdict]) -> Admission:
-    def admission(request: SigningRequest, now: float, windows: Windows) -> Decision | None:
-        a = decide_admin(request, now, windows)
-        o = decide_owner(request, now, windows)
+    def admission(subject: bytes | SigningRequest, now: float, windows: Windows) -> Decision | None:
+        a = decide_admin(subject, now, windows)
+        o = decide_owner(subject, now, windows)
         if not (a.allows and o.allows):
             return Decision(a, o)
         if a.limit is not None or o.limit is not None:
@@ -138,7 +141,7 @@ class _Source:
         self.layer, self.op, self.other = layer, op, other
         # Message ops always carry the message and never typed facts.
         self.typed = op == _TYPED_OP
-        self.names: dict[str, object] = {"_fallback": fallback, "_layer": layer}
+        self.names: dict[str, object] = {"_fallback": fallback, "_layer": layer, "_utf8": is_utf8}
         if other is None:
             self.end = "_fallback"
         elif fallback.allows and other.allows:
@@ -193,8 +196,10 @@ class _Source:
             self.uses_message = True
             # RE2 first: it is cheaper than the UTF-8 check on a message that is not UTF-8,
             # and when it finds no match the check is not needed at all (policy_match).
-            match = f"_re{i}(message) and request.utf8()"
-            out.append(f"(message is not None and {match})" if typed else match)
+            if typed:
+                out.append(f"(message is not None and _re{i}(message) and request.utf8())")
+            else:
+                out.append(f"_re{i}(message) and _utf8(message)")
         return out
 
     def _emit_rule(self, i: int, rule: Rule, conditions: list[str], indent: str) -> None:
@@ -222,9 +227,12 @@ class _Source:
         lines.append(f"{indent}    return {outcome}")
 
     def function(self) -> Callable[..., Any]:
-        head = ["def compiled(request, now, windows):"]
-        if self.uses_message:
-            head.append("    message = request.message")
+        if self.typed:
+            head = ["def compiled(request, now, windows):"]
+            if self.uses_message:
+                head.append("    message = request.message")
+        else:
+            head = ["def compiled(message, now, windows):"]
         if self.uses_size:
             size = "-1 if message is None else len(message)" if self.typed else "len(message)"
             head.append(f"    size = {size}")

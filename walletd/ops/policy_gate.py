@@ -87,6 +87,14 @@ def paused_error(user_id: str) -> SigningPaused:
 
 # Reading an Enum member off its class costs ~160 ns on Python 3.11; the sign path reads this.
 _REVIEW = Action.REVIEW
+_TYPED_OP = "sign_typed_data"
+
+
+def _request(op: str, wallet: Wallet, subject: bytes | SigningRequest) -> SigningRequest:
+    """The request a slow path needs, from what the compiled admission was given."""
+    if isinstance(subject, SigningRequest):
+        return subject
+    return SigningRequest(op, wallet.key_type, subject)
 
 
 class PolicyGate:
@@ -104,26 +112,55 @@ class PolicyGate:
     # ------------------------------------------------------------------ one signature
 
     def admit(self, peer: Peer, wallet: Wallet, request: SigningRequest) -> Awaitable[None] | None:
-        """None: admitted and charged. Raises PolicyDenied / SigningPaused. An awaitable when
-        a reservation or the minute's first denial record must be committed first."""
+        """``admit_subject`` for a request object (batch items, typed data)."""
+        subject = request if request.op == _TYPED_OP else request.message
+        assert subject is not None, "a message op always carries its message"
+        return self.admit_subject(peer, wallet, request.op, subject, request)
+
+    def admit_subject(
+        self,
+        peer: Peer,
+        wallet: Wallet,
+        op: str,
+        subject: bytes | SigningRequest,
+        request: SigningRequest | None = None,
+    ) -> Awaitable[None] | None:
+        """None: admitted and charged. Raises PolicyDenied / SigningPaused / ReviewNeeded.
+        An awaitable when a reservation or the minute's first denial record must be
+        committed first. ``subject`` is what the compiled admission takes: the message for
+        a message op, the request for ``sign_typed_data``; ``sign_message`` passes its
+        message alone, and a ``SigningRequest`` is built only if a slow path needs one."""
         state = self.ctx.policy
         if state.pauses and state.paused_for(wallet.user_id, wallet.owner_uid):
             raise paused_error(wallet.user_id)
         policy = state.wallets.get(wallet.user_id) or state.unset
         now = self.ctx.clock()
         admission = policy.admissions.get(
-            policy.admin, policy.owner, state.default, request.op, request.key_type
+            policy.admin, policy.owner, state.default, op, wallet.key_type
         )
         try:
             # All or nothing, and it refuses a use no durable reservation covers: the common
             # case needs no separate reservations() check.
-            refused = admission(request, now, policy.windows)
+            decision = admission(subject, now, policy.windows)
         except ReservationNeeded:
-            return self._admit_slow(peer, wallet, request)
-        if refused is None:
+            return self._admit_slow(peer, wallet, request or _request(op, wallet, subject))
+        if decision is None:
             return None
-        decision = refused  # refused or held: which rule, which layer
-        if decision.action is _REVIEW and self.holds_reviews and request.op != "sign_batch":
+        # Refused or held: the decision says which rule, which layer.
+        if decision.action is _REVIEW and self.holds_reviews and op != "sign_batch":
+            desk = self.desk
+            if desk is not None and not decision.limited:
+                # Most review rules have no limit, so nothing to reserve or charge, and the
+                # lease table's common case answers at once (LeaseTable.try_spend).
+                layer, rule_id = decision.layer, decision.rule_id
+                assert rule_id is not None, "a layer's default is allow or deny, never review"
+                key = (wallet.user_id, layer, rule_id)
+                version = policy.version_of(layer)
+                spent = desk.leases.try_spend(key, wallet.owner_uid, version, peer.uid)
+                if spent is not UNSURE:
+                    if spent is None:
+                        raise ReviewNeeded(decision)
+                    return None
             if self._leased(peer, wallet, policy, decision, now):
                 return None
             raise ReviewNeeded(decision)
@@ -147,15 +184,7 @@ class PolicyGate:
         layer = decision.layer
         version = policy.version_of(layer)
         limited = decision.limited
-        if not limited:
-            # Most review rules have no limit: nothing to reserve or charge, and the lease
-            # table's common case answers at once (see LeaseTable.try_spend).
-            spent = desk.leases.try_spend(
-                (wallet.user_id, layer, rule_id), wallet.owner_uid, version, peer.uid
-            )
-            if spent is not UNSURE:
-                return spent is not None
-        elif reservations(decision, policy.windows, now):
+        if limited and reservations(decision, policy.windows, now):
             return False
         lease = desk.lease_for(
             desk.identity(peer), wallet, layer=layer, rule_id=rule_id, version=version

@@ -161,10 +161,11 @@ class Signing:
         """None when the policy admits the signature now (charged; the caller signs it).
         Otherwise what the caller answers instead: a wait for a reservation or a denial
         record, or a review. Raises PolicyDenied / SigningPaused."""
-        request = SigningRequest("sign_message", wallet.key_type, message)
         try:
-            pending = self.gate.admit(peer, wallet, request)
+            # The message alone: no request object unless a slow path needs one.
+            pending = self.gate.admit_subject(peer, wallet, "sign_message", message)
         except ReviewNeeded as held:
+            request = SigningRequest("sign_message", wallet.key_type, message)
             return self._review(peer, wallet, held, request, wait_s)
         if pending is None:
             return None
