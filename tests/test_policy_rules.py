@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from walletd.model.policy_pattern import MAX_PATTERN_CHARS
+from walletd.model.policy_pattern import MAX_PATTERN_CHARS, is_utf8
 from walletd.model.policy_rules import MAX_RULES, PolicyError, compile_layer
 
 TZ = "Europe/Berlin"
@@ -253,3 +255,29 @@ def test_the_policy_model_imports_no_io() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _strict_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    parts=st.lists(
+        st.one_of(
+            st.binary(max_size=8),
+            st.text(max_size=4).map(lambda t: t.encode("utf-8", "surrogatepass")),
+            st.sampled_from([b"\xef\xbf\xbd", b"\xef\xbf", b"\xbd", b"\xed\xa0\x80", b"\xf4\x90"]),
+        ),
+        max_size=6,
+    )
+)
+def test_the_utf8_check_agrees_with_the_strict_decoder(parts: list[bytes]) -> None:
+    # Without raising: real U+FFFD characters, broken ones, surrogates and out-of-range
+    # code points spelled in UTF-8, and random bytes around them.
+    data = b"".join(parts)
+    assert is_utf8(data) is _strict_utf8(data)

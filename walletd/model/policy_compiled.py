@@ -194,8 +194,8 @@ class _Source:
         out.extend(f"_t{i}_{j}(request)" for j in range(len(rule.typed_tests)))
         if rule.pattern is not None:
             self.uses_message = True
-            # RE2 first: it is cheaper than the UTF-8 check on a message that is not UTF-8,
-            # and when it finds no match the check is not needed at all (policy_match).
+            # RE2 first, then the UTF-8 check only on a match, as the interpreter does
+            # (policy_match, policy_pattern).
             if typed:
                 out.append(f"(message is not None and _re{i}(message) and request.utf8())")
             else:

@@ -137,9 +137,8 @@ def compile_match(where: str, match: Any) -> Match:
         normal["pattern"] = pattern
 
         def pattern_test(r: SigningRequest) -> bool:
-            # A message that is not UTF-8 matches no pattern. RE2 runs first: it is cheaper
-            # than the UTF-8 check on a message that is not UTF-8 (Python's check raises),
-            # and when it finds no match the check is not needed at all.
+            # A message that is not UTF-8 matches no pattern. RE2 runs first: when it finds
+            # no match (it never matches bytes that are not UTF-8) the check is not needed.
             message = r.message
             return message is not None and bool(full(message)) and r.utf8()
 

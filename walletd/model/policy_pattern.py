@@ -9,7 +9,11 @@ bounds the memory of each compiled pattern (``MAX_PROGRAM_MEMORY``); a pattern t
 fit is refused when the rule is set, not when it is used. Patterns are also limited in length.
 
 Matching is a full match over the message bytes as UTF-8; a message that is not valid UTF-8
-matches no pattern (checked explicitly, so no pattern construct can reach raw bytes).
+matches no pattern (checked explicitly, so no pattern construct can reach raw bytes). RE2 runs
+first, and the check only after a match: RE2 itself never matches bytes that are not UTF-8
+(only its any-byte escape could, and ``compile_pattern`` refuses it), so most messages need one
+call, not two. Both cost about 0.5 µs here while the CPU's caches hold their code, and 5-6 µs
+when 1 MB of other memory was touched between calls: on a busy daemon every call counts.
 
 Cost (measured on the development machine): the public ``re2.Set.Match`` wrapper costs
 ~1.3 µs per call; the pybind11 object it wraps costs ~0.7 µs, so ``compile_pattern`` returns
@@ -74,11 +78,15 @@ def _reason(exc: Exception) -> str:
 
 
 def is_utf8(data: bytes) -> bool:
-    """True when ``data`` is valid UTF-8 (ASCII answered without decoding)."""
+    """True when ``data`` is valid UTF-8, without raising.
+
+    ASCII is answered at once. Otherwise the message is decoded with ``replace``, which puts
+    one U+FFFD for each invalid run: the message is valid exactly when every U+FFFD decoded
+    is a real one, spelled ``EF BF BD`` in the bytes (``EF`` is never a continuation byte,
+    so each such spelling decodes as itself). The strict decoder would raise on a message
+    that is not UTF-8, and the exception costs more than the whole check (673 against
+    404 ns for 64 random bytes).
+    """
     if data.isascii():
         return True
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+    return data.decode("utf-8", "replace").count("\ufffd") == data.count(b"\xef\xbf\xbd")
