@@ -52,6 +52,16 @@ VERSIONS = [1, 2]
 SCOPES = [LeaseScope.PROCESS, LeaseScope.UID, LeaseScope.WALLET]
 MAX_LEASES = 6
 
+# One request of a use, drawn for the state machine's use and try_spend alike.
+REQUEST: dict[str, Any] = {
+    "requester": st.sampled_from(REQUESTERS),
+    "user_id": st.sampled_from(WALLETS),
+    "owner_uid": st.sampled_from(OWNERS),
+    "layer": st.sampled_from(LAYERS),
+    "rule_id": st.sampled_from(RULES),
+    "version": st.sampled_from(VERSIONS),
+}
+
 # What one ending is, compared across the two: (lease_id, why, uses).
 Ending = tuple[str, str, int]
 
@@ -208,27 +218,13 @@ class LeaseIndexMachine(RuleBasedStateMachine):
             with pytest.raises(expected):
                 self.table.grant(terms, **given, approval_id="ap_1")
 
-    @rule(
-        requester=st.sampled_from(REQUESTERS),
-        user_id=st.sampled_from(WALLETS),
-        owner_uid=st.sampled_from(OWNERS),
-        layer=st.sampled_from(LAYERS),
-        rule_id=st.sampled_from(RULES),
-        version=st.sampled_from(VERSIONS),
-    )
+    @rule(**REQUEST)
     def use(self, requester: Requester, **request: Any) -> None:
         expected = self.ref.use(requester, **request)
         found, ended = self.table.use(**request, requester=requester)
         assert (None if found is None else found.lease_id, endings(ended)) == expected
 
-    @rule(
-        requester=st.sampled_from(REQUESTERS),
-        user_id=st.sampled_from(WALLETS),
-        owner_uid=st.sampled_from(OWNERS),
-        layer=st.sampled_from(LAYERS),
-        rule_id=st.sampled_from(RULES),
-        version=st.sampled_from(VERSIONS),
-    )
+    @rule(**REQUEST)
     def try_spend(self, requester: Requester, **request: Any) -> None:
         # The sign path's shortcut: when it answers, it is use's answer with nothing ended;
         # when it is unsure it changes nothing, and use (here) decides.
