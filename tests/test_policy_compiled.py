@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -141,12 +142,8 @@ def agree(
             )
             before = remaining(admin, owner, compiled, now)
             if needed:
-                try:
+                with pytest.raises(ReservationNeeded):  # it must not charge an unreserved use
                     admission(subject(request), now, compiled)
-                except ReservationNeeded:
-                    pass
-                else:
-                    raise AssertionError("the compiled admission charged an unreserved use")
                 assert remaining(admin, owner, compiled, now) == before  # nothing charged
                 for layer_name, rule_id, _window in needed:
                     limit = (admin if layer_name == ADMIN else owner).limits()[rule_id]
@@ -265,12 +262,8 @@ def test_take_is_remaining_then_use() -> None:
     assert w.remaining(NOW) == 0
     assert w.take(NOW + 61)  # the old uses left the window
     durable = RateWindow(2, 60, durable=True)
-    try:
+    with pytest.raises(ReservationNeeded):  # an unreserved durable use is never taken
         durable.take(NOW)
-    except ReservationNeeded:
-        pass
-    else:
-        raise AssertionError("an unreserved durable use was taken")
     assert durable.remaining(NOW) == 2
     durable.reserve(NOW)
     assert durable.take(NOW) and durable.remaining(NOW) == 1

@@ -180,10 +180,11 @@ def _decide(
     size: int,
     now: float,
     default: Verdict,
-    seen: list[LimitState] | None,
+    seen: list[LimitState],
 ) -> Verdict:
-    """The verdict of one layer's rules; each limit looked at goes into ``seen`` (if given)."""
-    # The hot loop: prefix and max_bytes are checked inline (no call), the rest by closures.
+    """The verdict of one layer's rules; each limit looked at goes into ``seen``."""
+    # The conditions in the order the compiled sign path checks them (policy_compiled), so
+    # the two can be compared step by step: prefix, size, time, then the closures.
     message = request.message
     for rule in rules:
         prefix = rule.prefix
@@ -204,39 +205,10 @@ def _decide(
                 return rule.verdict
             w = table.get(rule.id)
             remaining = limit.count if w is None else w.remaining(now)
-            if seen is not None:
-                seen.append(LimitState(layer, rule.id, limit, remaining))
+            seen.append(LimitState(layer, rule.id, limit, remaining))
             if remaining > 0:
                 return rule.verdict
     return default
-
-
-def _verdicts(
-    admin: Layer,
-    owner: Layer,
-    default: Action,
-    request: SigningRequest,
-    now: float,
-    windows: Windows,
-    seen: list[LimitState] | None,
-) -> tuple[Verdict, Verdict]:
-    """Each layer's verdict on ``request`` at ``now``; the limits looked at go into ``seen``."""
-    op, key_type = request.op, request.key_type
-    try:
-        admin_rules = admin.index[op][key_type]
-        owner_rules = owner.index[op][key_type]
-    except KeyError:  # an op or key type no rule names: only unconstrained rules apply
-        admin_rules = admin.candidates(op, key_type)
-        owner_rules = owner.candidates(op, key_type)
-    a = o = DEFAULT_VERDICTS[default]
-    if admin_rules or owner_rules:
-        message = request.message
-        size = -1 if message is None else len(message)
-        if admin_rules:
-            a = _decide(admin_rules, windows.admin, ADMIN, request, size, now, a, seen)
-        if owner_rules:
-            o = _decide(owner_rules, windows.owner, OWNER, request, size, now, o, seen)
-    return a, o
 
 
 def evaluate(
@@ -248,9 +220,24 @@ def evaluate(
     windows: Windows,
 ) -> Decision:
     """Decide ``request`` at ``now`` (Unix seconds, wall clock), listing every limit looked
-    at; consumes nothing. What ``explain_signing`` answers."""
+    at; consumes nothing. What ``explain_signing`` answers, the slow path decides with, and
+    the compiled sign path (``policy_compiled``) is tested against."""
+    op, key_type = request.op, request.key_type
+    try:
+        admin_rules = admin.index[op][key_type]
+        owner_rules = owner.index[op][key_type]
+    except KeyError:  # an op or key type no rule names: only unconstrained rules apply
+        admin_rules = admin.candidates(op, key_type)
+        owner_rules = owner.candidates(op, key_type)
+    a = o = DEFAULT_VERDICTS[default]
     seen: list[LimitState] = []
-    a, o = _verdicts(admin, owner, default, request, now, windows, seen)
+    if admin_rules or owner_rules:
+        message = request.message
+        size = -1 if message is None else len(message)
+        if admin_rules:
+            a = _decide(admin_rules, windows.admin, ADMIN, request, size, now, a, seen)
+        if owner_rules:
+            o = _decide(owner_rules, windows.owner, OWNER, request, size, now, o, seen)
     return Decision(a, o, tuple(seen) if seen else _NO_LIMITS)
 
 

@@ -142,31 +142,24 @@ class RateWindow:
 
     def use(self, now: float, uses: int = 1) -> None:
         """Record ``uses`` uses at ``now``; raises ``ReservationNeeded`` if not allowed."""
+        if not self.take(now, uses):
+            raise ReservationNeeded("rate window is full")
+
+    def take(self, now: float, uses: int = 1) -> bool:
+        """``uses`` uses at ``now`` if the window has room for them: ``remaining(now) >=
+        uses`` and then ``use`` in one call (the compiled sign path's check-and-charge).
+        False, changing nothing, when it is full; ``ReservationNeeded``, changing nothing,
+        when the uses are not durably reserved."""
         b = int(now * self._inv_width)  # the sign path: call _bucket only to advance
         b = b if b == self._head else self._bucket(now)
         if self._total + uses > self.count:
-            raise ReservationNeeded("rate window is full")
+            return False
         if self.durable:
             if b > self._res_end or self._res_left < uses:
                 raise ReservationNeeded("use not covered by a durable reservation")
             self._res_left -= uses
         self._slots[b % _SLOTS] += uses
         self._total += uses
-
-    def take(self, now: float) -> bool:
-        """One use at ``now`` if the window has room: ``remaining(now) > 0`` and ``use(now)``
-        in one call (the compiled sign path's). False, changing nothing, when it is full;
-        ``ReservationNeeded``, changing nothing, when the use is not durably reserved."""
-        b = int(now * self._inv_width)
-        b = b if b == self._head else self._bucket(now)
-        if self._total >= self.count:
-            return False
-        if self.durable:
-            if b > self._res_end or self._res_left < 1:
-                raise ReservationNeeded("use not covered by a durable reservation")
-            self._res_left -= 1
-        self._slots[b % _SLOTS] += 1
-        self._total += 1
         return True
 
     # ----------------------------------------------------------------- durable records
