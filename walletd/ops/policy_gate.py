@@ -148,19 +148,6 @@ class PolicyGate:
             return None
         # Refused or held: the decision says which rule, which layer.
         if decision.action is _REVIEW and self.holds_reviews and op != "sign_batch":
-            desk = self.desk
-            if desk is not None and not decision.limited:
-                # Most review rules have no limit, so nothing to reserve or charge, and the
-                # lease table's common case answers at once (LeaseTable.try_spend).
-                layer, rule_id = decision.layer, decision.rule_id
-                assert rule_id is not None, "a layer's default is allow or deny, never review"
-                key = (wallet.user_id, layer, rule_id)
-                version = policy.version_of(layer)
-                spent = desk.leases.try_spend(key, wallet.owner_uid, version, peer.uid)
-                if spent is not UNSURE:
-                    if spent is None:
-                        raise ReviewNeeded(decision)
-                    return None
             if self._leased(peer, wallet, policy, decision, now):
                 return None
             raise ReviewNeeded(decision)
@@ -184,7 +171,14 @@ class PolicyGate:
         layer = decision.layer
         version = policy.version_of(layer)
         limited = decision.limited
-        if limited and reservations(decision, policy.windows, now):
+        if not limited:
+            # Most review rules have no limit, so nothing to reserve or charge, and the
+            # lease table's common case answers at once (LeaseTable.try_spend).
+            key = (wallet.user_id, layer, rule_id)
+            spent = desk.leases.try_spend(key, wallet.owner_uid, version, peer.uid)
+            if spent is not UNSURE:
+                return spent is not None
+        elif reservations(decision, policy.windows, now):
             return False
         lease = desk.lease_for(
             desk.identity(peer), wallet, layer=layer, rule_id=rule_id, version=version
