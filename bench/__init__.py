@@ -10,7 +10,8 @@ walletd's protocol and ssh-agent's, answer checks), ``servers`` (start/probe/sto
 per-repetition ratios, medians), ``report`` (target checks, the table), ``chart`` (the SVG of
 headline ratios), ``gate`` (the baseline and the regression check), ``startup`` (startup to
 ready with many wallets) and ``__main__`` (the command line, JSON, notes). Rows that need
-a server of their own: ``policy_rows`` (signing policies), ``approval_rows`` (review, leases,
-the approve round trip); rows that report latency only: ``latency`` (the kind) and
-``latency_rows`` (the registry: the approval round trip, ``mcp_stdio``).
+wallets or a server of their own: ``policy_rows`` (signing policies, on wallets of the bench's
+walletd process), ``approval_rows`` (review, leases, the approve round trip); rows that
+report latency only: ``latency`` (the kind) and ``latency_rows`` (the registry: the approval
+round trip, ``mcp_stdio``).
 """

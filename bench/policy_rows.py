@@ -1,10 +1,13 @@
-"""The signing-policy rows of the bench: a walletd whose bench wallets carry a policy.
+"""The signing-policy rows of the bench: wallets that carry a policy, beside the plain one.
 
-``walletd-policy`` is a second ``walletd --ephemeral`` in which the bench wallet
-(``BENCH_USER``) has a 10-rule owner layer of the shape the issue names (prefixes, a pattern,
-two limits; the bench's random 64-byte messages are decided by the 9th rule, an allow with a
-limit, so every request walks the whole list and charges a window), and ``bench-rolling`` has
-one rolling-window limit. Its rows compare it with the plain ``walletd`` in the same run.
+``walletd-policy`` is a view of the bench's ``walletd`` process (``ServerSpec.view_of``): the
+same daemon, given two more wallets. ``bench-ten-rules`` has a 10-rule owner layer of the
+shape the issue names (prefixes, a pattern, two limits; the bench's random 64-byte messages
+are decided by the 9th rule, an allow with a limit, so every request walks the whole list and
+charges a window), and ``bench-rolling`` has one rolling-window limit. The rows compare them
+with the plain ``bench`` wallet of the same process, measured back to back: what differs
+between the legs is the policy, not the daemon (two daemons doing the same work measure a few
+per cent apart, their memory laid out differently).
 
 Ephemeral windows are not durable (no reservation writes): what the rows measure is the cost
 of evaluation and charging on the loop. A durable daemon adds at most one small commit per
@@ -13,14 +16,13 @@ rule per second or per ``count // 4`` uses (walletd.model.rate_window).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from bench import servers
 from bench.servers import BENCH_USER, Server
-from bench.wire import BenchError, call, create_wallet
+from bench.wire import call, create_wallet
 from walletd_wire import SetSigningPolicy
 
+TEN_RULES_USER = f"{BENCH_USER}-ten-rules"
 ROLLING_USER = f"{BENCH_USER}-rolling"
 # Large enough that no bench run uses them up (10**9 is the model's largest count).
 BIG = 10**9
@@ -56,19 +58,9 @@ def set_owner_layer(path: str, user_id: str, rules: list[dict[str, Any]]) -> Non
     )
 
 
-def start_walletd_with_policy(workdir: Path) -> Server:
-    reason = servers.walletd_unavailable_reason()
-    if reason is not None:
-        raise BenchError(reason)
-    # Its own directory: the plain walletd's socket is workdir/walletd.sock.
-    own = Path(workdir) / "walletd-policy"
-    own.mkdir(mode=0o700, exist_ok=True)
-    server = servers.start_walletd(own)
-    try:
-        set_owner_layer(server.socket_path, BENCH_USER, TEN_RULES)
-        create_wallet(server.socket_path, ROLLING_USER)
-        set_owner_layer(server.socket_path, ROLLING_USER, ROLLING)
-    except BaseException:
-        server.stop()
-        raise
+def add_policy_wallets(server: Server) -> Server:
+    """Give the running ``server`` (the bench's walletd) the policy rows' wallets."""
+    for user_id, rules in ((TEN_RULES_USER, TEN_RULES), (ROLLING_USER, ROLLING)):
+        create_wallet(server.socket_path, user_id)
+        set_owner_layer(server.socket_path, user_id, rules)
     return server

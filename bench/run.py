@@ -31,7 +31,8 @@ class Lineup:
     unavailable: dict[str, str] = field(default_factory=dict)
 
     def stop(self) -> None:
-        for server in self.running.values():
+        # A view shares its server's process: stop each process once.
+        for server in {id(s.process): s for s in self.running.values()}.values():
             server.stop()
 
 
@@ -44,9 +45,13 @@ def start_lineup(
         for name in names:
             if name in excluded:
                 continue
-            progress(f"starting {name}: {SERVERS[name].title}")
+            spec = SERVERS[name]
+            if spec.view_of is not None and spec.view_of not in lineup.running:
+                lineup.unavailable[name] = f"{spec.view_of} is not running"
+                continue
+            progress(f"starting {name}: {spec.title}")
             try:
-                lineup.running[name] = SERVERS[name].start(ctx)
+                lineup.running[name] = ctx.running[name] = spec.start(ctx)
             except (BenchError, OSError, subprocess.SubprocessError) as exc:
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 lineup.unavailable[name] = first

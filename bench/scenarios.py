@@ -16,7 +16,9 @@ Adding a row (say, Ed25519 sign against ssh-agent):
 
 1. a workload factory, ``Server -> Workload`` (pre-encoded frames; ``bench.wire`` has some);
 2. a ``ServerSpec`` in ``SERVERS`` if the row needs a server that is not there yet (a walletd
-   started with a policy file, say): a name and a ``start(StartContext) -> Server``;
+   started with a policy file, say): a name and a ``start(StartContext) -> Server``. A row
+   that compares two kinds of wallet rather than two daemons names a *view* (``view_of``):
+   the same process, given more wallets, under another name;
 3. one ``Scenario(...)`` in ``SCENARIOS``, with its anchor and goals.
 
 Servers are started only when a selected scenario needs them; one that cannot start (no
@@ -26,7 +28,7 @@ ssh-agent, no shared references) turns its legs into notes, not into a crash.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -38,7 +40,7 @@ from bench.wire import BenchError, Workload, batch_workload, sign_workload, ssh_
 REFERENCE = "reference"  # bench/reference_server.py: our own ceiling, same I/O design
 WALLETD = "walletd"
 SSH_AGENT = "ssh-agent"
-WALLETD_POLICY = "walletd-policy"  # bench.policy_rows: bench wallets with signing policies
+WALLETD_POLICY = "walletd-policy"  # a view of WALLETD: its wallets under signing policies
 WALLETD_LEASE = "walletd-lease"  # bench.approval_rows: review rules, an approved lease
 
 Metric = Literal["rate", "p50_us", "p99_us"]
@@ -51,6 +53,8 @@ class StartContext:
 
     workdir: Path
     references: Path
+    # The servers started so far, by name: a view's start finds the server it views here.
+    running: dict[str, Server] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,11 @@ class ServerSpec:
     name: str
     title: str  # what it is, for the notes under the table
     start: Callable[[StartContext], Server]
+    # The server whose process this one is (started first, stopped once), given more
+    # wallets. Why: two walletd processes doing the same work measure apart in one
+    # interleaved run (3-5% in paired runs on the bench machine, once 14%), so a row that
+    # compares two kinds of wallet in one process measures the wallets, not the processes.
+    view_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +166,11 @@ def sign_batch_256_ed25519(server: Server) -> Workload:
     return batch_workload(f"{BENCH_USER}-ed25519", 256)
 
 
+def sign_ten_rules(server: Server) -> Workload:
+    """``sign_message`` on the wallet with the 10-rule owner layer (bench.policy_rows)."""
+    return sign_workload(policy_rows.TEN_RULES_USER)
+
+
 def sign_rolling(server: Server) -> Workload:
     """``sign_message`` on the wallet with one rolling-window limit (bench.policy_rows)."""
     return sign_workload(policy_rows.ROLLING_USER)
@@ -198,8 +212,9 @@ SERVERS: dict[str, ServerSpec] = {
         _shared(ASYNCIO),
         ServerSpec(
             WALLETD_POLICY,
-            "walletd --ephemeral, bench wallets with signing policies (bench/policy_rows.py)",
-            lambda ctx: policy_rows.start_walletd_with_policy(ctx.workdir),
+            "the `walletd` process, given wallets with signing policies (bench/policy_rows.py)",
+            lambda ctx: policy_rows.add_policy_wallets(ctx.running[WALLETD]),
+            view_of=WALLETD,
         ),
         ServerSpec(
             WALLETD_LEASE,
@@ -339,7 +354,7 @@ SCENARIOS: dict[str, Scenario] = {
             "policy-10",
             "(j) HMAC sign, 10-rule owner policy vs none, 16 conns / 4 procs",
             Shape(4, 4, 1),
-            Leg(WALLETD_POLICY, sign),
+            Leg(WALLETD_POLICY, sign_ten_rules),
             anchor=_SIGN,
             goals=(Goal("rate", POLICY_VS_NONE_MIN, True, versus=WALLETD, headline=True),),
         ),
@@ -372,6 +387,8 @@ SCENARIOS: dict[str, Scenario] = {
 
 
 def servers_for(scenarios: list[Scenario], headline_only: bool = False) -> list[str]:
-    """The servers the selected scenarios run on, in registry order."""
+    """The servers the selected scenarios run on (and the servers their views view), in
+    registry order: a view comes after the server it views."""
     wanted = {leg.server for s in scenarios for leg in s.legs(headline_only)}
-    return [name for name in SERVERS if name in wanted]
+    viewed = {SERVERS[name].view_of for name in wanted}
+    return [name for name in SERVERS if name in wanted or name in viewed]

@@ -14,22 +14,27 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from bench import approval_rows, mcp_stdio
+from bench import approval_rows, mcp_stdio, policy_rows
 from bench.__main__ import parse_args
 from bench.latency import LatencyContext, LatencyResult, LatencyRow, Percentiles, table_row
 from bench.latency_rows import LATENCY_ROWS
 from bench.references import TRIO_SOCKET
 from bench.report import render_table
+from bench.run import start_lineup
 from bench.scenarios import (
     SCENARIOS,
     SERVERS,
     WALLETD,
     WALLETD_LEASE,
+    WALLETD_POLICY,
+    Leg,
+    Scenario,
+    Shape,
     StartContext,
     servers_for,
 )
 from bench.servers import BENCH_USER
-from bench.wire import call
+from bench.wire import BenchError, call, sign_workload
 from walletd.config import load_config
 from walletd_wire import CancelApproval, LeaseSpec, SignMessage
 
@@ -45,6 +50,59 @@ def test_the_lease_row_compares_a_leased_wallet_with_plain_walletd() -> None:
     assert headline is not None
     assert (headline.versus, headline.limit, headline.at_least) == (WALLETD, 0.9, True)
     assert servers_for([lease]) == [WALLETD, WALLETD_LEASE]
+
+
+def test_the_policy_rows_compare_wallets_of_one_walletd_process() -> None:
+    for key, user_id in (
+        ("policy-10", policy_rows.TEN_RULES_USER),
+        ("policy-rolling", policy_rows.ROLLING_USER),
+    ):
+        row = SCENARIOS[key]
+        assert row.subject.server == WALLETD_POLICY
+        assert row.anchor is not None and row.anchor.server == WALLETD
+        assert servers_for([row]) == [WALLETD, WALLETD_POLICY]
+        workload = row.subject.workload(None)  # type: ignore[arg-type]  # uses no server
+        first = msgspec.msgpack.decode(workload.frames[0][4:])  # after the length prefix
+        assert (first["op"], first["user_id"]) == ("sign_message", user_id)
+    assert SERVERS[WALLETD_POLICY].view_of == WALLETD
+    # A row naming only the view still starts the process it views, first.
+    alone = Scenario("x", "x", Shape(1, 1, 1), Leg(WALLETD_POLICY, lambda s: sign_workload("x")))
+    assert servers_for([alone]) == [WALLETD, WALLETD_POLICY]
+
+
+def test_a_view_whose_server_did_not_start_is_unavailable(tmp_path: Path) -> None:
+    said: list[str] = []
+    lineup = start_lineup(
+        [WALLETD, WALLETD_POLICY],
+        StartContext(tmp_path, tmp_path),
+        said.append,
+        excluded={WALLETD: "excluded here"},
+    )
+    assert lineup.running == {}
+    assert lineup.unavailable == {
+        WALLETD: "excluded here",
+        WALLETD_POLICY: "walletd is not running",
+    }
+    assert said == []  # nothing was started
+
+
+@pytest.mark.slow
+def test_the_policy_view_is_the_walletd_process_with_policy_wallets(tmp_path: Path) -> None:
+    lineup = start_lineup([WALLETD, WALLETD_POLICY], StartContext(tmp_path, tmp_path), print, {})
+    try:
+        plain, view = lineup.running[WALLETD], lineup.running[WALLETD_POLICY]
+        assert view.pid == plain.pid and view.socket_path == plain.socket_path
+        path = plain.socket_path
+        for user_id in (policy_rows.TEN_RULES_USER, policy_rows.ROLLING_USER, BENCH_USER):
+            signed = call(path, SignMessage(id=1, user_id=user_id, message=bytes(range(64))))
+            assert len(signed["signature"]) == 32
+        # The ten rules are in force on their wallet, and only there.
+        with pytest.raises(BenchError, match="policy_denied"):
+            call(path, SignMessage(id=2, user_id=policy_rows.TEN_RULES_USER, message=b"admin:x"))
+        call(path, SignMessage(id=3, user_id=BENCH_USER, message=b"admin:x"))
+    finally:
+        lineup.stop()  # one process: stopped once, though two names share it
+    assert plain.process.poll() is not None
 
 
 def test_the_256_connection_row_has_a_loose_p99_ceiling_and_no_headline() -> None:
