@@ -151,15 +151,17 @@ class RateWindow:
         False, changing nothing, when it is full; ``ReservationNeeded``, changing nothing,
         when the uses are not durably reserved."""
         b = int(now * self._inv_width)  # the sign path: call _bucket only to advance
-        b = b if b == self._head else self._bucket(now)
-        if self._total + uses > self.count:
+        if b != self._head:
+            b = self._bucket(now)
+        total = self._total + uses
+        if total > self.count:
             return False
         if self.durable:
             if b > self._res_end or self._res_left < uses:
                 raise ReservationNeeded("use not covered by a durable reservation")
             self._res_left -= uses
         self._slots[b % _SLOTS] += uses
-        self._total += uses
+        self._total = total
         return True
 
     # ----------------------------------------------------------------- durable records
