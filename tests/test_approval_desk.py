@@ -183,7 +183,8 @@ async def test_deny_wakes_the_waiter_with_the_reason(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(waiter)
-        await trio.sleep(5)
+        await wait_all_tasks_blocked()  # the waiter is parked in wait()
+        assert got == []
         await desk.decide(APPROVER, approval_id, approve=False, reason="not today")
     assert got == [State.DENIED] and sign.calls == 0
     assert desk.pending.get(approval_id).deny_reason == "not today"
