@@ -35,6 +35,7 @@ from walletd.errors import PolicyDenied, RequestError, SigningPaused, not_found
 from walletd.model.audit_chain import AuditEntry
 from walletd.model.leases import UNSURE
 from walletd.model.peer import DAEMON, Actor, Peer
+from walletd.model.policy_compiled import Admission
 from walletd.model.policy_eval import (
     Decision,
     charge,
@@ -97,6 +98,17 @@ def _request(op: str, wallet: Wallet, subject: bytes | SigningRequest) -> Signin
     return SigningRequest(op, wallet.key_type, subject)
 
 
+def _prepare(state: PolicyState, wallet: Wallet, op: str) -> tuple[WalletPolicy, Admission]:
+    """The wallet's policy and compiled admission for ``op``, kept in ``state.ready`` until
+    the next change of any policy (``PolicyState.refresh_watched`` empties it)."""
+    policy = state.wallets.get(wallet.user_id) or state.unset
+    admission = policy.admissions.get(
+        policy.admin, policy.owner, state.default, op, wallet.key_type
+    )
+    ready = state.ready[op, wallet.user_id, wallet.key_type] = (policy, admission)
+    return ready
+
+
 class PolicyGate:
     """Admits (and charges) or refuses signatures for wallets that have a policy."""
 
@@ -133,11 +145,11 @@ class PolicyGate:
         state = self.ctx.policy
         if state.pauses and state.paused_for(wallet.user_id, wallet.owner_uid):
             raise paused_error(wallet.user_id)
-        policy = state.wallets.get(wallet.user_id) or state.unset
+        ready = state.ready.get((op, wallet.user_id, wallet.key_type))
+        if ready is None:
+            ready = _prepare(state, wallet, op)
+        policy, admission = ready
         now = self.ctx.clock()
-        admission = policy.admissions.get(
-            policy.admin, policy.owner, state.default, op, wallet.key_type
-        )
         try:
             # All or nothing, and it refuses a use no durable reservation covers: the common
             # case needs no separate reservations() check.

@@ -10,6 +10,13 @@ the wallets that have at least one rule in either layer; it becomes :data:`EVERY
 container that holds every id) while some pause exists or the daemon's default is ``deny``,
 because then every wallet needs the slow path. A wallet with no rules on a default-allow
 daemon with no pauses therefore signs exactly as it did before policies existed.
+
+``ready`` holds, per (op, wallet, key type), the wallet's policy and compiled admission as
+the gate last found them, so a watched wallet's request finds them with one dict lookup
+instead of two and three identity checks (``Admissions.get``): 39 of the 174 bytecodes a
+10-rule layer added to a request. It is emptied whenever ``watched`` is recomputed, which
+every change of layers, pauses, the default or the set of wallets already must do
+(``refresh_watched``): an entry never outlives what it was prepared from.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any
 
 from walletd.config import SigningConfig
 from walletd.errors import StartupError
-from walletd.model.policy_compiled import Admissions
+from walletd.model.policy_compiled import Admission, Admissions
 from walletd.model.policy_eval import ADMIN, OWNER, Windows
 from walletd.model.policy_rules import Action, Layer, PolicyError, compile_layer
 from walletd.model.rate_window import RateWindow, RecordError
@@ -124,6 +131,9 @@ class PolicyState:
         # (user_id, layer, rule_id) -> the aggregate of this minute's later denials.
         self.denials: dict[tuple[str, str, str], DenialBucket] = {}
         self.watched: Container[str] = set()
+        # (op, user_id, key_type) -> (policy, admission), prepared by the gate; emptied by
+        # refresh_watched (see the module docstring).
+        self.ready: dict[tuple[str, str, str], tuple[WalletPolicy, Admission]] = {}
         # Called with (uid, user_id) of each new pause (both None: everything); human
         # approval ends the leases a pause covers (walletd.ops.approvals).
         self.pause_hooks: list[Callable[[int | None, str | None], None]] = []
@@ -150,7 +160,9 @@ class PolicyState:
         return "all" in pauses or f"uid:{owner_uid}" in pauses or f"wallet:{user_id}" in pauses
 
     def refresh_watched(self) -> None:
-        """Recompute ``watched`` after any change of layers, pauses or the default."""
+        """Recompute ``watched`` after any change of layers, pauses or the default, and
+        forget every prepared admission (``ready``)."""
+        self.ready = {}
         if self.pauses or self.default is Action.DENY:
             self.watched = EVERYTHING
         else:
