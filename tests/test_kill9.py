@@ -5,6 +5,8 @@ At a random moment the daemon gets SIGKILL. After each restart: every acknowledg
 present with its address and signs as it did, every acknowledged delete is gone, no wallet
 appears that nobody created, and the database passes ``PRAGMA integrity_check``. A change
 whose answer never arrived may have gone either way; the ledger adopts what the daemon shows.
+
+16 kills in the suite (about 11 s); ``make soak`` (``WALLETD_SOAK=long``) runs 200.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import pytest
 from wallet_client import DaemonUnavailableError, WalletClient
 from walletd.storage.store import DB_NAME, Store
 
+from .adversarial import figures
 from .support import DaemonFactory, DaemonProcess
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.soak]
 
-ROUNDS = 24
+ROUNDS = 200 if figures.LONG_SOAK else 16
 CLIENTS = 2
 PROBE = b"probe"
 
